@@ -435,6 +435,9 @@ func decodeValue(raw json.RawMessage, k, elem Kind) (Value, error) {
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return Value{}, fmt.Errorf("want a string: %v", err)
 	}
+	if k == KindFloat && s != "NaN" && s != "Infinity" && s != "-Infinity" {
+		return Value{}, fmt.Errorf("want a number, NaN, Infinity or -Infinity, got %s", raw)
+	}
 	if k == KindBytes {
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
