@@ -1,0 +1,281 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/change"
+	"golang.org/x/sync/errgroup"
+)
+
+// errStopping is returned to a source whose emit raced with shutdown.
+var errStopping = errors.New("pipeline is stopping")
+
+// Options bound the pipeline's memory and batch sizes. How the limits
+// interact: the source cuts batches of at most its own BatchChanges/BatchBytes;
+// the queue holds at most QueueBytes of them (the source blocks beyond that);
+// the target applies up to ApplyChanges/ApplyBytes at once, merging queued
+// batches while it was busy. Peak memory is about QueueBytes + ApplyBytes +
+// one source batch.
+type Options struct {
+	QueueBytes   int          // default 64 MiB
+	ApplyChanges int          // default 50,000
+	ApplyBytes   int          // default 32 MiB
+	Transform    Transform    // default Identity
+	Logger       *slog.Logger // default slog.Default()
+	Now          func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 64 << 20
+	}
+	if o.ApplyChanges <= 0 {
+		o.ApplyChanges = 50_000
+	}
+	if o.ApplyBytes <= 0 {
+		o.ApplyBytes = 32 << 20
+	}
+	if o.Transform == nil {
+		o.Transform = Identity{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Pipeline moves changes from one Source to one Target.
+type Pipeline struct {
+	src Source
+	dst Target
+	opt Options
+	q   *queue
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// New wires src to dst. Nothing runs until Run.
+func New(src Source, dst Target, opt Options) *Pipeline {
+	opt.defaults()
+	return &Pipeline{src: src, dst: dst, opt: opt, q: newQueue(opt.QueueBytes),
+		stats: Stats{Phase: PhaseStarting, Tables: map[string]*TableStats{}}}
+}
+
+// Phase is where the pipeline is in its life.
+type Phase string
+
+const (
+	PhaseStarting  Phase = "starting"
+	PhaseSnapshot  Phase = "snapshot"
+	PhaseStreaming Phase = "streaming"
+	PhaseStopped   Phase = "stopped"
+)
+
+// Stats is what the pipeline reports about itself (status, progress, metrics).
+type Stats struct {
+	Phase        Phase                  `json:"phase"`
+	Started      time.Time              `json:"started"`
+	Applied      int64                  `json:"applied_changes"`
+	Batches      int64                  `json:"applied_batches"`
+	Confirmed    change.LSN             `json:"-"`
+	ConfirmedLSN string                 `json:"confirmed_lsn"`
+	LastApply    time.Time              `json:"last_apply"`
+	QueueBatches int                    `json:"queue_batches"`
+	QueueBytes   int                    `json:"queue_bytes"`
+	Tables       map[string]*TableStats `json:"tables"`
+	// LagSeconds is how long ago the newest applied change was committed at
+	// the source, while changes are waiting or being applied; 0 when idle.
+	LagSeconds float64 `json:"lag_seconds"`
+	// ChangesPerSecond is the apply rate over the last apply window.
+	ChangesPerSecond float64 `json:"changes_per_second"`
+}
+
+// TableStats is per-table progress.
+type TableStats struct {
+	SnapshotRows  int64     `json:"snapshot_rows"`
+	Snapshotted   bool      `json:"snapshotted"`
+	Changes       int64     `json:"changes"`
+	AppliedLSN    string    `json:"applied_position"`
+	LastCommit    time.Time `json:"last_commit"`
+	LastAppliedAt time.Time `json:"last_applied_at"`
+}
+
+// Stats returns a copy of the current figures.
+func (p *Pipeline) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	s.Tables = make(map[string]*TableStats, len(p.stats.Tables))
+	for k, v := range p.stats.Tables {
+		c := *v
+		s.Tables[k] = &c
+	}
+	s.QueueBatches, s.QueueBytes = p.q.len()
+	s.ConfirmedLSN = s.Confirmed.String()
+	if s.QueueBatches == 0 && p.opt.Now().Sub(s.LastApply) > 2*time.Second {
+		s.LagSeconds = 0
+	}
+	return s
+}
+
+func (p *Pipeline) table(id string) *TableStats {
+	ts := p.stats.Tables[id]
+	if ts == nil {
+		ts = &TableStats{}
+		p.stats.Tables[id] = ts
+	}
+	return ts
+}
+
+// Run snapshots every table the target does not hold completely yet, then
+// streams until ctx ends. When ctx ends, it stops reading, lets the apply in
+// flight finish and returns nil: everything not applied is still in the slot.
+// Any other failure is returned; the source's position has then not moved
+// past anything the target did not commit.
+func (p *Pipeline) Run(ctx context.Context, tables []*change.Table) error {
+	log := p.opt.Logger
+	p.mu.Lock()
+	p.stats.Started = p.opt.Now()
+	for _, t := range tables {
+		p.table(t.ID().String())
+	}
+	p.mu.Unlock()
+
+	state, err := p.dst.State(ctx)
+	if err != nil {
+		return fmt.Errorf("read target state: %w", err)
+	}
+	var need []*change.Table
+	for _, t := range tables {
+		st := state[t.ID()]
+		p.mu.Lock()
+		p.table(t.ID().String()).Snapshotted = st.Snapshotted
+		p.table(t.ID().String()).AppliedLSN = st.Applied.String()
+		p.mu.Unlock()
+		if !st.Snapshotted {
+			need = append(need, t)
+		}
+	}
+	for _, t := range need {
+		log.Info("table needs a snapshot", "table", t.ID())
+		if err := p.dst.Reset(ctx, t); err != nil {
+			return fmt.Errorf("prepare target table %s for its snapshot: %w", t.ID(), err)
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	srcDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(srcDone)
+		defer p.q.close()
+		emit := func(ctx context.Context, b *change.Batch) error { return p.q.push(ctx, b) }
+		if len(need) > 0 {
+			p.setPhase(PhaseSnapshot)
+			if err := p.src.Snapshot(gctx, need, emit); err != nil {
+				return stopped(gctx, fmt.Errorf("snapshot: %w", err))
+			}
+		}
+		p.setPhase(PhaseStreaming)
+		return stopped(gctx, p.src.Stream(gctx, emit))
+	})
+	g.Go(func() error {
+		// Applies run on a context that shutdown does not cancel, so the
+		// batch in flight finishes; a failing source still stops us.
+		applyCtx := context.WithoutCancel(gctx)
+		for {
+			if gctx.Err() != nil {
+				return nil
+			}
+			b := p.q.pop(p.opt.ApplyChanges, p.opt.ApplyBytes)
+			if b == nil {
+				return nil
+			}
+			if err := p.apply(applyCtx, b); err != nil {
+				return err
+			}
+		}
+	})
+	err = g.Wait()
+	p.setPhase(PhaseStopped)
+	return err
+}
+
+// stopped turns the error a source returns on shutdown into nil.
+func stopped(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, errStopping) || errors.Is(err, ctx.Err())) {
+		return nil
+	}
+	if err == nil && ctx.Err() == nil {
+		return errors.New("source stopped streaming without an error")
+	}
+	return err
+}
+
+func (p *Pipeline) apply(ctx context.Context, b *change.Batch) error {
+	start := p.opt.Now()
+	tb, err := p.opt.Transform.Transform(ctx, b)
+	if err != nil {
+		return fmt.Errorf("transform batch: %w", err)
+	}
+	if len(tb.Changes) > 0 || len(tb.Snapshotted) > 0 {
+		if err := p.dst.Apply(ctx, tb); err != nil {
+			return fmt.Errorf("apply batch of %d changes: %w", len(tb.Changes), err)
+		}
+	}
+	// The target committed: only now may the source confirm.
+	if b.Ack > 0 {
+		p.src.Confirm(b.Ack)
+	}
+	now := p.opt.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stats.Batches++
+	p.stats.Applied += int64(len(tb.Changes))
+	if b.Ack > p.stats.Confirmed {
+		p.stats.Confirmed = b.Ack
+	}
+	if n := len(tb.Changes); n > 0 {
+		if d := now.Sub(start).Seconds(); d > 0 {
+			p.stats.ChangesPerSecond = float64(n) / d
+		}
+		p.stats.LastApply = now
+	}
+	var newest time.Time
+	for i := range tb.Changes {
+		c := &tb.Changes[i]
+		ts := p.table(c.Table.ID().String())
+		ts.Changes++
+		if c.Op == change.OpRead {
+			ts.SnapshotRows++
+		} else if c.CommitTime.After(newest) {
+			newest = c.CommitTime
+		}
+		ts.AppliedLSN = c.Pos.String()
+		if c.CommitTime.After(ts.LastCommit) {
+			ts.LastCommit = c.CommitTime
+		}
+		ts.LastAppliedAt = now
+	}
+	for _, s := range tb.Snapshotted {
+		ts := p.table(s.Table.ID().String())
+		ts.Snapshotted = true
+	}
+	if !newest.IsZero() {
+		p.stats.LagSeconds = now.Sub(newest).Seconds()
+	}
+	return nil
+}
+
+func (p *Pipeline) setPhase(ph Phase) {
+	p.mu.Lock()
+	p.stats.Phase = ph
+	p.mu.Unlock()
+}

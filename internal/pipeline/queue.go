@@ -1,0 +1,124 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+// queue holds batches between the source and the target, bounded in bytes.
+// A full queue blocks the source (back-pressure); nothing is ever dropped.
+// One batch larger than the bound is still admitted when the queue is empty,
+// so a huge transaction cannot deadlock the pipeline; the source bounds its
+// own batches, which bounds memory overall.
+type queue struct {
+	mu       sync.Mutex
+	notEmpty *sync.Cond
+	notFull  *sync.Cond
+	items    []*change.Batch
+	sizes    []int
+	bytes    int
+	max      int
+	closed   bool
+}
+
+func newQueue(maxBytes int) *queue {
+	q := &queue{max: maxBytes}
+	q.notEmpty = sync.NewCond(&q.mu)
+	q.notFull = sync.NewCond(&q.mu)
+	return q
+}
+
+// push blocks until there is room or ctx ends.
+func (q *queue) push(ctx context.Context, b *change.Batch) error {
+	size := b.Size()
+	stop := context.AfterFunc(ctx, func() {
+		q.mu.Lock()
+		q.notFull.Broadcast()
+		q.mu.Unlock()
+	})
+	defer stop()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) > 0 && q.bytes+size > q.max && !q.closed {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		q.notFull.Wait()
+	}
+	if q.closed {
+		return errStopping
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	q.items = append(q.items, b)
+	q.sizes = append(q.sizes, size)
+	q.bytes += size
+	q.notEmpty.Signal()
+	return nil
+}
+
+// pop waits for at least one batch, then takes queued batches up to the
+// limits and merges them into one, so the target applies large batches when
+// it is the bottleneck and small ones (low latency) when it keeps up.
+// It returns nil once the queue is closed and empty.
+func (q *queue) pop(maxChanges, maxBytes int) *change.Batch {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && !q.closed {
+		q.notEmpty.Wait()
+	}
+	if len(q.items) == 0 {
+		return nil
+	}
+	out := q.items[0]
+	taken, bytes := 1, q.sizes[0]
+	for taken < len(q.items) {
+		next := q.items[taken]
+		if len(out.Changes)+len(next.Changes) > maxChanges || bytes+q.sizes[taken] > maxBytes {
+			break
+		}
+		if taken == 1 {
+			out = merged(out)
+		}
+		out.Changes = append(out.Changes, next.Changes...)
+		out.Snapshotted = append(out.Snapshotted, next.Snapshotted...)
+		if next.Ack > out.Ack {
+			out.Ack = next.Ack
+		}
+		bytes += q.sizes[taken]
+		taken++
+	}
+	clear(q.items[:taken])
+	q.items = q.items[taken:]
+	q.sizes = q.sizes[taken:]
+	q.bytes -= bytes
+	q.notFull.Broadcast()
+	return out
+}
+
+// merged copies b so appending to it does not alias the source's slices.
+func merged(b *change.Batch) *change.Batch {
+	return &change.Batch{
+		Changes:     append([]change.Change(nil), b.Changes...),
+		Snapshotted: append([]change.SnapshotDone(nil), b.Snapshotted...),
+		Ack:         b.Ack,
+	}
+}
+
+func (q *queue) len() (int, int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items), q.bytes
+}
+
+// close wakes everyone; pop drains what is left, push fails.
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.notEmpty.Broadcast()
+	q.notFull.Broadcast()
+	q.mu.Unlock()
+}
