@@ -60,6 +60,8 @@ type Pipeline struct {
 
 	mu    sync.Mutex
 	stats Stats
+	hold  *hold      // a requested stop at a position, for verify
+	seen  change.LSN // highest commit or ack position handed to the writer
 }
 
 // New wires src to dst. Nothing runs until Run.
@@ -198,7 +200,7 @@ func (p *Pipeline) Run(ctx context.Context, tables []*change.Table) error {
 			if b == nil {
 				return nil
 			}
-			if err := p.apply(applyCtx, b); err != nil {
+			if err := p.applyHolding(gctx, applyCtx, b); err != nil {
 				return err
 			}
 		}

@@ -102,7 +102,11 @@ func TestSnapshotThenStreamAndConfirmAfterApply(t *testing.T) {
 	p := New(src, dst, Options{})
 	done := make(chan error)
 	go func() { done <- p.Run(ctx, []*change.Table{tbl}) }()
-	waitFor(t, func() bool { src.mu.Lock(); defer src.mu.Unlock(); return len(src.confirmed) > 0 && src.confirmed[len(src.confirmed)-1] == 30 })
+	waitFor(t, func() bool {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return len(src.confirmed) > 0 && src.confirmed[len(src.confirmed)-1] == 30
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
@@ -198,4 +202,61 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func TestHoldAtStopsBetweenTransactions(t *testing.T) {
+	// Two transactions committed at 20 and 40 arrive in one batch; a hold at
+	// 30 must apply the first and keep the second until release.
+	gate := make(chan struct{})
+	src := &gatedSource{gate: gate, batches: []*change.Batch{{Changes: []change.Change{row("1", 20), row("2", 40)}, Ack: 41}}}
+	dst := &fakeTarget{state: map[change.TableID]change.TableState{tbl.ID(): {Snapshotted: true}}}
+	p := New(src, dst, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, []*change.Table{tbl}) }()
+	held := make(chan func())
+	go func() {
+		release, err := p.HoldAt(ctx, 30)
+		if err != nil {
+			t.Error(err)
+		}
+		held <- release
+	}()
+	time.Sleep(50 * time.Millisecond) // let HoldAt register before the batch flows
+	close(gate)
+	release := <-held
+	if n := dst.count(); n != 1 {
+		t.Fatalf("while held at 30: %d changes applied, want exactly the one committed at 20", n)
+	}
+	src.mu.Lock()
+	if len(src.confirmed) != 0 {
+		t.Errorf("confirmed %v while the second transaction is held", src.confirmed)
+	}
+	src.mu.Unlock()
+	release()
+	waitFor(t, func() bool { return dst.count() == 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.HoldAt(context.Background(), 30); err != ErrPassed {
+		t.Errorf("HoldAt behind the applied position = %v, want ErrPassed", err)
+	}
+}
+
+type gatedSource struct {
+	fakeSource
+	gate    chan struct{}
+	batches []*change.Batch
+}
+
+func (s *gatedSource) Stream(ctx context.Context, emit Emit) error {
+	<-s.gate
+	for _, b := range s.batches {
+		if err := emit(ctx, b); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }
