@@ -1,0 +1,583 @@
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/pipeline"
+)
+
+// Kinesis' PutRecords limits.
+const (
+	MaxRecordsPerCall = 500
+	MaxBytesPerCall   = 5 << 20 // data and partition keys of all records
+	MaxRecordBytes    = 1 << 20 // data and partition key of one record
+)
+
+// SinkConfig configures a Sink. Only Connection.Stream is required.
+type SinkConfig struct {
+	Connection
+	// Pipeline and Database go into every record's source.name and source.db.
+	Pipeline string
+	Database string
+	// StateFile holds the per-table state (snapshotted, last position put on
+	// the stream). Default: sluice-kinesis-<stream>.state.json in the working
+	// directory. Each stream needs its own.
+	StateFile string
+	// DeadLetterFile, when set, receives records over Kinesis' 1 MiB limit
+	// (one JSON line each: table, key, position, size, record) instead of
+	// stopping the pipeline.
+	DeadLetterFile string
+	// Concurrency is how many PutRecords calls may be in flight at once
+	// (default 4). Keys are spread over that many lanes; one key's records
+	// always travel in one lane, one call after another.
+	Concurrency int
+	// BaseBackoff and MaxBackoff bound the exponential backoff with full
+	// jitter between retries (defaults 100ms and 5s).
+	BaseBackoff time.Duration
+	MaxBackoff  time.Duration
+	// MaxAttempts gives up on a call or a record after that many attempts;
+	// 0 retries until the context ends (back-pressure: a throttled stream
+	// slows the pipeline, nothing is dropped).
+	MaxAttempts int
+	// Logger receives warnings about throttling; default slog.Default().
+	Logger *slog.Logger
+	// Now stamps records' ts_ms; default time.Now.
+	Now func() time.Time
+}
+
+// putAPI is the part of the Kinesis client the sink uses.
+type putAPI interface {
+	PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error)
+}
+
+// Sink puts change records on a Kinesis stream. It is a pipeline.Target.
+type Sink struct {
+	cfg    SinkConfig
+	api    putAPI
+	stream stream
+	log    *slog.Logger
+	dead   *jsonlFile
+
+	mu    sync.Mutex // guards state
+	state map[change.TableID]change.TableState
+
+	stats sinkCounters
+	buf   []byte // record encoding buffer, reused between Applies
+}
+
+var _ pipeline.Target = (*Sink)(nil)
+
+// NewSink connects to Kinesis (no call is made yet) and loads the state file.
+func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
+	c, st, err := cfg.Connection.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return newSink(cfg, c, st)
+}
+
+func newSink(cfg SinkConfig, api putAPI, st stream) (*Sink, error) {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.BaseBackoff <= 0 {
+		cfg.BaseBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Second
+	}
+	if cfg.MaxBackoff < cfg.BaseBackoff {
+		cfg.MaxBackoff = cfg.BaseBackoff
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.StateFile == "" {
+		cfg.StateFile = "sluice-kinesis-" + st.name + ".state.json"
+	}
+	s := &Sink{cfg: cfg, api: api, stream: st, log: cfg.Logger.With("stream", st.name)}
+	if dir := filepath.Dir(cfg.StateFile); dir != "." {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create directory of sink state file: %w", err)
+		}
+	}
+	state, err := loadState(cfg.StateFile, st.name)
+	if err != nil {
+		return nil, err
+	}
+	s.state = state
+	if cfg.DeadLetterFile != "" {
+		if s.dead, err = openJSONL(cfg.DeadLetterFile); err != nil {
+			return nil, fmt.Errorf("open dead-letter file: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Close releases the dead-letter file.
+func (s *Sink) Close() error { return s.dead.Close() }
+
+// State reports what the state file says about each table.
+func (s *Sink) State(context.Context) (map[change.TableID]change.TableState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[change.TableID]change.TableState, len(s.state))
+	for k, v := range s.state {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// Reset forgets a table's state before its (re)snapshot. The stream cannot be
+// emptied: the snapshot's op=r records that follow upsert every current row,
+// and a consumer reduces by position as always.
+func (s *Sink) Reset(_ context.Context, t *change.Table) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.state, t.ID())
+	return saveState(s.cfg.StateFile, s.stream.name, s.state)
+}
+
+// RecordTooLargeError is returned by Apply for a record over Kinesis' 1 MiB
+// limit when no dead-letter file is configured. The pipeline stops without
+// moving the slot.
+type RecordTooLargeError struct {
+	Table change.TableID
+	Key   string // the key values in record form
+	Pos   change.Position
+	Size  int // record data plus partition key, in bytes
+}
+
+func (e *RecordTooLargeError) Error() string {
+	return fmt.Sprintf("change record for table %s key %s at %s is %d bytes, over Kinesis' limit of %d bytes per record: "+
+		"exclude or shorten the large column in the pipeline's SQL, or set the Kinesis dead-letter file to set such records aside and go on",
+		e.Table, e.Key, e.Pos, e.Size, MaxRecordBytes)
+}
+
+// deadLetter is one line of the dead-letter file.
+type deadLetter struct {
+	Table    string    `json:"table"`
+	Key      string    `json:"key"`
+	Position string    `json:"position"`
+	Size     int       `json:"size"`
+	Stream   string    `json:"stream"`
+	Reason   string    `json:"reason"`
+	Time     time.Time `json:"time"`
+	Record   jsonRaw   `json:"record"`
+}
+
+// jsonRaw embeds a change record as JSON (it is valid JSON by construction).
+type jsonRaw []byte
+
+func (j jsonRaw) MarshalJSON() ([]byte, error) { return j, nil }
+
+// entry is one encoded record waiting to be accepted by Kinesis.
+type entry struct {
+	data     []byte
+	pk       string
+	attempts int
+}
+
+func (e *entry) size() int { return len(e.data) + len(e.pk) }
+
+// Apply puts every change of the batch on the stream and returns once
+// Kinesis accepted all of them; then it records the tables' new state in
+// the state file. Changes already on the stream by the state file (a
+// replayed batch) are skipped.
+func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
+	start := time.Now()
+	now := s.cfg.Now()
+	meta := change.RecordMeta{Pipeline: s.cfg.Pipeline, Database: s.cfg.Database, Emitted: now}
+
+	s.mu.Lock()
+	state := make(map[change.TableID]change.TableState, len(s.state))
+	for k, v := range s.state {
+		state[k] = v
+	}
+	s.mu.Unlock()
+
+	// Encode into one buffer; entries point into it. Segments split the
+	// batch at truncates: a truncate is put alone, after everything before
+	// it and before everything after it.
+	buf := s.buf[:0]
+	type pending struct {
+		off, end int
+		pk       string
+	}
+	var segs [][]pending
+	var cur []pending
+	var dead []deadLetter
+	var pkBuf []byte
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		id := c.Table.ID()
+		st := state[id]
+		if c.Op == change.OpRead {
+			if st.Snapshotted {
+				continue // a replayed snapshot row of a finished snapshot
+			}
+		} else if !st.Applied.IsZero() && !st.Applied.Less(c.Pos) {
+			continue // already on the stream
+		}
+		off := len(buf)
+		buf = change.AppendRecord(buf, c, meta)
+		pkBuf = appendPartitionKey(pkBuf[:0], c)
+		pk := string(pkBuf)
+		if size := len(buf) - off + len(pk); size > MaxRecordBytes {
+			keyText := keyString(c)
+			if s.dead == nil {
+				s.buf = buf[:0]
+				return &RecordTooLargeError{Table: id, Key: keyText, Pos: c.Pos, Size: size}
+			}
+			dead = append(dead, deadLetter{Table: id.String(), Key: keyText, Position: c.Pos.String(), Size: size,
+				Record: jsonRaw(append([]byte(nil), buf[off:]...)), Time: now.UTC(), Stream: s.stream.name,
+				Reason: fmt.Sprintf("over Kinesis' limit of %d bytes per record", MaxRecordBytes)})
+			buf = buf[:off]
+		} else if c.Op == change.OpTruncate {
+			if len(cur) > 0 {
+				segs = append(segs, cur)
+			}
+			segs = append(segs, []pending{{off, len(buf), pk}})
+			cur = nil
+		} else {
+			cur = append(cur, pending{off, len(buf), pk})
+		}
+		if c.Op != change.OpRead && st.Applied.Less(c.Pos) {
+			st.Applied = c.Pos
+		}
+		state[id] = st
+	}
+	if len(cur) > 0 {
+		segs = append(segs, cur)
+	}
+	s.buf = buf
+	for _, sd := range b.Snapshotted {
+		st := state[sd.Table.ID()]
+		st.Snapshotted = true
+		if st.Applied.Less(sd.Pos) {
+			st.Applied = sd.Pos
+		}
+		state[sd.Table.ID()] = st
+	}
+
+	// Dead letters reach the disk before the records after them are put:
+	// once Apply returns, the slot moves past them.
+	if len(dead) > 0 {
+		lines := make([]any, len(dead))
+		for i := range dead {
+			lines[i] = dead[i]
+			s.log.Warn("change record over Kinesis' size limit set aside in the dead-letter file",
+				"table", dead[i].Table, "key", dead[i].Key, "position", dead[i].Position, "bytes", dead[i].Size, "file", s.cfg.DeadLetterFile)
+		}
+		if err := s.dead.Append(lines...); err != nil {
+			return fmt.Errorf("set aside records over the size limit: %w", err)
+		}
+		s.stats.deadLettered.Add(int64(len(dead)))
+	}
+
+	var n int
+	for _, seg := range segs {
+		lanes := make([][]*entry, s.cfg.Concurrency)
+		for _, p := range seg {
+			e := &entry{data: buf[p.off:p.end:p.end], pk: p.pk}
+			l := lane(p.pk, s.cfg.Concurrency)
+			lanes[l] = append(lanes[l], e)
+			n++
+		}
+		if err := s.putLanes(ctx, lanes); err != nil {
+			return err
+		}
+	}
+
+	s.mu.Lock()
+	s.state = state
+	err := saveState(s.cfg.StateFile, s.stream.name, state)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if d := time.Since(start).Seconds(); n > 0 && d > 0 {
+		s.stats.rate.Store(uint64(float64(n) / d * 1000))
+	}
+	return nil
+}
+
+func keyString(c *change.Change) string {
+	var b []byte
+	b = append(b, '[')
+	for i, v := range c.Key() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = change.AppendValueJSON(b, v)
+	}
+	return string(append(b, ']'))
+}
+
+func (s *Sink) putLanes(ctx context.Context, lanes [][]*entry) error {
+	busy := 0
+	for _, l := range lanes {
+		if len(l) > 0 {
+			busy++
+		}
+	}
+	if busy == 1 {
+		for _, l := range lanes {
+			if len(l) > 0 {
+				return s.putLane(ctx, l)
+			}
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, l := range lanes {
+		if len(l) == 0 {
+			continue
+		}
+		g.Go(func() error { return s.putLane(gctx, l) })
+	}
+	return g.Wait()
+}
+
+// putLane sends one lane's records in order, in calls within Kinesis'
+// limits, until every record is accepted.
+//
+// Order per key: Kinesis keeps the order of the records of a call that
+// reach one shard, but a call can fail for some records and succeed for
+// later ones. When a record of key K fails, every later record of K in that
+// call is resent too, after it and in order, even where it succeeded: the
+// stream then holds a duplicate (harmless: consumers reduce by position),
+// and the last copy of each of K's records is in K's order. The resent
+// records go first in the next call, before anything not yet sent.
+func (s *Sink) putLane(ctx context.Context, queue []*entry) error {
+	name, arn := s.stream.ids()
+	var inflight int64
+	defer func() { s.stats.inflightBytes.Add(-inflight) }()
+	attempt := 0 // consecutive calls that made no progress or were throttled
+	for len(queue) > 0 {
+		n, bytes := 0, 0
+		for n < len(queue) && n < MaxRecordsPerCall && bytes+queue[n].size() <= MaxBytesPerCall {
+			bytes += queue[n].size()
+			n++
+		}
+		call := queue[:n]
+		in := &kinesis.PutRecordsInput{StreamName: name, StreamARN: arn, Records: make([]types.PutRecordsRequestEntry, n)}
+		for i, e := range call {
+			in.Records[i] = types.PutRecordsRequestEntry{Data: e.data, PartitionKey: aws.String(e.pk)}
+			e.attempts++
+		}
+		s.stats.inflightBytes.Add(int64(bytes) - inflight)
+		inflight = int64(bytes)
+		s.stats.calls.Add(1)
+		// The sink retries by itself (it must know which records failed):
+		// the SDK's own retries are off for this call.
+		out, err := s.api.PutRecords(ctx, in, func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("put records on Kinesis stream %s: %w", s.stream, ctx.Err())
+			}
+			throttled, retry := classify(err)
+			if !retry {
+				return fmt.Errorf("put records on Kinesis stream %s: %w", s.stream, explain(err, s.stream))
+			}
+			if throttled {
+				s.stats.throttles.Add(1)
+			}
+			s.stats.retries.Add(int64(n))
+			attempt++
+			if s.cfg.MaxAttempts > 0 && call[0].attempts >= s.cfg.MaxAttempts {
+				return fmt.Errorf("put records on Kinesis stream %s: gave up after %d attempts: %w", s.stream, call[0].attempts, err)
+			}
+			if attempt%10 == 0 {
+				s.log.Warn("Kinesis keeps refusing PutRecords; retrying", "attempts", attempt, "error", err)
+			}
+			if err := s.sleep(ctx, attempt); err != nil {
+				return err
+			}
+			continue
+		}
+		if out.FailedRecordCount == nil || *out.FailedRecordCount == 0 {
+			s.stats.records.Add(int64(n))
+			s.stats.bytes.Add(int64(bytes))
+			queue = queue[n:]
+			attempt = 0
+			continue
+		}
+		if len(out.Records) != n {
+			return fmt.Errorf("put records on Kinesis stream %s: the response has %d results for %d records", s.stream, len(out.Records), n)
+		}
+		failedKeys := map[string]bool{}
+		var resend []*entry
+		throttled := false
+		var firstCode, firstMsg string
+		for i, r := range out.Records {
+			e := call[i]
+			if r.ErrorCode != nil {
+				if firstCode == "" {
+					firstCode, firstMsg = *r.ErrorCode, aws.ToString(r.ErrorMessage)
+				}
+				if *r.ErrorCode == "ProvisionedThroughputExceededException" {
+					throttled = true
+				}
+				failedKeys[e.pk] = true
+				resend = append(resend, e)
+				continue
+			}
+			if failedKeys[e.pk] {
+				resend = append(resend, e) // accepted, but after a failed record of its key
+				continue
+			}
+			s.stats.records.Add(1)
+			s.stats.bytes.Add(int64(e.size()))
+		}
+		if throttled {
+			s.stats.throttles.Add(1)
+		}
+		s.stats.retries.Add(int64(len(resend)))
+		if s.cfg.MaxAttempts > 0 {
+			for _, e := range resend {
+				if e.attempts >= s.cfg.MaxAttempts {
+					return fmt.Errorf("put records on Kinesis stream %s: a record of key %s failed %d times, last with %s: %s", s.stream, e.pk, e.attempts, firstCode, firstMsg)
+				}
+			}
+		}
+		progress := len(resend) < n
+		queue = append(resend, queue[n:]...)
+		if progress && !throttled {
+			attempt = 0
+			continue
+		}
+		attempt++
+		if attempt%10 == 0 {
+			s.log.Warn("Kinesis keeps failing records; resending them", "failed", len(resend), "code", firstCode, "message", firstMsg, "attempts", attempt)
+		}
+		if err := s.sleep(ctx, attempt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sleep waits a random time up to BaseBackoff·2^(attempt-1), capped at
+// MaxBackoff ("full jitter": retrying producers spread out instead of
+// hitting a throttled shard in step).
+func (s *Sink) sleep(ctx context.Context, attempt int) error {
+	d := s.cfg.BaseBackoff
+	for i := 1; i < attempt && d < s.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.MaxBackoff)
+	d = time.Duration(rand.Int64N(int64(d)) + 1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("put records on Kinesis stream %s: %w", s.stream, ctx.Err())
+	case <-t.C:
+		return nil
+	}
+}
+
+// classify tells whether a failed call is worth retrying, and whether it
+// was throttled.
+func classify(err error) (throttled, retry bool) {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException",
+			"RequestLimitExceeded", "TooManyRequestsException", "KMSThrottlingException":
+			return true, true
+		case "InternalFailure", "ServiceUnavailable", "InternalServerError":
+			return false, true
+		}
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		code := re.HTTPStatusCode()
+		return code == 429, code >= 500 || code == 429
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "connection reset") ||
+		strings.Contains(err.Error(), "EOF") {
+		return false, true
+	}
+	return false, false
+}
+
+// explain adds the fix to the errors a user can fix.
+func explain(err error, st stream) error {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch ae.ErrorCode() {
+	case "ResourceNotFoundException":
+		return fmt.Errorf("stream %s does not exist in this account and region (create it, or check the name/ARN and AWS_REGION): %w", st, err)
+	case "AccessDeniedException":
+		return fmt.Errorf("the AWS identity may not put records on stream %s (grant kinesis:PutRecords on the stream's ARN): %w", st, err)
+	case "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException":
+		return fmt.Errorf("AWS rejected the credentials (check the credential chain: AWS_PROFILE, AWS_ACCESS_KEY_ID, the role): %w", err)
+	}
+	return err
+}
+
+// sinkCounters are updated by concurrent lanes.
+type sinkCounters struct {
+	records, bytes, calls, retries, throttles, deadLettered atomic.Int64
+	inflightBytes                                           atomic.Int64
+	rate                                                    atomic.Uint64 // records/s ×1000 of the last Apply
+}
+
+// SinkStats is what the sink reports for status output.
+type SinkStats struct {
+	Stream string `json:"stream"`
+	// Records and Bytes accepted by Kinesis (data plus partition keys).
+	Records int64 `json:"records"`
+	Bytes   int64 `json:"bytes"`
+	// InFlightBytes are in PutRecords calls now.
+	InFlightBytes int64 `json:"in_flight_bytes"`
+	// RecordsPerSecond is the rate of the last Apply, calls and retries included.
+	RecordsPerSecond float64 `json:"records_per_second"`
+	Calls            int64   `json:"calls"`
+	// Retries counts records sent again (failed, or behind a failed record of their key).
+	Retries int64 `json:"retries"`
+	// Throttles counts calls refused or partly failed for throughput.
+	Throttles    int64 `json:"throttles"`
+	DeadLettered int64 `json:"dead_lettered"`
+}
+
+// Stats returns the sink's counters.
+func (s *Sink) Stats() SinkStats {
+	return SinkStats{
+		Stream:           s.stream.name,
+		Records:          s.stats.records.Load(),
+		Bytes:            s.stats.bytes.Load(),
+		InFlightBytes:    s.stats.inflightBytes.Load(),
+		RecordsPerSecond: float64(s.stats.rate.Load()) / 1000,
+		Calls:            s.stats.calls.Load(),
+		Retries:          s.stats.retries.Load(),
+		Throttles:        s.stats.throttles.Load(),
+		DeadLettered:     s.stats.deadLettered.Load(),
+	}
+}
