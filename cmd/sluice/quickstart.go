@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-dev/sluice/internal/config"
+	"github.com/sluice-dev/sluice/internal/testenv"
+	"github.com/sluice-dev/sluice/internal/verify"
+)
+
+func newQuickstartCmd() *cobra.Command {
+	var (
+		duration time.Duration
+		dir      string
+		rows     int
+		rate     int
+	)
+	cmd := &cobra.Command{
+		Use:   "quickstart",
+		Short: "See sluice work: a throwaway Postgres, a live workload, a DuckDB mirror, verified",
+		Long: `quickstart starts a throwaway Postgres (the server binaries of the Debian
+postgresql package are enough), creates the tutorial's customers table, drives
+inserts, updates and deletes, and mirrors the table into a DuckDB file while it
+shows snapshot progress and lag. At the end (after --duration, or Ctrl-C) it
+runs verify and tells you where the file is and a query to try.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return quickstart(cmd.Context(), cmd.OutOrStdout(), duration, dir, rows, rate)
+		},
+	}
+	cmd.Flags().DurationVar(&duration, "duration", 0, "how long to run the workload (0: until Ctrl-C)")
+	cmd.Flags().StringVar(&dir, "dir", "sluice-quickstart", "directory for the DuckDB mirror and state")
+	cmd.Flags().IntVar(&rows, "rows", 100_000, "customers in the table before mirroring starts")
+	cmd.Flags().IntVar(&rate, "rate", 500, "changes per second the workload makes")
+	return cmd
+}
+
+func quickstart(ctx context.Context, out io.Writer, duration time.Duration, dir string, rows, rate int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("make %s: %w", dir, err)
+	}
+	abs, _ := filepath.Abs(dir)
+	dbFile := filepath.Join(abs, "customers.duckdb")
+	for _, f := range []string{dbFile, dbFile + ".wal"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove the previous quickstart mirror: %w", err)
+		}
+	}
+
+	fmt.Fprintln(out, "starting a throwaway Postgres ...")
+	// The server outlives Ctrl-C until we have shut down cleanly.
+	pg, err := testenv.StartPostgres(context.WithoutCancel(ctx), testenv.PostgresOptions{})
+	if err != nil {
+		return err
+	}
+	defer pg.Stop()
+	bg := context.WithoutCancel(ctx)
+	db, err := pg.CreateDatabase(bg, "shop")
+	if err != nil {
+		return err
+	}
+	srcURL := pg.URL(db)
+	conn, err := pgx.Connect(bg, srcURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(bg)
+	if _, err := conn.Exec(bg, `
+CREATE TABLE customers (
+  userid     int PRIMARY KEY,
+  first_name varchar(63) NOT NULL,
+  last_name  varchar(63) NOT NULL,
+  phone      varchar(63)
+);
+INSERT INTO customers
+SELECT i, 'first_' || i, 'last_' || i, CASE WHEN i % 3 = 0 THEN NULL ELSE '+1-555-' || lpad(i::text, 7, '0') END
+FROM generate_series(1, $1::int) AS i;`, rows); err != nil {
+		return fmt.Errorf("create the customers table: %w", err)
+	}
+	fmt.Fprintf(out, "source: %s, table public.customers with %d rows\n", srcURL, rows)
+
+	c := config.Default()
+	c.Pipeline = "quickstart"
+	c.Source.URL = srcURL
+	c.Source.StatusInterval = time.Second
+	c.Tables = []config.TableSpec{{Name: "public.customers"}}
+	c.Target.URL = "duckdb:" + dbFile
+	c.StateDir = filepath.Join(abs, ".sluice")
+	c.Batch.Interval = 100 * time.Millisecond
+	if err := c.Validate(); err != nil {
+		return err
+	}
+
+	// The pipeline stops on its own context, after verify, not on Ctrl-C.
+	runCtx, stopRun := context.WithCancel(bg)
+	defer stopRun()
+	started := make(chan *running, 1)
+	runErr := make(chan error, 1)
+	go func() { runErr <- runPipeline(runCtx, c, runHooks{started: func(r *running) { started <- r }}) }()
+	var r *running
+	select {
+	case r = <-started:
+	case err := <-runErr:
+		return fmt.Errorf("start the mirror: %w", err)
+	}
+
+	workCtx, stopWork := context.WithCancel(ctx)
+	if duration > 0 {
+		workCtx, stopWork = context.WithTimeout(ctx, duration)
+	}
+	defer stopWork()
+	var writes atomic.Int64
+	workDone := make(chan error, 1)
+	go func() { workDone <- workload(workCtx, srcURL, rows, rate, &writes) }()
+
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	tty := isTerminal(out)
+loop:
+	for {
+		select {
+		case err := <-runErr:
+			return fmt.Errorf("mirror stopped: %w", err)
+		case <-workCtx.Done():
+			break loop
+		case <-tick.C:
+			progress(out, r, rows, writes.Load(), tty)
+		}
+	}
+	if err := <-workDone; err != nil {
+		return fmt.Errorf("workload: %w", err)
+	}
+	progress(out, r, rows, writes.Load(), tty)
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "workload stopped; verifying the mirror against the source ...")
+	rep, err := runVerify(bg, c, verify.Options{})
+	if err != nil {
+		return err
+	}
+	rep.Print(out)
+	stopRun()
+	if err := <-runErr; err != nil {
+		return err
+	}
+	fmt.Fprintf(out, `
+The mirror is in %s
+Query it (the DuckDB CLI works too, once sluice has stopped):
+
+  sluice query --target duckdb:%s "SELECT count(*), count(phone) FROM customers"
+
+`, dbFile, dbFile)
+	if !rep.Match {
+		return &exitError{code: 1, err: errors.New("verify found differences")}
+	}
+	return nil
+}
+
+// progress prints one status line: snapshot progress, applied changes, lag.
+func progress(out io.Writer, r *running, rows int, writes int64, tty bool) {
+	st := r.p.Stats()
+	ts := st.Tables["public.customers"]
+	snap := "snapshot pending"
+	if ts != nil {
+		pct := 100 * float64(ts.SnapshotRows) / float64(max(rows, 1))
+		if ts.Snapshotted {
+			pct = 100
+		}
+		snap = fmt.Sprintf("snapshot %3.0f%% (%d rows)", pct, ts.SnapshotRows)
+	}
+	line := fmt.Sprintf("%-9s | %s | source changes %d | applied %d | lag %.1fs | %.0f changes/s",
+		st.Phase, snap, writes, st.Applied, st.LagSeconds, st.ChangesPerSecond)
+	if tty {
+		fmt.Fprintf(out, "\r%-110s", line)
+	} else {
+		fmt.Fprintln(out, line)
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// workload drives inserts, updates (some of the key) and deletes at rate
+// changes per second until ctx ends.
+func workload(ctx context.Context, url string, rows, rate int, writes *atomic.Int64) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	next := rows + 1
+	per := max(rate/20, 1) // 20 transactions a second
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		batch := &pgx.Batch{}
+		for i := 0; i < per; i++ {
+			id := 1 + rand.IntN(next-1)
+			switch p := rand.IntN(10); {
+			case p < 4:
+				batch.Queue(`INSERT INTO customers VALUES ($1, $2, $3, $4)`, next, fmt.Sprintf("new_%d", next), "customer", nil)
+				next++
+			case p < 8:
+				batch.Queue(`UPDATE customers SET phone = $2, last_name = last_name || '.' WHERE userid = $1`, id, fmt.Sprintf("+44-%07d", rand.IntN(1e7)))
+			case p < 9:
+				batch.Queue(`UPDATE customers SET userid = $2 WHERE userid = $1`, id, next)
+				next++
+			default:
+				batch.Queue(`DELETE FROM customers WHERE userid = $1`, id)
+			}
+		}
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return ignoreCancel(ctx, err)
+		}
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			_ = tx.Rollback(context.Background())
+			return ignoreCancel(ctx, err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return ignoreCancel(ctx, err)
+		}
+		writes.Add(int64(per))
+	}
+}
+
+func ignoreCancel(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-dev/sluice/internal/admin"
+	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/config"
+	"github.com/sluice-dev/sluice/internal/pipeline"
+	"github.com/sluice-dev/sluice/internal/source/postgres"
+	"github.com/sluice-dev/sluice/internal/verify"
+)
+
+func newRunCmd() *cobra.Command {
+	var f configFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Mirror the tables: snapshot what the target lacks, then stream every change",
+		Long: `run snapshots every table the target does not hold yet, then streams changes
+until stopped. SIGINT or SIGTERM stops it gracefully: the batch in flight is
+finished, everything else stays in the replication slot for the next run.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.load()
+			if err != nil {
+				return err
+			}
+			return runPipeline(cmd.Context(), c, runHooks{})
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// runHooks let quickstart watch a pipeline it runs in-process.
+type runHooks struct {
+	started func(*running)
+}
+
+// running is one live pipeline with what status, verify and query need.
+type running struct {
+	cfg    *config.Config
+	src    *postgres.Source
+	tgt    *warehouseTarget
+	p      *pipeline.Pipeline
+	tables []*change.Table
+	log    *slog.Logger
+
+	holdMu  sync.Mutex
+	release func()
+	timer   *time.Timer
+}
+
+func runPipeline(ctx context.Context, c *config.Config, hooks runHooks) error {
+	log := slog.Default().With("pipeline", c.Pipeline)
+	if c.Stream != nil {
+		return runStream(ctx, c, log)
+	}
+	src, err := openSource(c, log)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tables, err := src.Prepare(ctx)
+	if err != nil {
+		return err
+	}
+	tgt, err := openTarget(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer tgt.Close()
+	p := pipeline.New(src, tgt, pipeline.Options{
+		QueueBytes:   int(c.Batch.QueueBytes),
+		ApplyChanges: 5 * c.Batch.MaxChanges,
+		ApplyBytes:   2 * int(c.Batch.MaxBytes),
+		Logger:       log,
+	})
+	r := &running{cfg: c, src: src, tgt: tgt, p: p, tables: tables, log: log}
+	srv, err := admin.Start(c.Admin.Listen, c.AdminFile(), r)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	log.Info("sluice running", "tables", len(tables), "target", config.Redact(c.Target.URL), "admin", srv.Addr())
+	if hooks.started != nil {
+		hooks.started(r)
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go r.watchWAL(watchCtx)
+
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, tables) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		log.Info("stopping: finishing the batch in flight", "timeout", c.Shutdown)
+		select {
+		case err := <-done:
+			log.Info("stopped")
+			return err
+		case <-time.After(c.Shutdown):
+			return fmt.Errorf("the batch in flight did not finish within shutdown_timeout %s: nothing is lost, the next run replays it", c.Shutdown)
+		}
+	}
+}
+
+func openSource(c *config.Config, log *slog.Logger) (*postgres.Source, error) {
+	ids, keys, err := c.TableIDs()
+	if err != nil {
+		return nil, err
+	}
+	return postgres.New(postgres.Config{
+		URL:             c.Source.URL,
+		Pipeline:        c.Pipeline,
+		Slot:            c.Source.Slot,
+		Publication:     c.Source.Publication,
+		Tables:          ids,
+		Keys:            keys,
+		SnapshotWorkers: c.Snapshot.Workers,
+		ChunkRows:       c.Snapshot.ChunkRows,
+		BatchChanges:    c.Batch.MaxChanges,
+		BatchBytes:      int(c.Batch.MaxBytes),
+		FlushInterval:   c.Batch.Interval,
+		StatusInterval:  c.Source.StatusInterval,
+		Logger:          log,
+	})
+}
+
+// watchWAL makes retained WAL visible: an error in the log every minute
+// while the slot holds more than source.max_retained_wal.
+func (r *running) watchWAL(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := r.src.Status(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("read slot status", "err", err)
+			}
+			continue
+		}
+		if st.RetainedBytes > int64(r.cfg.Source.MaxRetainedWAL) {
+			r.log.Error("replication slot retains more WAL than source.max_retained_wal: the target is falling behind or sluice was stopped; catch up, or run `sluice teardown` if this mirror is abandoned",
+				"slot", st.Slot, "retained_bytes", st.RetainedBytes, "limit", r.cfg.Source.MaxRetainedWAL.String())
+		}
+	}
+}
+
+// Status is the admin endpoint's status: the pipeline's figures, the slot.
+func (r *running) Status(ctx context.Context) (any, error) {
+	rep := statusReport{Pipeline: r.cfg.Pipeline, Running: true, Target: config.Redact(r.cfg.Target.URL)}
+	st := r.p.Stats()
+	rep.Stats = &st
+	if ss, err := r.src.Status(ctx); err == nil {
+		rep.Slot = slotReport(ss)
+	} else {
+		rep.SlotError = err.Error()
+	}
+	return rep, nil
+}
+
+// Query runs a read-only statement against the target.
+func (r *running) Query(ctx context.Context, sql string) (*admin.Result, error) {
+	return r.tgt.Query(ctx, sql)
+}
+
+// Call serves verify's operations on the running target.
+func (r *running) Call(ctx context.Context, op string, args json.RawMessage) (any, error) {
+	var a callArgs
+	if len(args) > 0 {
+		if err := json.Unmarshal(args, &a); err != nil {
+			return nil, fmt.Errorf("bad arguments to %s: %w", op, err)
+		}
+	}
+	switch op {
+	case "hold":
+		return nil, r.holdAt(ctx, change.LSN(a.LSN))
+	case "release":
+		r.releaseHold()
+		return nil, nil
+	case "state":
+		st, err := r.tgt.State(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]change.TableState{}
+		for id, s := range st {
+			out[id.String()] = s
+		}
+		return out, nil
+	case "checksums", "bucketrows":
+		t := r.table(a.Table)
+		if t == nil {
+			return nil, fmt.Errorf("table %s is not mirrored by this pipeline", a.Table)
+		}
+		if op == "checksums" {
+			return r.tgt.Checksums(ctx, t, a.Buckets)
+		}
+		return r.tgt.BucketRows(ctx, t, a.Buckets, a.Bucket, a.Limit)
+	}
+	return nil, fmt.Errorf("unknown operation %q", op)
+}
+
+type callArgs struct {
+	LSN     uint64 `json:"lsn"`
+	Table   string `json:"table"`
+	Buckets int    `json:"buckets"`
+	Bucket  int    `json:"bucket"`
+	Limit   int    `json:"limit"`
+}
+
+func (r *running) table(id string) *change.Table {
+	for _, t := range r.tables {
+		if t.ID().String() == id {
+			return t
+		}
+	}
+	return nil
+}
+
+// holdAt holds the pipeline at lsn for verify; the hold lifts itself after
+// two minutes in case the verify that asked for it died.
+func (r *running) holdAt(ctx context.Context, lsn change.LSN) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	release, err := r.p.HoldAt(ctx, lsn)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("the pipeline did not reach source position %s within a minute", lsn)
+		}
+		return err
+	}
+	r.holdMu.Lock()
+	defer r.holdMu.Unlock()
+	r.release = release
+	r.timer = time.AfterFunc(2*time.Minute, r.releaseHold)
+	return nil
+}
+
+func (r *running) releaseHold() {
+	r.holdMu.Lock()
+	defer r.holdMu.Unlock()
+	if r.release != nil {
+		r.release()
+		r.release = nil
+		r.timer.Stop()
+	}
+}
+
+var _ verify.Side = (*warehouseTarget)(nil)

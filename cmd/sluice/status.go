@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-dev/sluice/internal/admin"
+	"github.com/sluice-dev/sluice/internal/config"
+	"github.com/sluice-dev/sluice/internal/pipeline"
+	"github.com/sluice-dev/sluice/internal/source/postgres"
+)
+
+// statusReport is what `sluice status` shows, from the running process
+// when there is one, else from the source and target directly.
+type statusReport struct {
+	Pipeline  string                 `json:"pipeline"`
+	Running   bool                   `json:"running"`
+	Target    string                 `json:"target"`
+	Slot      *slotStatus            `json:"slot,omitempty"`
+	SlotError string                 `json:"slot_error,omitempty"`
+	Stats     *pipeline.Stats        `json:"stats,omitempty"`
+	Tables    map[string]tableStatus `json:"tables,omitempty"` // when not running: the target's state
+	Stream    any                    `json:"stream,omitempty"`
+}
+
+type slotStatus struct {
+	Name          string `json:"name"`
+	Active        bool   `json:"active"`
+	ConfirmedLSN  string `json:"confirmed_flush_lsn"`
+	RestartLSN    string `json:"restart_lsn"`
+	CurrentLSN    string `json:"current_wal_lsn"`
+	RetainedBytes int64  `json:"retained_wal_bytes"`
+	LagBytes      int64  `json:"lag_bytes"`
+}
+
+type tableStatus struct {
+	Snapshotted bool   `json:"snapshotted"`
+	Applied     string `json:"applied_position"`
+}
+
+func slotReport(s postgres.Status) *slotStatus {
+	return &slotStatus{Name: s.Slot, Active: s.Active, ConfirmedLSN: s.ConfirmedFlush.String(), RestartLSN: s.RestartLSN.String(),
+		CurrentLSN: s.CurrentLSN.String(), RetainedBytes: s.RetainedBytes, LagBytes: s.LagBytes}
+}
+
+func newStatusCmd() *cobra.Command {
+	var f configFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the slot position, retained WAL, lag and per-table progress",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.load()
+			if err != nil {
+				return err
+			}
+			rep, err := collectStatus(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			printStatus(cmd.OutOrStdout(), rep)
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func collectStatus(ctx context.Context, c *config.Config) (*statusReport, error) {
+	if cl, err := admin.Dial(ctx, c.AdminFile()); err == nil {
+		var rep statusReport
+		if err := cl.Status(ctx, &rep); err != nil {
+			return nil, fmt.Errorf("status from the running sluice: %w", err)
+		}
+		return &rep, nil
+	}
+	rep := &statusReport{Pipeline: c.Pipeline, Target: config.Redact(c.Target.URL)}
+	if c.Source.URL != "" {
+		src, err := openSource(c, discardLog())
+		if err != nil {
+			return nil, err
+		}
+		if st, err := src.Status(ctx); err == nil {
+			rep.Slot = slotReport(st)
+		} else {
+			rep.SlotError = err.Error()
+		}
+	}
+	if c.Stream == nil || c.Stream.Role != "producer" {
+		tgt, err := openTargetReadOnly(ctx, c, discardLog())
+		if err != nil {
+			return nil, err
+		}
+		defer tgt.Close()
+		st, err := tgt.State(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read target state: %w", err)
+		}
+		rep.Tables = map[string]tableStatus{}
+		for id, s := range st {
+			rep.Tables[id.String()] = tableStatus{Snapshotted: s.Snapshotted, Applied: s.Applied.String()}
+		}
+	}
+	return rep, nil
+}
+
+func printStatus(w io.Writer, r *statusReport) {
+	state := "not running"
+	if r.Running {
+		state = "running"
+		if r.Stats != nil {
+			state += ", " + string(r.Stats.Phase)
+		}
+	}
+	fmt.Fprintf(w, "pipeline %s: %s\ntarget   %s\n", r.Pipeline, state, r.Target)
+	if s := r.Slot; s != nil {
+		fmt.Fprintf(w, "slot     %s (active %v): confirmed %s, restart %s, server at %s\n", s.Name, s.Active, s.ConfirmedLSN, s.RestartLSN, s.CurrentLSN)
+		fmt.Fprintf(w, "         retained WAL %s, lag %s\n", humanBytes(s.RetainedBytes), humanBytes(s.LagBytes))
+	} else if r.SlotError != "" {
+		fmt.Fprintf(w, "slot     unavailable: %s\n", r.SlotError)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if st := r.Stats; st != nil {
+		fmt.Fprintf(w, "applied  %d changes in %d batches, %.0f changes/s, lag %.1fs, queue %d batches / %s\n",
+			st.Applied, st.Batches, st.ChangesPerSecond, st.LagSeconds, st.QueueBatches, humanBytes(int64(st.QueueBytes)))
+		fmt.Fprintln(tw, "TABLE\tSNAPSHOT\tSNAPSHOT ROWS\tCHANGES\tAPPLIED POSITION\tLAST COMMIT")
+		for _, name := range sortedKeys(st.Tables) {
+			t := st.Tables[name]
+			last := "-"
+			if !t.LastCommit.IsZero() {
+				last = t.LastCommit.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", name, done(t.Snapshotted), t.SnapshotRows, t.Changes, t.AppliedLSN, last)
+		}
+	} else if len(r.Tables) > 0 {
+		fmt.Fprintln(tw, "TABLE\tSNAPSHOT\tAPPLIED POSITION")
+		for _, name := range sortedKeys(r.Tables) {
+			t := r.Tables[name]
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", name, done(t.Snapshotted), t.Applied)
+		}
+	}
+	tw.Flush()
+	if r.Stream != nil {
+		b, _ := json.MarshalIndent(r.Stream, "", "  ")
+		fmt.Fprintf(w, "stream   %s\n", b)
+	}
+}
+
+func done(b bool) string {
+	if b {
+		return "done"
+	}
+	return "pending"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+var errNotRunning = errors.New("not running")
