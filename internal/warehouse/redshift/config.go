@@ -1,0 +1,143 @@
+package redshift
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+// Config is everything the Redshift plan is rendered from.
+type Config struct {
+	// StreamName is the Kinesis data stream the records arrive on.
+	StreamName string
+	// StreamARN is the stream's ARN. When empty it is built from Region,
+	// AccountID and StreamName.
+	StreamARN string
+	Region    string
+	AccountID string
+	// RoleARN is the IAM role Redshift assumes to read the stream (the trust
+	// and permission policies printed by the plan belong to it).
+	RoleARN string
+	// KMSKeyARN is the stream's customer-managed KMS key, if the stream is
+	// encrypted with one; the permission policy then grants kms:Decrypt on it.
+	KMSKeyARN string
+	// ExternalSchema is the Redshift schema mapped to Kinesis. Default "sluice_kinesis".
+	ExternalSchema string
+	// StateSchema holds the landing view, the watermarks and the delete
+	// markers. Default "sluice".
+	StateSchema string
+	// LandingName is the streaming materialized view (a table in the
+	// Postgres dialect). Default "landing".
+	LandingName string
+	// TargetSchema is where mirrored tables are created; default: each
+	// source table's own schema.
+	TargetSchema string
+	// Tables are the source tables mirrored from this stream.
+	Tables []*change.Table
+	// Dialect is Redshift unless set (Postgres for the test stand-in).
+	Dialect Dialect
+}
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid redshift configuration")
+
+var (
+	roleARNRe   = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$`)
+	streamARNRe = regexp.MustCompile(`^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:[0-9]{12}:stream/[A-Za-z0-9_.-]{1,128}$`)
+	streamRe    = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+	accountRe   = regexp.MustCompile(`^[0-9]{12}$`)
+	regionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	kmsARNRe    = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$`)
+)
+
+// maxIdent is Redshift's identifier length limit in bytes.
+const maxIdent = 127
+
+// normalize fills defaults and checks the config; errors name the field and the fix.
+func (c Config) normalize() (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return Config{}, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	if c.Dialect == nil {
+		c.Dialect = Redshift
+	}
+	if c.ExternalSchema == "" {
+		c.ExternalSchema = "sluice_kinesis"
+	}
+	if c.StateSchema == "" {
+		c.StateSchema = "sluice"
+	}
+	if c.LandingName == "" {
+		c.LandingName = "landing"
+	}
+	if !streamRe.MatchString(c.StreamName) {
+		return bad("stream name %q: set the Kinesis stream's name (1-128 of A-Z a-z 0-9 _ . -)", c.StreamName)
+	}
+	if c.StreamARN == "" {
+		if !regionRe.MatchString(c.Region) {
+			return bad("region %q: set the stream's AWS region, e.g. us-east-1 (or set the stream ARN)", c.Region)
+		}
+		if !accountRe.MatchString(c.AccountID) {
+			return bad("account %q: set the 12-digit AWS account ID that owns the stream (or set the stream ARN)", c.AccountID)
+		}
+		c.StreamARN = fmt.Sprintf("arn:%s:kinesis:%s:%s:stream/%s", partition(c.Region), c.Region, c.AccountID, c.StreamName)
+	}
+	if !streamARNRe.MatchString(c.StreamARN) {
+		return bad("stream ARN %q: want arn:aws:kinesis:<region>:<account>:stream/<name>", c.StreamARN)
+	}
+	if !strings.HasSuffix(c.StreamARN, ":stream/"+c.StreamName) {
+		return bad("stream ARN %q does not name stream %q: make them agree", c.StreamARN, c.StreamName)
+	}
+	parts := strings.Split(c.StreamARN, ":")
+	if c.Region == "" {
+		c.Region = parts[3]
+	}
+	if c.AccountID == "" {
+		c.AccountID = parts[4]
+	}
+	if c.Region != parts[3] || c.AccountID != parts[4] {
+		return bad("stream ARN %q disagrees with region %q / account %q: make them agree", c.StreamARN, c.Region, c.AccountID)
+	}
+	if !roleARNRe.MatchString(c.RoleARN) {
+		return bad("IAM role ARN %q: set the ARN of the role Redshift assumes, arn:aws:iam::<account>:role/<name> (a stream ARN does not belong here)", c.RoleARN)
+	}
+	if c.KMSKeyARN != "" && !kmsARNRe.MatchString(c.KMSKeyARN) {
+		return bad("KMS key ARN %q: want arn:aws:kms:<region>:<account>:key/<id>, or leave it empty for an unencrypted or AWS-managed-key stream", c.KMSKeyARN)
+	}
+	for _, n := range []string{c.ExternalSchema, c.StateSchema, c.LandingName, c.TargetSchema} {
+		if len(n) > maxIdent {
+			return bad("name %q is longer than Redshift's %d-byte identifier limit: choose a shorter one", n, maxIdent)
+		}
+	}
+	if len(c.Tables) == 0 {
+		return bad("no tables: list at least one source table to mirror")
+	}
+	seen := map[change.TableID]bool{}
+	for _, t := range c.Tables {
+		if t == nil || t.Name == "" || t.Schema == "" {
+			return bad("a table without schema or name: give every table schema.name")
+		}
+		if seen[t.ID()] {
+			return bad("table %s is listed twice: list it once", t.ID())
+		}
+		seen[t.ID()] = true
+		if len(t.Key) == 0 {
+			return bad("table %s has no primary key: add one (ALTER TABLE ... ADD PRIMARY KEY) or declare a key for it", t.ID())
+		}
+	}
+	return c, nil
+}
+
+// partition is the ARN partition of a region.
+func partition(region string) string {
+	switch {
+	case strings.HasPrefix(region, "cn-"):
+		return "aws-cn"
+	case strings.HasPrefix(region, "us-gov-"):
+		return "aws-us-gov"
+	}
+	return "aws"
+}

@@ -1,0 +1,248 @@
+package redshift
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+// Dialect is every difference between Redshift and the Postgres stand-in,
+// in one place. The SQL generator (plan.go, merge.go) only ever asks a
+// Dialect how to spell a thing, so the text pinned by the golden files
+// (Redshift) and the text executed in tests (Postgres) come from the same
+// code.
+type Dialect interface {
+	// Name is "redshift" or "postgres".
+	Name() string
+	// Type spells a column type.
+	Type(t WType) string
+	// Field is the semi-structured value at path inside the record column
+	// (SUPER in Redshift, jsonb in Postgres).
+	Field(rec string, path ...string) string
+	// Value is the record field at path cast to t; kind is its record form.
+	Value(rec string, path []string, kind change.Kind, t WType) string
+	// Text is a string field of the record as text.
+	Text(rec string, path ...string) string
+	// Contains tests whether the array at path holds the string s.
+	Contains(rec string, path []string, s string) string
+	// SeqAfter tests whether sequence number a is after b. Kinesis sequence
+	// numbers are decimal strings of up to 128 digits, more than DECIMAL(38)
+	// holds, so they compare by length, then byte-wise.
+	SeqAfter(a, b string) string
+	// SeqDesc is an ORDER BY list putting the highest sequence number first.
+	SeqDesc(col string) string
+	// Now is the current time.
+	Now() string
+	// Session lists statements each connection runs before sluice's SQL.
+	Session() []string
+	// TableOptions follows CREATE TABLE (...) for a mirrored table.
+	TableOptions(cols []Column) string
+	// landing is what holds the stream's records as rows.
+	landing(p *Plan) []Object
+}
+
+// Redshift is the production dialect.
+var Redshift Dialect = redshiftDialect{}
+
+// Postgres is the stand-in used to execute the generated merge in tests: a
+// landing TABLE with the streaming view's columns, the record as jsonb.
+var Postgres Dialect = postgresDialect{}
+
+type redshiftDialect struct{}
+
+func (redshiftDialect) Name() string { return "redshift" }
+
+func (redshiftDialect) Type(t WType) string { return t.String() }
+
+// Field navigates SUPER with quoted attribute names (data."after"."userid").
+// Quoted names are case-sensitive only with enable_case_sensitive_identifier,
+// which Session turns on.
+func (redshiftDialect) Field(rec string, path ...string) string {
+	var b strings.Builder
+	b.WriteString(rec)
+	for _, p := range path {
+		b.WriteByte('.')
+		b.WriteString(change.QuoteIdent(p))
+	}
+	return b.String()
+}
+
+func (d redshiftDialect) Value(rec string, path []string, kind change.Kind, t WType) string {
+	f := d.Field(rec, path...)
+	if kind == change.KindInt && t.Base != "VARCHAR" {
+		return f + "::" + t.String() // a JSON number: SUPER casts it directly
+	}
+	switch t.Base {
+	case "SUPER":
+		return f
+	case "VARBYTE":
+		return "TO_VARBYTE(" + f + "::VARCHAR, 'base64')"
+	case "BOOLEAN", "SMALLINT", "INTEGER", "BIGINT":
+		return f + "::" + t.String()
+	case "REAL", "DOUBLE PRECISION":
+		// NaN and the infinities arrive as strings, every other float as a number.
+		return "CASE WHEN IS_VARCHAR(" + f + ") THEN " + f + "::VARCHAR::" + t.String() + " ELSE " + f + "::" + t.String() + " END"
+	case "VARCHAR", "CHAR":
+		return f + "::" + t.String()
+	}
+	// Numeric digits, dates and times travel as strings: through VARCHAR.
+	return f + "::VARCHAR::" + t.String()
+}
+
+func (d redshiftDialect) Text(rec string, path ...string) string {
+	return d.Field(rec, path...) + "::VARCHAR"
+}
+
+func (d redshiftDialect) Contains(rec string, path []string, s string) string {
+	return "COALESCE(ARRAY_CONTAINS(" + d.Field(rec, path...) + ", " + change.QuoteLiteral(s) + "), FALSE)"
+}
+
+func (redshiftDialect) SeqAfter(a, b string) string {
+	return fmt.Sprintf("(LEN(%s) > LEN(%s) OR (LEN(%s) = LEN(%s) AND %s > %s))", a, b, a, b, a, b)
+}
+
+func (redshiftDialect) SeqDesc(col string) string {
+	return "LEN(" + col + ") DESC, " + col + " DESC"
+}
+
+func (redshiftDialect) Now() string { return "GETDATE()" }
+
+func (redshiftDialect) Session() []string {
+	return []string{"SET enable_case_sensitive_identifier TO true"}
+}
+
+// TableOptions distributes and sorts on the key so the merge's joins on the
+// key stay node-local. DISTKEY takes one column; SUPER and VARBYTE can be
+// neither distribution nor sort keys.
+func (redshiftDialect) TableOptions(cols []Column) string {
+	var keys []string
+	for _, c := range cols {
+		if c.Key && c.Type.Base != "SUPER" && c.Type.Base != "VARBYTE" {
+			keys = append(keys, change.QuoteIdent(c.Name))
+		}
+	}
+	if len(keys) == 0 {
+		return "\nDISTSTYLE AUTO"
+	}
+	return "\nDISTKEY(" + keys[0] + ")\nSORTKEY(" + strings.Join(keys, ", ") + ")"
+}
+
+func (redshiftDialect) landing(p *Plan) []Object {
+	cfg := &p.Config
+	ext := cfg.ExternalSchema
+	schema := Object{
+		Kind: KindExternalSchema, Schema: ext,
+		Create: "CREATE EXTERNAL SCHEMA " + change.QuoteIdent(ext) + "\nFROM KINESIS\nIAM_ROLE " + change.QuoteLiteral(cfg.RoleARN),
+		Drop:   "DROP SCHEMA " + change.QuoteIdent(ext),
+	}
+	view := Object{
+		Kind: KindMaterializedView, Schema: cfg.StateSchema, Name: cfg.LandingName,
+		Create: "CREATE MATERIALIZED VIEW " + p.Landing.Quoted() + "\nAUTO REFRESH YES\nAS\nSELECT\n" +
+			"  \"approximate_arrival_timestamp\",\n" +
+			"  \"partition_key\",\n" +
+			"  \"shard_id\",\n" +
+			"  \"sequence_number\",\n" +
+			"  \"refresh_time\",\n" +
+			"  JSON_PARSE(\"kinesis_data\") AS \"data\"\n" +
+			"FROM " + change.QuoteIdent(ext) + "." + change.QuoteIdent(cfg.StreamName) + "\n" +
+			"WHERE CAN_JSON_PARSE(\"kinesis_data\")",
+		Drop: "DROP MATERIALIZED VIEW " + p.Landing.Quoted(),
+	}
+	return []Object{schema, view}
+}
+
+type postgresDialect struct{}
+
+func (postgresDialect) Name() string { return "postgres" }
+
+func (postgresDialect) Type(t WType) string {
+	switch t.Base {
+	case "SUPER":
+		return "JSONB"
+	case "VARBYTE":
+		return "BYTEA"
+	}
+	return t.String()
+}
+
+// Field navigates jsonb with -> (the result stays jsonb).
+func (postgresDialect) Field(rec string, path ...string) string {
+	var b strings.Builder
+	b.WriteString(rec)
+	for _, p := range path {
+		b.WriteString("->")
+		b.WriteString(change.QuoteLiteral(p))
+	}
+	return b.String()
+}
+
+func (d postgresDialect) Value(rec string, path []string, kind change.Kind, t WType) string {
+	switch t.Base {
+	case "SUPER":
+		// A JSON null is SQL NULL in the mirror, as SUPER null is in Redshift.
+		return "NULLIF(" + d.Field(rec, path...) + ", 'null'::JSONB)"
+	case "VARBYTE":
+		return "DECODE(" + d.Text(rec, path...) + ", 'base64')"
+	}
+	return "(" + d.Text(rec, path...) + ")::" + d.Type(t)
+}
+
+// Text uses ->> on the last step.
+func (d postgresDialect) Text(rec string, path ...string) string {
+	if len(path) == 0 {
+		return rec + "::TEXT"
+	}
+	return d.Field(rec, path[:len(path)-1]...) + "->>" + change.QuoteLiteral(path[len(path)-1])
+}
+
+func (d postgresDialect) Contains(rec string, path []string, s string) string {
+	arr := "[" + string(appendJSONString(nil, s)) + "]"
+	return "COALESCE(" + d.Field(rec, path...) + " @> " + change.QuoteLiteral(arr) + "::JSONB, FALSE)"
+}
+
+func (postgresDialect) SeqAfter(a, b string) string {
+	return fmt.Sprintf("(CHAR_LENGTH(%s) > CHAR_LENGTH(%s) OR (CHAR_LENGTH(%s) = CHAR_LENGTH(%s) AND %s COLLATE \"C\" > %s COLLATE \"C\"))", a, b, a, b, a, b)
+}
+
+func (postgresDialect) SeqDesc(col string) string {
+	return "CHAR_LENGTH(" + col + ") DESC, " + col + " COLLATE \"C\" DESC"
+}
+
+func (postgresDialect) Now() string { return "now()" }
+
+func (postgresDialect) Session() []string { return nil }
+
+func (postgresDialect) TableOptions([]Column) string { return "" }
+
+// landing is a plain table with the streaming view's columns; whatever
+// stands in for Kinesis (a test, a stream reader) inserts records into it.
+func (postgresDialect) landing(p *Plan) []Object {
+	return []Object{{
+		Kind: KindTable, Schema: p.Landing.Schema, Name: p.Landing.Name,
+		Create: "CREATE TABLE " + p.Landing.Quoted() + " (\n" +
+			"  \"approximate_arrival_timestamp\" TIMESTAMP NOT NULL,\n" +
+			"  \"partition_key\" VARCHAR(256) NOT NULL,\n" +
+			"  \"shard_id\" VARCHAR(128) NOT NULL,\n" +
+			"  \"sequence_number\" VARCHAR(128) NOT NULL,\n" +
+			"  \"refresh_time\" TIMESTAMP NOT NULL,\n" +
+			"  \"data\" JSONB NOT NULL\n)",
+		Drop: "DROP TABLE " + p.Landing.Quoted(),
+	}}
+}
+
+// appendJSONString writes s as a JSON string literal.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			dst = append(dst, '\\', byte(r))
+		case r < 0x20:
+			dst = append(dst, fmt.Sprintf("\\u%04x", r)...)
+		default:
+			dst = append(dst, string(r)...)
+		}
+	}
+	return append(dst, '"')
+}

@@ -1,0 +1,198 @@
+package redshift
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+// The incremental merge of one table, as statements run in ONE transaction:
+//
+//  1. records: the landing rows of this table after the table's per-shard
+//     watermark, read once (everything after reads this snapshot, so rows
+//     landing meanwhile wait for the next run);
+//  2. rows: one row per affected key: reads, inserts and updates upsert the
+//     "after" key; deletes delete the "before" key; an update that changed the
+//     key also deletes its old key;
+//  3. truncates raise the table's truncation floor and empty the table (and
+//     its delete markers) of everything older;
+//  4. changes: rows newer than the floor, numbered per key by (commit LSN,
+//     LSN), never by arrival;
+//  5. merge: per key the latest change, if newer than the stored row and the
+//     stored delete marker; an "unchanged" TOAST column takes the latest value
+//     of that key in this run, or else the stored one;
+//  6. apply: delete, insert, refresh delete markers, move the watermarks.
+//
+// Redshift's MERGE allows one unconditional WHEN MATCHED action, so it cannot
+// say "delete if the latest change is a delete, update otherwise"; delete
+// then insert says it, and is what Redshift runs for MERGE anyway.
+const (
+	tmpRecords = `"_sluice_records"`
+	tmpRows    = `"_sluice_rows"`
+	tmpChanges = `"_sluice_changes"`
+	tmpMerge   = `"_sluice_merge"`
+)
+
+func q(s string) string { return change.QuoteIdent(s) }
+
+// posAfter tests (ac, al) > (bc, bl).
+func posAfter(ac, al, bc, bl string) string {
+	return fmt.Sprintf("(%s > %s OR (%s = %s AND %s > %s))", ac, bc, ac, bc, al, bl)
+}
+
+func mergeSQL(p *Plan, tp *TablePlan) []string {
+	d := p.Config.Dialect
+	target := tp.Target.Quoted()
+	deleted := tp.Deleted.Quoted()
+	name := change.QuoteLiteral(target) // the table's name in watermarks and truncations
+	cols := tp.Columns
+	keys := keyColumns(cols)
+	lsnT := WType{Base: "DECIMAL", Args: "(20,0)"}
+	var out []string
+	add := func(s string) { out = append(out, s) }
+	for _, t := range []string{tmpRecords, tmpRows, tmpChanges, tmpMerge} {
+		add("DROP TABLE IF EXISTS " + t)
+	}
+
+	// 1. records
+	data := `v."data"`
+	add("CREATE TEMP TABLE " + tmpRecords + " AS\nSELECT\n" +
+		`  v."shard_id" AS "_sluice_shard_id",` + "\n" +
+		`  v."sequence_number" AS "_sluice_sequence_number",` + "\n" +
+		"  " + d.Text(data, "op") + ` AS "_sluice_op",` + "\n" +
+		"  " + d.Value(data, []string{"source", "commit_lsn"}, change.KindInt, lsnT) + " AS " + q(colCommitLSN) + ",\n" +
+		"  " + d.Value(data, []string{"source", "lsn"}, change.KindInt, lsnT) + " AS " + q(colLSN) + ",\n" +
+		"  " + data + ` AS "_sluice_data"` + "\n" +
+		"FROM " + p.Landing.Quoted() + " AS v\n" +
+		"LEFT JOIN " + p.Watermarks.Quoted() + " AS w\n" +
+		`  ON w."table_name" = ` + name + ` AND w."shard_id" = v."shard_id"` + "\n" +
+		"WHERE " + d.Text(data, "source", "schema") + " = " + change.QuoteLiteral(tp.Source.Schema) + "\n" +
+		"  AND " + d.Text(data, "source", "table") + " = " + change.QuoteLiteral(tp.Source.Name) + "\n" +
+		`  AND (w."sequence_number" IS NULL OR ` + d.SeqAfter(`v."sequence_number"`, `w."sequence_number"`) + ")")
+
+	// 2. rows
+	rec := `r."_sluice_data"`
+	var up, del strings.Builder
+	up.WriteString("SELECT\n  r." + q(colCommitLSN) + ",\n  r." + q(colLSN) + ",\n  FALSE AS \"_sluice_deleted\"")
+	del.WriteString("SELECT\n  r." + q(colCommitLSN) + ",\n  r." + q(colLSN) + ",\n  TRUE AS \"_sluice_deleted\"")
+	for i, c := range cols {
+		up.WriteString(",\n  " + d.Value(rec, []string{"after", c.Name}, c.Kind, c.Type) + " AS " + q(c.Name))
+		if c.Key {
+			del.WriteString(",\n  " + d.Value(rec, []string{"before", c.Name}, c.Kind, c.Type) + " AS " + q(c.Name))
+		} else {
+			del.WriteString(",\n  NULL::" + d.Type(c.Type) + " AS " + q(c.Name))
+		}
+		if c.Toastable {
+			up.WriteString(",\n  " + d.Contains(rec, []string{"unchanged"}, c.Name) + " AS " + unchangedCol(i))
+			del.WriteString(",\n  FALSE AS " + unchangedCol(i))
+		}
+	}
+	var keyMoved []string
+	for _, c := range keys {
+		keyMoved = append(keyMoved, d.Value(rec, []string{"before", c.Name}, c.Kind, c.Type)+" <> "+d.Value(rec, []string{"after", c.Name}, c.Kind, c.Type))
+	}
+	up.WriteString("\nFROM " + tmpRecords + " AS r\nWHERE r.\"_sluice_op\" IN ('r', 'c', 'u')")
+	del.WriteString("\nFROM " + tmpRecords + " AS r\nWHERE r.\"_sluice_op\" = 'd'\n   OR (r.\"_sluice_op\" = 'u' AND (" + strings.Join(keyMoved, "\n     OR ") + "))")
+	add("CREATE TEMP TABLE " + tmpRows + " AS\n" + up.String() + "\nUNION ALL\n" + del.String())
+
+	// 3. truncates
+	add("INSERT INTO " + p.Truncations.Quoted() + ` ("table_name", "commit_lsn", "lsn", "merged_at")` + "\n" +
+		"SELECT " + name + ", r." + q(colCommitLSN) + ", r." + q(colLSN) + ", " + d.Now() + "\n" +
+		"FROM " + tmpRecords + " AS r\nWHERE r.\"_sluice_op\" = 't'")
+	for _, t := range []string{target, deleted} {
+		add("DELETE FROM " + t + "\n" +
+			"WHERE EXISTS (SELECT 1 FROM " + tmpRecords + " AS r WHERE r.\"_sluice_op\" = 't')\n" +
+			"  AND EXISTS (SELECT 1 FROM " + p.Truncations.Quoted() + " AS f\n" +
+			"    WHERE f.\"table_name\" = " + name + "\n" +
+			"      AND " + posAfter(`f."commit_lsn"`, `f."lsn"`, t+"."+q(colCommitLSN), t+"."+q(colLSN)) + ")")
+	}
+
+	// 4. changes
+	var part []string
+	for _, c := range keys {
+		part = append(part, "s."+q(c.Name))
+	}
+	partS := strings.Join(part, ", ")
+	partX := strings.ReplaceAll(partS, "s.", "x.")
+	var b strings.Builder
+	b.WriteString("CREATE TEMP TABLE " + tmpChanges + " AS\nSELECT\n  s.*,\n")
+	b.WriteString("  COUNT(*) OVER (PARTITION BY " + partS + `) AS "_sluice_last"`)
+	for i, c := range cols {
+		if c.Toastable {
+			b.WriteString(",\n  MAX(CASE WHEN NOT s.\"_sluice_deleted\" AND NOT s." + unchangedCol(i) + ` THEN s."_sluice_seq" END)` +
+				" OVER (PARTITION BY " + partS + ") AS " + sourceCol(i))
+		}
+	}
+	b.WriteString("\nFROM (\n  SELECT\n    x.*,\n")
+	b.WriteString("    ROW_NUMBER() OVER (PARTITION BY " + partX + " ORDER BY x." + q(colCommitLSN) + ", x." + q(colLSN) + `) AS "_sluice_seq"` + "\n")
+	b.WriteString("  FROM " + tmpRows + " AS x\n")
+	b.WriteString("  WHERE NOT EXISTS (SELECT 1 FROM " + p.Truncations.Quoted() + " AS f\n")
+	b.WriteString("    WHERE f.\"table_name\" = " + name + "\n")
+	b.WriteString("      AND NOT " + posAfter("x."+q(colCommitLSN), "x."+q(colLSN), `f."commit_lsn"`, `f."lsn"`) + ")\n) AS s")
+	add(b.String())
+
+	// 5. merge
+	b.Reset()
+	b.WriteString("CREATE TEMP TABLE " + tmpMerge + " AS\nSELECT\n")
+	b.WriteString(`  c."_sluice_deleted",` + "\n  c." + q(colCommitLSN) + ",\n  c." + q(colLSN))
+	var joins []string
+	for i, c := range cols {
+		col := q(c.Name)
+		if !c.Toastable {
+			b.WriteString(",\n  c." + col)
+			continue
+		}
+		s := fmt.Sprintf("s%d", i)
+		b.WriteString(",\n  CASE\n    WHEN NOT c." + unchangedCol(i) + " THEN c." + col + "\n" +
+			"    WHEN " + s + `."_sluice_seq" IS NOT NULL AND (t.` + q(keys[0].Name) + " IS NULL OR " +
+			posAfter(s+"."+q(colCommitLSN), s+"."+q(colLSN), "t."+q(colCommitLSN), "t."+q(colLSN)) + ") THEN " + s + "." + col + "\n" +
+			"    ELSE t." + col + "\n  END AS " + col)
+		joins = append(joins, "LEFT JOIN "+tmpChanges+" AS "+s+" ON "+keyJoin(keys, s, "c")+" AND "+s+`."_sluice_seq" = c.`+sourceCol(i))
+	}
+	b.WriteString("\nFROM " + tmpChanges + " AS c\n")
+	b.WriteString("LEFT JOIN " + target + " AS t ON " + keyJoin(keys, "t", "c") + "\n")
+	b.WriteString("LEFT JOIN " + deleted + " AS d ON " + keyJoin(keys, "d", "c") + "\n")
+	for _, j := range joins {
+		b.WriteString(j + "\n")
+	}
+	b.WriteString(`WHERE c."_sluice_seq" = c."_sluice_last"` + "\n")
+	b.WriteString("  AND (t." + q(keys[0].Name) + " IS NULL OR " + posAfter("c."+q(colCommitLSN), "c."+q(colLSN), "t."+q(colCommitLSN), "t."+q(colLSN)) + ")\n")
+	b.WriteString("  AND (d." + q(keys[0].Name) + " IS NULL OR " + posAfter("c."+q(colCommitLSN), "c."+q(colLSN), "d."+q(colCommitLSN), "d."+q(colLSN)) + ")")
+	add(b.String())
+
+	// 6. apply
+	var names, keyNames []string
+	for _, c := range cols {
+		names = append(names, q(c.Name))
+	}
+	for _, c := range keys {
+		keyNames = append(keyNames, q(c.Name))
+	}
+	withPos := func(n []string) string { return strings.Join(append(append([]string{}, n...), q(colCommitLSN), q(colLSN)), ", ") }
+	add("DELETE FROM " + target + "\nUSING " + tmpMerge + "\nWHERE " + keyJoin(keys, target, tmpMerge))
+	add("INSERT INTO " + target + " (" + withPos(names) + ")\nSELECT " + withPos(names) + "\nFROM " + tmpMerge + "\nWHERE NOT \"_sluice_deleted\"")
+	add("DELETE FROM " + deleted + "\nUSING " + tmpMerge + "\nWHERE " + keyJoin(keys, deleted, tmpMerge))
+	add("INSERT INTO " + deleted + " (" + withPos(keyNames) + ")\nSELECT " + withPos(keyNames) + "\nFROM " + tmpMerge + "\nWHERE \"_sluice_deleted\"")
+	add("DELETE FROM " + p.Watermarks.Quoted() + "\nWHERE \"table_name\" = " + name + "\n  AND \"shard_id\" IN (SELECT \"_sluice_shard_id\" FROM " + tmpRecords + ")")
+	add("INSERT INTO " + p.Watermarks.Quoted() + ` ("table_name", "shard_id", "sequence_number", "merged_at")` + "\n" +
+		"SELECT " + name + `, x."_sluice_shard_id", x."_sluice_sequence_number", ` + d.Now() + "\n" +
+		"FROM (\n  SELECT\n    \"_sluice_shard_id\",\n    \"_sluice_sequence_number\",\n" +
+		"    ROW_NUMBER() OVER (PARTITION BY \"_sluice_shard_id\" ORDER BY " + d.SeqDesc(`"_sluice_sequence_number"`) + ") AS \"_sluice_rank\"\n" +
+		"  FROM " + tmpRecords + "\n) AS x\nWHERE x.\"_sluice_rank\" = 1")
+	for _, t := range []string{tmpMerge, tmpChanges, tmpRows, tmpRecords} {
+		add("DROP TABLE " + t)
+	}
+	return out
+}
+
+func unchangedCol(i int) string { return fmt.Sprintf(`"_sluice_u%d"`, i) }
+func sourceCol(i int) string    { return fmt.Sprintf(`"_sluice_s%d"`, i) }
+
+func keyJoin(keys []Column, a, b string) string {
+	var parts []string
+	for _, c := range keys {
+		parts = append(parts, a+"."+q(c.Name)+" = "+b+"."+q(c.Name))
+	}
+	return strings.Join(parts, " AND ")
+}

@@ -1,0 +1,379 @@
+package redshift
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+// ObjectKind is the kind of a database object the plan creates.
+type ObjectKind uint8
+
+const (
+	KindSchema ObjectKind = iota + 1
+	KindExternalSchema
+	KindMaterializedView
+	KindTable
+)
+
+var objectKindNames = [...]string{
+	KindSchema:           "schema",
+	KindExternalSchema:   "external schema",
+	KindMaterializedView: "materialized view",
+	KindTable:            "table",
+}
+
+func (k ObjectKind) String() string {
+	if int(k) < len(objectKindNames) && k > 0 {
+		return objectKindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// State says whether an object already exists in the warehouse.
+type State uint8
+
+const (
+	Unknown State = iota // not inspected
+	Missing              // will be created
+	Exists               // already there, left alone
+)
+
+// Object is one database object of the plan, with the SQL that creates and
+// drops it.
+type Object struct {
+	Kind   ObjectKind
+	Schema string
+	Name   string // empty for schemas
+	Create string
+	Drop   string
+	State  State
+}
+
+// ID is the object's quoted name.
+func (o Object) ID() string {
+	if o.Name == "" {
+		return change.QuoteIdent(o.Schema)
+	}
+	return change.TableID{Schema: o.Schema, Name: o.Name}.Quoted()
+}
+
+// TablePlan is what the plan holds for one mirrored table.
+type TablePlan struct {
+	Source *change.Table
+	// Target is the mirrored table; Deleted keeps the keys of deleted rows
+	// with the position of their delete, so a late, older change cannot bring
+	// a row back.
+	Target  change.TableID
+	Deleted change.TableID
+	Columns []Column
+	// Merge is the incremental merge: statements run in one transaction.
+	Merge []string
+}
+
+// Plan is everything that will exist for a config, rendered once.
+type Plan struct {
+	Config Config // normalized
+	// TrustPolicy lets Redshift assume the role; PermissionPolicy lets the
+	// role read the one stream. Both are IAM JSON documents.
+	TrustPolicy      []byte
+	PermissionPolicy []byte
+	Landing          change.TableID
+	Watermarks       change.TableID
+	Truncations      change.TableID
+	Created          change.TableID // what sluice created, so teardown removes only that
+	Objects          []Object       // in creation order
+	Tables           []*TablePlan
+	// Warnings are properties of the source the mirror cannot keep.
+	Warnings []string
+}
+
+// Reserved column names. Source columns may not start with this prefix.
+const (
+	reservedPrefix = "_sluice_"
+	colCommitLSN   = "_sluice_commit_lsn"
+	colLSN         = "_sluice_lsn"
+	lsnType        = "DECIMAL(20,0)" // an LSN is an unsigned 64-bit number: 20 digits
+)
+
+// NewPlan renders everything that will exist for cfg. It touches no database.
+func NewPlan(cfg Config) (*Plan, error) {
+	c, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	d := c.Dialect
+	p := &Plan{
+		Config:      c,
+		Landing:     change.TableID{Schema: c.StateSchema, Name: c.LandingName},
+		Watermarks:  change.TableID{Schema: c.StateSchema, Name: "watermarks"},
+		Truncations: change.TableID{Schema: c.StateSchema, Name: "truncations"},
+		Created:     change.TableID{Schema: c.StateSchema, Name: "created"},
+	}
+	if p.TrustPolicy, err = trustPolicy(); err != nil {
+		return nil, err
+	}
+	if p.PermissionPolicy, err = permissionPolicy(&c); err != nil {
+		return nil, err
+	}
+	p.Objects = append(p.Objects,
+		Object{Kind: KindSchema, Schema: c.StateSchema,
+			Create: "CREATE SCHEMA " + change.QuoteIdent(c.StateSchema),
+			Drop:   "DROP SCHEMA " + change.QuoteIdent(c.StateSchema)},
+		tableObject(p.Created, "CREATE TABLE "+p.Created.Quoted()+" (\n"+
+			"  \"kind\" VARCHAR(32) NOT NULL,\n"+
+			"  \"schema_name\" VARCHAR(128) NOT NULL,\n"+
+			"  \"object_name\" VARCHAR(128) NOT NULL,\n"+
+			"  \"created_at\" TIMESTAMP NOT NULL\n)"),
+	)
+	p.Objects = append(p.Objects, d.landing(p)...)
+	p.Objects = append(p.Objects,
+		tableObject(p.Watermarks, "CREATE TABLE "+p.Watermarks.Quoted()+" (\n"+
+			"  \"table_name\" VARCHAR(512) NOT NULL,\n"+
+			"  \"shard_id\" VARCHAR(128) NOT NULL,\n"+
+			"  \"sequence_number\" VARCHAR(128) NOT NULL,\n"+
+			"  \"merged_at\" TIMESTAMP NOT NULL,\n"+
+			"  PRIMARY KEY (\"table_name\", \"shard_id\")\n)"),
+		tableObject(p.Truncations, "CREATE TABLE "+p.Truncations.Quoted()+" (\n"+
+			"  \"table_name\" VARCHAR(512) NOT NULL,\n"+
+			"  \"commit_lsn\" "+lsnType+" NOT NULL,\n"+
+			"  \"lsn\" "+lsnType+" NOT NULL,\n"+
+			"  \"merged_at\" TIMESTAMP NOT NULL\n)"),
+	)
+	targets := map[change.TableID]change.TableID{}
+	for _, src := range c.Tables {
+		tp, warn, err := planTable(p, src)
+		if err != nil {
+			return nil, err
+		}
+		if prev, dup := targets[tp.Target]; dup {
+			return nil, fmt.Errorf("%w: tables %s and %s both map to %s: set distinct target schemas", ErrConfig, prev, src.ID(), tp.Target)
+		}
+		targets[tp.Target] = src.ID()
+		p.Warnings = append(p.Warnings, warn...)
+		p.Tables = append(p.Tables, tp)
+		p.Objects = append(p.Objects,
+			tableObject(tp.Target, tableDDL(d, tp.Target, tp.Columns)),
+			tableObject(tp.Deleted, tableDDL(d, tp.Deleted, keyColumns(tp.Columns))))
+	}
+	// Target schemas other than the state schema.
+	seen := map[string]bool{c.StateSchema: true}
+	var schemas []Object
+	for _, tp := range p.Tables {
+		if s := tp.Target.Schema; !seen[s] {
+			seen[s] = true
+			schemas = append(schemas, Object{Kind: KindSchema, Schema: s,
+				Create: "CREATE SCHEMA " + change.QuoteIdent(s),
+				Drop:   "DROP SCHEMA " + change.QuoteIdent(s)})
+		}
+	}
+	p.Objects = append(schemas, p.Objects...)
+	for _, tp := range p.Tables {
+		tp.Merge = mergeSQL(p, tp)
+	}
+	return p, nil
+}
+
+func tableObject(id change.TableID, create string) Object {
+	return Object{Kind: KindTable, Schema: id.Schema, Name: id.Name, Create: create, Drop: "DROP TABLE " + id.Quoted()}
+}
+
+func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
+	schema := p.Config.TargetSchema
+	if schema == "" {
+		schema = src.Schema
+	}
+	tp := &TablePlan{
+		Source:  src,
+		Target:  change.TableID{Schema: schema, Name: src.Name},
+		Deleted: change.TableID{Schema: p.Config.StateSchema, Name: schema + "." + src.Name + ".deleted"},
+	}
+	if len(tp.Deleted.Name) > maxIdent {
+		return nil, nil, fmt.Errorf("%w: table %s: the name of its delete markers table %q is longer than Redshift's %d bytes: shorten the table name or the target schema", ErrConfig, src.ID(), tp.Deleted.Name, maxIdent)
+	}
+	var warns []string
+	for _, col := range src.Columns {
+		if strings.HasPrefix(col.Name, reservedPrefix) {
+			return nil, nil, fmt.Errorf("%w: table %s column %q: names starting with %q are reserved for sluice's bookkeeping: rename the column or project it under another name in a pipeline", ErrConfig, src.ID(), col.Name, reservedPrefix)
+		}
+		wt, warn, err := MapType(col)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: table %s: %v", ErrConfig, src.ID(), err)
+		}
+		if warn != "" {
+			warns = append(warns, fmt.Sprintf("table %s: %s", src.ID(), warn))
+		}
+		if col.Key && (wt.Base == "SUPER") {
+			return nil, nil, fmt.Errorf("%w: table %s key column %q is %s, which Redshift cannot compare (SUPER): use a scalar key", ErrConfig, src.ID(), col.Name, col.Type.Name)
+		}
+		tp.Columns = append(tp.Columns, Column{
+			Name: col.Name, Kind: col.Type.Kind, Type: wt, Key: col.Key,
+			NotNull: col.Key || !col.Nullable, Toastable: !col.Key && toastable(col.Type.Kind),
+		})
+	}
+	return tp, warns, nil
+}
+
+func keyColumns(cols []Column) []Column {
+	var out []Column
+	for _, c := range cols {
+		if c.Key {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// tableDDL renders CREATE TABLE for a mirrored table (or its delete markers:
+// the key columns only), with the position of the last change applied.
+func tableDDL(d Dialect, id change.TableID, cols []Column) string {
+	var b strings.Builder
+	b.WriteString("CREATE TABLE " + id.Quoted() + " (\n")
+	var keys []string
+	for _, c := range cols {
+		b.WriteString("  " + change.QuoteIdent(c.Name) + " " + d.Type(c.Type))
+		if c.NotNull {
+			b.WriteString(" NOT NULL")
+		}
+		b.WriteString(",\n")
+		if c.Key {
+			keys = append(keys, change.QuoteIdent(c.Name))
+		}
+	}
+	b.WriteString("  " + change.QuoteIdent(colCommitLSN) + " " + lsnType + " NOT NULL,\n")
+	b.WriteString("  " + change.QuoteIdent(colLSN) + " " + lsnType + " NOT NULL,\n")
+	b.WriteString("  PRIMARY KEY (" + strings.Join(keys, ", ") + ")\n)")
+	b.WriteString(d.TableOptions(cols))
+	return b.String()
+}
+
+// policy documents, in IAM's field order.
+type policyDoc struct {
+	Version   string            `json:"Version"`
+	Statement []policyStatement `json:"Statement"`
+}
+
+type policyStatement struct {
+	Sid       string            `json:"Sid"`
+	Effect    string            `json:"Effect"`
+	Principal map[string]string `json:"Principal,omitempty"`
+	Action    []string          `json:"Action"`
+	Resource  []string          `json:"Resource,omitempty"`
+}
+
+func trustPolicy() ([]byte, error) {
+	return json.MarshalIndent(policyDoc{Version: "2012-10-17", Statement: []policyStatement{{
+		Sid:       "RedshiftAssumesRole",
+		Effect:    "Allow",
+		Principal: map[string]string{"Service": "redshift.amazonaws.com"},
+		Action:    []string{"sts:AssumeRole"},
+	}}}, "", "  ")
+}
+
+// permissionPolicy grants reading the ONE stream and nothing else:
+//   - DescribeStreamSummary: Redshift checks the stream (status, shard count) when the view is created and refreshed;
+//   - DescribeStream, ListShards: it enumerates the shards, also after resharding (both are authorised on the stream ARN);
+//   - GetShardIterator, GetRecords: it reads each shard from the last sequence number it refreshed;
+//   - ListStreams has no resource-level permission ("*" is the only resource IAM accepts); Redshift uses it
+//     to list the streams visible through the external schema. It reveals stream names, not data.
+//   - kms:Decrypt on the stream's key only when the stream uses a customer-managed key.
+func permissionPolicy(c *Config) ([]byte, error) {
+	doc := policyDoc{Version: "2012-10-17", Statement: []policyStatement{
+		{
+			Sid:    "ReadOneStream",
+			Effect: "Allow",
+			Action: []string{
+				"kinesis:DescribeStreamSummary",
+				"kinesis:DescribeStream",
+				"kinesis:ListShards",
+				"kinesis:GetShardIterator",
+				"kinesis:GetRecords",
+			},
+			Resource: []string{c.StreamARN},
+		},
+		{
+			Sid:      "ListStreamNames",
+			Effect:   "Allow",
+			Action:   []string{"kinesis:ListStreams"},
+			Resource: []string{"*"},
+		},
+	}}
+	if c.KMSKeyARN != "" {
+		doc.Statement = append(doc.Statement, policyStatement{
+			Sid: "DecryptStream", Effect: "Allow", Action: []string{"kms:Decrypt"}, Resource: []string{c.KMSKeyARN},
+		})
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}
+
+// Table returns the plan of the table mirroring src, or nil.
+func (p *Plan) Table(src change.TableID) *TablePlan {
+	for _, tp := range p.Tables {
+		if tp.Source.ID() == src {
+			return tp
+		}
+	}
+	return nil
+}
+
+// Inspector reports which objects already exist.
+type Inspector interface {
+	Exists(ctx context.Context, o Object) (bool, error)
+}
+
+// Inspect marks each object as existing or missing.
+func (p *Plan) Inspect(ctx context.Context, in Inspector) error {
+	for i := range p.Objects {
+		ok, err := in.Exists(ctx, p.Objects[i])
+		if err != nil {
+			return fmt.Errorf("inspect %s %s: %w", p.Objects[i].Kind, p.Objects[i].ID(), err)
+		}
+		p.Objects[i].State = Missing
+		if ok {
+			p.Objects[i].State = Exists
+		}
+	}
+	return nil
+}
+
+// String renders the plan the way terraform does: + to create, = already
+// there, ? not inspected; then the policies and the SQL that will run.
+func (p *Plan) String() string {
+	var b strings.Builder
+	c := &p.Config
+	fmt.Fprintf(&b, "Mirror into %s from Kinesis stream %s\n", c.Dialect.Name(), c.StreamARN)
+	fmt.Fprintf(&b, "  IAM role Redshift assumes: %s\n\n", c.RoleARN)
+	create, exist := 0, 0
+	for _, o := range p.Objects {
+		mark := "?"
+		switch o.State {
+		case Missing:
+			mark = "+"
+			create++
+		case Exists:
+			mark = "="
+			exist++
+		}
+		fmt.Fprintf(&b, "  %s %s %s\n", mark, o.Kind, o.ID())
+	}
+	if create+exist == 0 {
+		fmt.Fprintf(&b, "\nPlan: %d objects (not inspected: connect to see what exists).\n", len(p.Objects))
+	} else {
+		fmt.Fprintf(&b, "\nPlan: %d to create, %d already exist.\n", create, exist)
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "Warning: %s\n", w)
+	}
+	fmt.Fprintf(&b, "\n-- IAM trust policy of %s\n%s\n", c.RoleARN, p.TrustPolicy)
+	fmt.Fprintf(&b, "\n-- IAM permission policy of %s\n%s\n", c.RoleARN, p.PermissionPolicy)
+	for _, o := range p.Objects {
+		if o.State == Exists {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s;\n", o.Create)
+	}
+	return b.String()
+}
