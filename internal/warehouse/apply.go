@@ -1,0 +1,339 @@
+package warehouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+// Session is one open transaction in a warehouse, as the shared apply needs it.
+type Session interface {
+	// Exec runs one statement.
+	Exec(ctx context.Context, sql string) error
+	// Load bulk-loads rows into the staging table made by CreateStageSQL
+	// for t (op, unchanged mask, then t's columns).
+	Load(ctx context.Context, stage string, t *change.Table, rows []Row) error
+	// TableColumns returns the target table's column names, and false when
+	// the table does not exist.
+	TableColumns(ctx context.Context, id change.TableID) ([]string, bool, error)
+	// ReadState reads the state table.
+	ReadState(ctx context.Context) (map[change.TableID]StateRow, error)
+}
+
+// StmtError is a statement the warehouse rejected, with the table it was for.
+type StmtError struct {
+	Table change.TableID // the target table; zero for sluice's own tables
+	SQL   string
+	Err   error
+	Hint  string // what to do about it, filled in by the dialect package
+}
+
+func (e *StmtError) Error() string {
+	var b strings.Builder
+	if e.Table != (change.TableID{}) {
+		b.WriteString("table ")
+		b.WriteString(e.Table.String())
+		b.WriteString(": ")
+	}
+	b.WriteString(summarize(e.SQL))
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	if e.Hint != "" {
+		b.WriteString(" (")
+		b.WriteString(e.Hint)
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+func (e *StmtError) Unwrap() error { return e.Err }
+
+// summarize shortens a statement for an error message: its first line, at
+// most 200 characters (an INSERT ... SELECT of a wide table is long).
+func summarize(sql string) string {
+	if i := strings.IndexByte(sql, '\n'); i >= 0 {
+		sql = sql[:i] + " ..."
+	}
+	if len(sql) > 200 {
+		sql = sql[:200] + " ..."
+	}
+	return sql
+}
+
+// Applier runs the shared apply algorithm through a Dialect and a Session.
+type Applier struct {
+	Dialect Dialect
+	// Schema is the target schema for every table; empty keeps the source
+	// table's schema name.
+	Schema string
+	Log    *slog.Logger
+	stages int
+}
+
+// Target names the target table for a source table.
+func (a *Applier) Target(id change.TableID) change.TableID {
+	if a.Schema != "" {
+		id.Schema = a.Schema
+	}
+	return id
+}
+
+// ApplyOptions tune one Apply.
+type ApplyOptions struct {
+	Mode  Mode
+	Marks []StreamMark
+	// Fresh reports whether a table was emptied by Reset and since then has
+	// received only snapshot reads with no replay, so that reads may be
+	// appended without the delete step. Nil means never.
+	Fresh func(id change.TableID) bool
+}
+
+// Result says what Apply did.
+type Result struct {
+	Rows int // reduced rows merged
+	// Appended lists the tables whose rows were appended without a merge.
+	Appended []change.TableID
+	// Merged lists the tables that went through a merge or a truncate.
+	Merged []change.TableID
+}
+
+func (a *Applier) exec(ctx context.Context, s Session, table change.TableID, sql string) error {
+	if err := s.Exec(ctx, sql); err != nil {
+		return &StmtError{Table: table, SQL: sql, Err: err}
+	}
+	return nil
+}
+
+// Setup creates sluice's state tables.
+func (a *Applier) Setup(ctx context.Context, s Session) error {
+	for _, q := range SetupSQL() {
+		if err := a.exec(ctx, s, change.TableID{}, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Apply applies a batch inside the session's transaction: schema changes,
+// truncates, the staged merge per table, then each table's new state and
+// the stream marks. The caller commits.
+func (a *Applier) Apply(ctx context.Context, s Session, b *change.Batch, o ApplyOptions) (Result, error) {
+	var res Result
+	if len(b.Changes) == 0 && len(b.Snapshotted) == 0 && len(o.Marks) == 0 {
+		return res, nil // an Ack alone moves nothing here
+	}
+	stored, err := s.ReadState(ctx)
+	if err != nil {
+		return res, fmt.Errorf("read state: %w", err)
+	}
+	state := make(map[change.TableID]change.TableState, len(stored))
+	for id, r := range stored {
+		state[id] = r.State
+	}
+	for _, tp := range Plan(b, state, o.Mode) {
+		row := stored[tp.ID]
+		shape, err := a.current(ctx, s, tp.ID, row.Shape)
+		if err != nil {
+			return res, err
+		}
+		target := a.Target(tp.ID)
+		fresh := o.Fresh != nil && o.Fresh(tp.ID)
+		merged := false
+		for _, seg := range tp.Segments {
+			if shape, err = a.ensure(ctx, s, target, shape, seg.Table); err != nil {
+				return res, err
+			}
+			if seg.Truncate {
+				fresh = false
+				merged = true
+				if err := a.exec(ctx, s, target, a.Dialect.Truncate(target)); err != nil {
+					return res, err
+				}
+			}
+			if len(seg.Rows) == 0 {
+				continue
+			}
+			appendOnly := fresh && seg.Reads()
+			if !appendOnly {
+				fresh = false
+				merged = true
+			}
+			if err := a.merge(ctx, s, target, seg, appendOnly); err != nil {
+				return res, err
+			}
+			res.Rows += len(seg.Rows)
+		}
+		if tp.Snapshot != nil {
+			if shape, err = a.ensure(ctx, s, target, shape, tp.Snapshot.Table); err != nil {
+				return res, err
+			}
+		}
+		st := row.State
+		if st.Applied.Less(tp.MaxPos) {
+			st.Applied = tp.MaxPos
+		}
+		if tp.Snapshot != nil {
+			st.Snapshotted = true
+			if st.Applied.Less(tp.Snapshot.Pos) {
+				st.Applied = tp.Snapshot.Pos
+			}
+		}
+		for _, q := range PutStateSQL(tp.ID, st, shape) {
+			if err := a.exec(ctx, s, change.TableID{}, q); err != nil {
+				return res, err
+			}
+		}
+		if merged {
+			res.Merged = append(res.Merged, tp.ID)
+		} else {
+			res.Appended = append(res.Appended, tp.ID)
+		}
+	}
+	for _, m := range o.Marks {
+		for _, q := range PutMarkSQL(m) {
+			if err := a.exec(ctx, s, change.TableID{}, q); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// current returns the shape the target table has: the stored one, or, for
+// a table sluice has no shape for, its column names; nil when the table
+// does not exist.
+func (a *Applier) current(ctx context.Context, s Session, id change.TableID, stored *change.Table) (*change.Table, error) {
+	if stored != nil {
+		return stored, nil
+	}
+	target := a.Target(id)
+	cols, ok, err := s.TableColumns(ctx, target)
+	if err != nil {
+		return nil, fmt.Errorf("look up table %s: %w", target, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	t := &change.Table{Schema: id.Schema, Name: id.Name}
+	for _, c := range cols {
+		t.Columns = append(t.Columns, change.Column{Name: c})
+	}
+	return t, nil
+}
+
+// ensure creates or alters the target table so it has want's shape, and
+// returns the shape it now has.
+func (a *Applier) ensure(ctx context.Context, s Session, target change.TableID, have, want *change.Table) (*change.Table, error) {
+	if have != nil && have.SameShape(want) {
+		return have, nil
+	}
+	if len(want.Key) == 0 {
+		return nil, fmt.Errorf("table %s has no primary key: a warehouse merge needs one; add a primary key at the source (or declare a key for the table in the pipeline)", want.ID())
+	}
+	if have == nil {
+		stmts := []string{"CREATE SCHEMA IF NOT EXISTS " + change.QuoteIdent(target.Schema), CreateTableSQL(a.Dialect, target, want)}
+		for _, q := range stmts {
+			if err := a.exec(ctx, s, target, q); err != nil {
+				return nil, err
+			}
+		}
+		a.log().Info("created warehouse table", "table", target.String(), "source", want.ID().String())
+		return want, nil
+	}
+	stmts, err := AlterTableSQL(a.Dialect, target, have, want)
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range stmts {
+		if err := a.exec(ctx, s, target, q); err != nil {
+			return nil, err
+		}
+	}
+	if len(stmts) > 0 {
+		a.log().Info("altered warehouse table to the source's new schema", "table", target.String(), "statements", len(stmts))
+	}
+	return want, nil
+}
+
+func (a *Applier) merge(ctx context.Context, s Session, target change.TableID, seg *Segment, appendOnly bool) error {
+	a.stages++
+	stage := "_sluice_stage_" + strconv.Itoa(a.stages)
+	t := seg.Table
+	if err := a.exec(ctx, s, target, CreateStageSQL(a.Dialect, stage, t)); err != nil {
+		return err
+	}
+	if err := s.Load(ctx, stage, t, seg.Rows); err != nil {
+		var se *StmtError
+		if errors.As(err, &se) {
+			return err
+		}
+		return fmt.Errorf("table %s: load %d rows into staging: %w", target, len(seg.Rows), err)
+	}
+	unchanged := unchangedColumns(seg)
+	stmts := MergeSQL(a.Dialect, target, stage, t, unchanged, appendOnly)
+	stmts = append(stmts, DropStageSQL(a.Dialect, stage, len(unchanged) > 0)...)
+	for _, q := range stmts {
+		if err := a.exec(ctx, s, target, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unchangedColumns lists the columns some row of the segment left unchanged.
+func unchangedColumns(seg *Segment) []int {
+	seen := make([]bool, len(seg.Table.Columns))
+	var out []int
+	for _, r := range seg.Rows {
+		if r.Delete {
+			continue
+		}
+		for i, v := range r.Values {
+			if v.Kind == change.KindUnchanged && i < len(seen) && !seen[i] {
+				seen[i] = true
+				out = append(out, i)
+			}
+		}
+	}
+	return out
+}
+
+// Reset prepares a table for a snapshot inside the session's transaction:
+// drops the target table if it exists, creates it from t, and forgets the
+// table's state. Dropping rather than emptying also takes a changed schema.
+func (a *Applier) Reset(ctx context.Context, s Session, t *change.Table) error {
+	if len(t.Key) == 0 {
+		return fmt.Errorf("table %s has no primary key: a warehouse merge needs one; add a primary key at the source (or declare a key for the table in the pipeline)", t.ID())
+	}
+	target := a.Target(t.ID())
+	_, ok, err := s.TableColumns(ctx, target)
+	if err != nil {
+		return fmt.Errorf("look up table %s: %w", target, err)
+	}
+	if ok {
+		if err := a.exec(ctx, s, target, "DROP TABLE "+target.Quoted()); err != nil {
+			return err
+		}
+	}
+	if _, err := a.ensure(ctx, s, target, nil, t); err != nil {
+		return err
+	}
+	for _, q := range PutStateSQL(t.ID(), change.TableState{}, t) {
+		if err := a.exec(ctx, s, change.TableID{}, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Applier) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Log
+}

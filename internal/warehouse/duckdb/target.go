@@ -1,0 +1,419 @@
+package duckdb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/pipeline"
+	"github.com/sluice-dev/sluice/internal/warehouse"
+)
+
+// Options configure a DuckDB target. The zero value is usable.
+type Options struct {
+	// Schema is the DuckDB schema every mirrored table lands in. Empty keeps
+	// each source table's schema name (a source public.users becomes
+	// public.users here).
+	Schema string
+	// ReadOnly opens the database file read-only: State, Checksums and
+	// queries work, Apply and Reset fail. For inspecting a file that no
+	// sluice process is writing.
+	ReadOnly bool
+	// Logger receives actionable events (tables created or altered). Nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Target is a DuckDB database that mirrored tables are applied to.
+type Target struct {
+	db   *sql.DB
+	path string
+	opts Options
+	log  *slog.Logger
+
+	mu    sync.Mutex // one writer: Apply, ApplyStream and Reset take turns
+	apply warehouse.Applier
+	fresh map[change.TableID]bool // emptied by Reset, only snapshot reads appended since
+}
+
+var _ pipeline.Target = (*Target)(nil)
+
+// Open opens (or creates) the DuckDB database at path (":memory:" for a
+// database in memory) and creates sluice's state tables in it.
+func Open(ctx context.Context, path string, opts Options) (*Target, error) {
+	dsn := path
+	if path == ":memory:" {
+		dsn = ""
+	}
+	if opts.ReadOnly {
+		dsn += "?" + url.Values{"access_mode": {"read_only"}}.Encode()
+	}
+	db, err := sql.Open("duckdb", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open DuckDB database %s: %w", path, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open DuckDB database %s: %w%s", path, err, hint(err))
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &Target{db: db, path: path, opts: opts, log: log, fresh: map[change.TableID]bool{},
+		apply: warehouse.Applier{Dialect: Dialect{}, Schema: opts.Schema, Log: log}}
+	if !opts.ReadOnly {
+		err := t.tx(ctx, func(s *session) error { return t.apply.Setup(ctx, s) })
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("set up sluice state in DuckDB database %s: %w", path, err)
+		}
+	}
+	return t, nil
+}
+
+// Close closes the database.
+func (t *Target) Close() error { return t.db.Close() }
+
+// DB is the database handle, for read-only queries from the admin endpoint
+// of the running process (DuckDB allows one writing process, so other
+// commands go through it). Writing through it bypasses sluice's state.
+func (t *Target) DB() *sql.DB { return t.db }
+
+// TableName is the DuckDB table a source table is mirrored into.
+func (t *Target) TableName(source change.TableID) change.TableID { return t.apply.Target(source) }
+
+// State implements pipeline.Target.
+func (t *Target) State(ctx context.Context) (map[change.TableID]change.TableState, error) {
+	conn, err := t.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read state from DuckDB %s: %w", t.path, err)
+	}
+	defer conn.Close()
+	rows, err := (&session{conn: conn}).ReadState(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read state from DuckDB %s: %w", t.path, err)
+	}
+	out := make(map[change.TableID]change.TableState, len(rows))
+	for id, r := range rows {
+		out[id] = r.State
+	}
+	return out, nil
+}
+
+// Reset implements pipeline.Target: drops and recreates the table from the
+// schema and forgets its state, in one transaction.
+func (t *Target) Reset(ctx context.Context, tbl *change.Table) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	err := t.tx(ctx, func(s *session) error { return t.apply.Reset(ctx, s, tbl) })
+	if err != nil {
+		delete(t.fresh, tbl.ID())
+		return fmt.Errorf("reset %s in DuckDB %s: %w", tbl.ID(), t.path, err)
+	}
+	t.fresh[tbl.ID()] = true
+	return nil
+}
+
+// Apply implements pipeline.Target: the batch is merged in one transaction
+// together with each table's new state, and durable on return.
+func (t *Target) Apply(ctx context.Context, b *change.Batch) error {
+	return t.run(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeReplication})
+}
+
+// ApplyStream applies changes read from a stream, with no per-table position
+// filtering (a stream's shards are separate orders), and stores the stream
+// checkpoints in the same transaction. A table that does not exist yet is
+// created from the changes' schema.
+func (t *Target) ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error {
+	return t.run(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeStream, Marks: marks})
+}
+
+func (t *Target) run(ctx context.Context, b *change.Batch, o warehouse.ApplyOptions) error {
+	if len(b.Changes) == 0 && len(b.Snapshotted) == 0 && len(o.Marks) == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o.Fresh = func(id change.TableID) bool { return t.fresh[id] }
+	var res warehouse.Result
+	err := t.tx(ctx, func(s *session) (err error) {
+		res, err = t.apply.Apply(ctx, s, b, o)
+		return err
+	})
+	if err != nil && isConstraint(err) && len(t.fresh) > 0 {
+		// A snapshot batch appended to a fresh table hit a key already
+		// there: a redelivery. Nothing was committed; merge instead.
+		clear(t.fresh)
+		o.Fresh = nil
+		err = t.tx(ctx, func(s *session) (err error) {
+			res, err = t.apply.Apply(ctx, s, b, o)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("apply batch to DuckDB %s: %w", t.path, err)
+	}
+	for _, id := range res.Merged {
+		delete(t.fresh, id)
+	}
+	return nil
+}
+
+// StreamMarks returns one stream's checkpoints: shard id -> sequence number.
+func (t *Target) StreamMarks(ctx context.Context, stream string) (map[string]string, error) {
+	rows, err := t.db.QueryContext(ctx, warehouse.SelectMarksSQL(stream))
+	if err != nil {
+		return nil, fmt.Errorf("read stream checkpoints from DuckDB %s: %w", t.path, err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var shard, seq string
+		if err := rows.Scan(&shard, &seq); err != nil {
+			return nil, fmt.Errorf("read stream checkpoints from DuckDB %s: %w", t.path, err)
+		}
+		out[shard] = seq
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read stream checkpoints from DuckDB %s: %w", t.path, err)
+	}
+	return out, nil
+}
+
+// Checksums returns, per bucket of the key space, the row count and an
+// order-independent checksum over every column, computed inside DuckDB,
+// comparable with postgres.Checksums over the source table.
+func (t *Target) Checksums(ctx context.Context, tbl *change.Table, buckets int) ([]warehouse.Bucket, error) {
+	if buckets < 1 {
+		return nil, fmt.Errorf("checksum %s: buckets must be at least 1", tbl.ID())
+	}
+	q := warehouse.ChecksumSQL(Dialect{}, t.apply.Target(tbl.ID()), tbl, buckets)
+	rows, err := t.db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("checksum %s in DuckDB %s: %w", tbl.ID(), t.path, err)
+	}
+	defer rows.Close()
+	var got []warehouse.Bucket
+	for rows.Next() {
+		var b warehouse.Bucket
+		if err := rows.Scan(&b.ID, &b.Rows, &b.Sum); err != nil {
+			return nil, fmt.Errorf("checksum %s in DuckDB %s: %w", tbl.ID(), t.path, err)
+		}
+		got = append(got, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("checksum %s in DuckDB %s: %w", tbl.ID(), t.path, err)
+	}
+	return warehouse.FillBuckets(got, buckets), nil
+}
+
+// BucketKeys returns the rows of one bucket (key and row hash), at most
+// limit, for showing the first mismatching keys (see warehouse.DiffRows).
+func (t *Target) BucketKeys(ctx context.Context, tbl *change.Table, buckets, id, limit int) ([]warehouse.RowHash, error) {
+	q := warehouse.BucketKeysSQL(Dialect{}, t.apply.Target(tbl.ID()), tbl, buckets, id, limit)
+	rows, err := t.db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("list bucket %d of %s in DuckDB %s: %w", id, tbl.ID(), t.path, err)
+	}
+	defer rows.Close()
+	var out []warehouse.RowHash
+	for rows.Next() {
+		vals := make([]sql.NullString, len(tbl.Key)+1)
+		ptrs := make([]any, len(vals))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("list bucket %d of %s in DuckDB %s: %w", id, tbl.ID(), t.path, err)
+		}
+		r := warehouse.RowHash{Hash: vals[len(vals)-1].String}
+		for _, v := range vals[:len(vals)-1] {
+			r.Key = append(r.Key, v.String)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list bucket %d of %s in DuckDB %s: %w", id, tbl.ID(), t.path, err)
+	}
+	return out, nil
+}
+
+// tx runs fn in one transaction on one connection, committing on success.
+func (t *Target) tx(ctx context.Context, fn func(s *session) error) error {
+	conn, err := t.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return withHint(err)
+	}
+	s := &session{conn: conn}
+	if err := fn(s); err != nil {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return withHint(err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return withHint(fmt.Errorf("commit: %w", err))
+	}
+	return nil
+}
+
+// session is one DuckDB transaction as the shared apply sees it.
+type session struct {
+	conn *sql.Conn
+}
+
+func (s *session) Exec(ctx context.Context, q string) error {
+	_, err := s.conn.ExecContext(ctx, q)
+	return err
+}
+
+func (s *session) Load(ctx context.Context, stage string, tbl *change.Table, rows []warehouse.Row) error {
+	types := make([]warehouse.ColType, len(tbl.Columns))
+	for i, c := range tbl.Columns {
+		types[i] = warehouse.TypeOf(c)
+	}
+	return s.conn.Raw(func(dc any) error {
+		conn, ok := dc.(driver.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected DuckDB driver connection %T", dc)
+		}
+		app, err := duckdb.NewAppender(conn, "temp", "main", stage)
+		if err != nil {
+			return fmt.Errorf("open appender: %w", err)
+		}
+		vals := make([]driver.Value, len(tbl.Columns)+2)
+		for _, r := range rows {
+			if err := ctx.Err(); err != nil {
+				app.Close()
+				return err
+			}
+			clear(vals)
+			if r.Delete {
+				vals[0] = "d"
+				for _, k := range tbl.Key {
+					if vals[k+2], err = stageValue(tbl, k, types[k], r.Values[k]); err != nil {
+						app.Close()
+						return err
+					}
+				}
+			} else {
+				vals[0] = "u"
+				if m, ok := warehouse.UnchangedMask(r.Values); ok {
+					vals[1] = m
+				}
+				for i, v := range r.Values {
+					if i >= len(types) {
+						break
+					}
+					if vals[i+2], err = stageValue(tbl, i, types[i], v); err != nil {
+						app.Close()
+						return err
+					}
+				}
+			}
+			if err := app.AppendRow(vals...); err != nil {
+				app.Close()
+				return fmt.Errorf("append row: %w", err)
+			}
+		}
+		if err := app.Close(); err != nil {
+			return fmt.Errorf("flush appender: %w", err)
+		}
+		return nil
+	})
+}
+
+func (s *session) TableColumns(ctx context.Context, id change.TableID) ([]string, bool, error) {
+	rows, err := s.conn.QueryContext(ctx, `SELECT column_name FROM information_schema.columns
+WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ? ORDER BY ordinal_position`, id.Schema, id.Name)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	var cols []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, false, err
+		}
+		cols = append(cols, c)
+	}
+	return cols, len(cols) > 0, rows.Err()
+}
+
+func (s *session) ReadState(ctx context.Context) (map[change.TableID]warehouse.StateRow, error) {
+	rows, err := s.conn.QueryContext(ctx, warehouse.SelectStateSQL())
+	if err != nil {
+		if strings.Contains(err.Error(), "does not exist") {
+			return map[change.TableID]warehouse.StateRow{}, nil // a read-only file sluice never wrote to
+		}
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[change.TableID]warehouse.StateRow{}
+	for rows.Next() {
+		var r warehouse.StateRow
+		var commit, lsn int64
+		var shape sql.NullString
+		if err := rows.Scan(&r.ID.Schema, &r.ID.Name, &r.State.Snapshotted, &commit, &lsn, &shape); err != nil {
+			return nil, err
+		}
+		r.State.Applied = change.Position{CommitLSN: change.LSN(commit), LSN: change.LSN(lsn)}
+		if shape.Valid {
+			if r.Shape, err = warehouse.DecodeShape(r.ID, shape.String); err != nil {
+				return nil, err
+			}
+		}
+		out[r.ID] = r
+	}
+	return out, rows.Err()
+}
+
+func isConstraint(err error) bool {
+	var de *duckdb.Error
+	if errors.As(err, &de) && de.Type == duckdb.ErrorTypeConstraint {
+		return true
+	}
+	return strings.Contains(err.Error(), "Constraint Error")
+}
+
+// withHint adds what to do about the errors a user can fix.
+func withHint(err error) error {
+	var se *warehouse.StmtError
+	if errors.As(err, &se) {
+		if se.Hint == "" {
+			se.Hint = strings.TrimPrefix(hint(se.Err), "; ")
+		}
+		return err
+	}
+	if h := hint(err); h != "" {
+		return fmt.Errorf("%w%s", err, h)
+	}
+	return err
+}
+
+func hint(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "read-only"), strings.Contains(msg, "read only"):
+		return "; the DuckDB database is open read-only: open it writable (no read-only mode, a file the sluice process may write)"
+	case strings.Contains(msg, "No space left"), strings.Contains(msg, "disk is full"), strings.Contains(msg, "Could not write"):
+		return "; the disk holding the DuckDB file is full or not writable: free space or move the file, then restart sluice (nothing was marked applied)"
+	case strings.Contains(msg, "Could not set lock"), strings.Contains(msg, "Conflicting lock"):
+		return "; another process has the DuckDB file open for writing (DuckDB allows one writer): stop it, or query the running sluice through its admin endpoint"
+	}
+	return ""
+}

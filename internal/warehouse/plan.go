@@ -1,0 +1,237 @@
+package warehouse
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+// Mode says how a batch's positions relate to the stored per-table state.
+type Mode uint8
+
+const (
+	// ModeReplication drops changes at or before a table's applied position:
+	// the batch comes from one replication slot, whose positions only grow.
+	ModeReplication Mode = iota
+	// ModeStream keeps every change: a stream's shards are separate orders,
+	// so a per-table position says nothing about another shard's records.
+	// Replays are caught by the stream checkpoints instead.
+	ModeStream
+)
+
+// Row is one reduced row: the latest change for its key within a segment.
+type Row struct {
+	Delete bool
+	// Values is aligned with the segment's Table.Columns. For deletes only
+	// the key columns matter. Unchanged TOAST values stay KindUnchanged:
+	// the merge keeps what the target stores for them.
+	Values []change.Value
+	Pos    change.Position
+}
+
+// Segment is a run of one table's changes that share one schema. A schema
+// change in the middle of a batch starts a new segment, applied after the
+// target is altered.
+type Segment struct {
+	Table    *change.Table
+	Truncate bool // empty the target table before merging Rows
+	Rows     []Row
+	keys     map[string]int
+	reads    bool
+}
+
+// Reads reports whether the segment holds only snapshot reads (no truncate,
+// no delete), which may be appended without a merge into a fresh table.
+func (s *Segment) Reads() bool { return !s.Truncate && s.reads }
+
+// TablePlan is what one batch does to one table.
+type TablePlan struct {
+	ID       change.TableID // the source table
+	Segments []*Segment
+	// MaxPos is the highest position among the table's changes kept, zero if none.
+	MaxPos change.Position
+	// Snapshot is set when the batch completes the table's snapshot.
+	Snapshot *change.SnapshotDone
+	truncPos change.Position
+	hasTrunc bool
+}
+
+// Plan reduces a batch to the rows to merge, table by table, in order of
+// first appearance. state is the stored state per table (see Mode).
+//
+// Within a table the latest change per key wins by Position, never by
+// arrival order. An update that changed the key becomes a delete of the old
+// key and an upsert of the new one. A truncate drops the table's earlier
+// rows in the batch (by position); only changes after it survive. An update
+// whose TOASTed value was not sent takes the value of an earlier full row of
+// the same key in the batch, if any; otherwise the target's stored value is
+// kept at merge time.
+func Plan(b *change.Batch, state map[change.TableID]change.TableState, mode Mode) []*TablePlan {
+	var order []*TablePlan
+	plans := map[change.TableID]*TablePlan{}
+	get := func(id change.TableID) *TablePlan {
+		tp := plans[id]
+		if tp == nil {
+			tp = &TablePlan{ID: id}
+			plans[id] = tp
+			order = append(order, tp)
+		}
+		return tp
+	}
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		id := c.Table.ID()
+		if mode == ModeReplication {
+			st := state[id]
+			if c.Op == change.OpRead {
+				// Snapshot rows all carry the snapshot's position, so a
+				// later snapshot batch equals the applied position: only a
+				// strictly earlier one, or any after the snapshot is
+				// complete, is a replay.
+				if st.Snapshotted || c.Pos.Less(st.Applied) {
+					continue
+				}
+			} else if !st.Applied.Less(c.Pos) {
+				continue
+			}
+		}
+		tp := get(id)
+		seg := tp.segment(c.Table)
+		if tp.MaxPos.Less(c.Pos) {
+			tp.MaxPos = c.Pos
+		}
+		switch c.Op {
+		case change.OpTruncate:
+			tp.truncate(c.Pos, seg)
+		case change.OpDelete:
+			seg.reads = false
+			tp.put(seg, Row{Delete: true, Values: c.Before, Pos: c.Pos})
+		case change.OpRead, change.OpInsert, change.OpUpdate:
+			if c.Op != change.OpRead {
+				seg.reads = false
+			}
+			if old := c.OldKey(); old != nil {
+				tp.put(seg, Row{Delete: true, Values: c.Before, Pos: c.Pos})
+			}
+			tp.put(seg, Row{Values: c.After, Pos: c.Pos})
+		}
+	}
+	for i := range b.Snapshotted {
+		sd := &b.Snapshotted[i]
+		tp := get(sd.Table.ID())
+		tp.Snapshot = sd
+	}
+	for _, tp := range order {
+		for _, s := range tp.Segments {
+			s.keys = nil
+		}
+	}
+	return order
+}
+
+func (tp *TablePlan) segment(t *change.Table) *Segment {
+	if n := len(tp.Segments); n > 0 && tp.Segments[n-1].Table.SameShape(t) {
+		return tp.Segments[n-1]
+	}
+	s := &Segment{Table: t, keys: map[string]int{}, reads: true}
+	tp.Segments = append(tp.Segments, s)
+	return s
+}
+
+func (tp *TablePlan) truncate(pos change.Position, seg *Segment) {
+	if tp.hasTrunc && !tp.truncPos.Less(pos) {
+		return // an earlier truncate arriving late: the later one already cleared more
+	}
+	tp.hasTrunc, tp.truncPos = true, pos
+	seg.Truncate = true
+	seg.reads = false
+	// Rows before the truncate are gone, in this segment and earlier ones.
+	for _, s := range tp.Segments {
+		kept := s.Rows[:0]
+		for _, r := range s.Rows {
+			if pos.Less(r.Pos) {
+				kept = append(kept, r)
+			}
+		}
+		s.Rows = kept
+		if s.keys != nil {
+			clear(s.keys)
+			for j, r := range s.Rows {
+				s.keys[keyString(s.Table, r)] = j
+			}
+		}
+	}
+}
+
+func (tp *TablePlan) put(seg *Segment, r Row) {
+	if tp.hasTrunc && !tp.truncPos.Less(r.Pos) {
+		return
+	}
+	k := keyString(seg.Table, r)
+	j, ok := seg.keys[k]
+	if !ok {
+		seg.keys[k] = len(seg.Rows)
+		seg.Rows = append(seg.Rows, r)
+		return
+	}
+	old := seg.Rows[j]
+	if r.Pos.Less(old.Pos) {
+		// An older change arriving late loses, but may still hold a value
+		// the newer row left unchanged.
+		if !old.Delete && !r.Delete {
+			seg.Rows[j].Values = fillUnchanged(old.Values, r.Values)
+		}
+		return
+	}
+	if !r.Delete && !old.Delete {
+		r.Values = fillUnchanged(r.Values, old.Values)
+	}
+	seg.Rows[j] = r
+}
+
+// fillUnchanged returns newer with its unchanged values taken from older.
+// It copies before writing: the values belong to the batch's changes.
+func fillUnchanged(newer, older []change.Value) []change.Value {
+	var out []change.Value
+	for i, v := range newer {
+		if v.Kind == change.KindUnchanged && i < len(older) && older[i].Kind != change.KindUnchanged {
+			if out == nil {
+				out = append([]change.Value(nil), newer...)
+			}
+			out[i] = older[i]
+		}
+	}
+	if out == nil {
+		return newer
+	}
+	return out
+}
+
+// keyString encodes a row's key values unambiguously for the reduction map.
+func keyString(t *change.Table, r Row) string {
+	var b strings.Builder
+	for _, k := range t.Key {
+		var v change.Value
+		if k < len(r.Values) {
+			v = r.Values[k]
+		}
+		appendKeyValue(&b, v)
+	}
+	return b.String()
+}
+
+func appendKeyValue(b *strings.Builder, v change.Value) {
+	b.WriteByte(byte(v.Kind))
+	if v.Kind == change.KindArray {
+		b.WriteString(strconv.Itoa(len(v.Elems)))
+		b.WriteByte(':')
+		for _, e := range v.Elems {
+			appendKeyValue(b, e)
+		}
+		return
+	}
+	b.WriteString(strconv.Itoa(len(v.Text)))
+	b.WriteByte(':')
+	b.WriteString(v.Text)
+}
