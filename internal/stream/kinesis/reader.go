@@ -1,0 +1,552 @@
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+// StreamMark is a reader's checkpoint for one shard: the sequence number of
+// the last record applied, stored by the Applier in the same transaction as
+// the data. It mirrors warehouse.StreamMark field for field.
+type StreamMark struct{ Stream, Shard, Sequence string }
+
+// ShardEnd is the Sequence of a mark that says the shard is closed and was
+// read to its end: its children may be read, it never needs reading again.
+const ShardEnd = "SHARD_END"
+
+// Applier is what the reader needs of a warehouse: apply a batch together
+// with the marks of the records it came from, in one transaction, and
+// report the stored marks of a stream (shard id → sequence).
+type Applier interface {
+	ApplyStream(ctx context.Context, b *change.Batch, marks []StreamMark) error
+	StreamMarks(ctx context.Context, stream string) (map[string]string, error)
+}
+
+// ReaderConfig configures a Reader. Only Connection.Stream is required.
+type ReaderConfig struct {
+	Connection
+	// RejectFile receives records that are not change records (one JSON
+	// line each: stream, shard, sequence, error, data as base64). Default:
+	// sluice-kinesis-<stream>.rejects.jsonl in the working directory.
+	RejectFile string
+	// StrictRecords stops the reader at the first invalid record instead.
+	StrictRecords bool
+	// PollInterval is the pause after a read that found a shard caught up
+	// (default 500ms; Kinesis allows 5 GetRecords a second per shard).
+	PollInterval time.Duration
+	// ShardRefresh is how often the shard list is read again to find new
+	// shards (default 30s; a shard that ends triggers a refresh at once).
+	ShardRefresh time.Duration
+	// RecordsPerCall is GetRecords' Limit (default and maximum 10,000).
+	RecordsPerCall int32
+	// BatchChanges bounds one ApplyStream call (default 10,000); batches of
+	// several shards read while the previous apply ran are merged up to it.
+	BatchChanges int
+	// BaseBackoff and MaxBackoff bound retries of throttled or failed reads
+	// (defaults 200ms and 10s).
+	BaseBackoff, MaxBackoff time.Duration
+	Logger                  *slog.Logger
+}
+
+// getAPI is the part of the Kinesis client the reader uses.
+type getAPI interface {
+	ListShards(ctx context.Context, in *kinesis.ListShardsInput, optFns ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
+	GetShardIterator(ctx context.Context, in *kinesis.GetShardIteratorInput, optFns ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error)
+	GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error)
+}
+
+// Reader reads a stream into an Applier, exactly once given an Applier that
+// stores marks with the data.
+type Reader struct {
+	cfg    ReaderConfig
+	api    getAPI
+	stream stream
+	app    Applier
+	log    *slog.Logger
+	reject *jsonlFile
+	tables interner
+
+	mu     sync.Mutex
+	shards map[string]*ShardStats
+
+	read, applied, rejected, batches atomic.Int64
+}
+
+// NewReader connects to Kinesis (no call is made yet) and opens the reject file.
+func NewReader(ctx context.Context, cfg ReaderConfig, app Applier) (*Reader, error) {
+	c, st, err := cfg.Connection.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 500 * time.Millisecond
+	}
+	if cfg.ShardRefresh <= 0 {
+		cfg.ShardRefresh = 30 * time.Second
+	}
+	if cfg.RecordsPerCall <= 0 || cfg.RecordsPerCall > 10_000 {
+		cfg.RecordsPerCall = 10_000
+	}
+	if cfg.BatchChanges <= 0 {
+		cfg.BatchChanges = 10_000
+	}
+	if cfg.BaseBackoff <= 0 {
+		cfg.BaseBackoff = 200 * time.Millisecond
+	}
+	if cfg.MaxBackoff < cfg.BaseBackoff {
+		cfg.MaxBackoff = max(10*time.Second, cfg.BaseBackoff)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RejectFile == "" {
+		cfg.RejectFile = "sluice-kinesis-" + st.name + ".rejects.jsonl"
+	}
+	r := &Reader{cfg: cfg, api: c, stream: st, app: app, log: cfg.Logger.With("stream", st.name), shards: map[string]*ShardStats{}}
+	if !cfg.StrictRecords {
+		if r.reject, err = openJSONL(cfg.RejectFile); err != nil {
+			return nil, fmt.Errorf("open reject file: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Close releases the reject file.
+func (r *Reader) Close() error { return r.reject.Close() }
+
+// shardBatch is what a shard reader hands the apply loop: the changes of
+// one GetRecords call and the mark after them.
+type shardBatch struct {
+	changes []change.Change
+	mark    StreamMark
+}
+
+// Run reads every shard from its stored mark (or the trim horizon) and
+// applies what it reads until ctx ends; then it lets the apply in flight
+// finish and returns nil. A child shard is read only after its parents
+// were read to their end, so the changes of a key that moved with a
+// reshard are applied in order.
+func (r *Reader) Run(ctx context.Context) error {
+	marks, err := r.app.StreamMarks(ctx, r.stream.name)
+	if err != nil {
+		return fmt.Errorf("read the stream marks of %s from the target: %w", r.stream.name, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	batches := make(chan shardBatch, 16)
+	g.Go(func() error { return r.applyLoop(gctx, batches) })
+	g.Go(func() error { return r.coordinate(gctx, g, marks, batches) })
+	err = g.Wait()
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// coordinate lists the shards and starts a reader for each one whose
+// parents are drained, again whenever a shard ends or ShardRefresh passes.
+func (r *Reader) coordinate(ctx context.Context, g *errgroup.Group, marks map[string]string, out chan<- shardBatch) error {
+	done := map[string]bool{}
+	for id, seq := range marks {
+		if seq == ShardEnd {
+			done[id] = true
+		}
+	}
+	started := map[string]bool{}
+	finished := make(chan string, 64)
+	tick := time.NewTicker(r.cfg.ShardRefresh)
+	defer tick.Stop()
+	for {
+		shards, err := r.listShards(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		listed := make(map[string]bool, len(shards))
+		for _, sh := range shards {
+			listed[aws.ToString(sh.ShardId)] = true
+		}
+		for _, sh := range shards {
+			id := aws.ToString(sh.ShardId)
+			if started[id] || done[id] {
+				continue
+			}
+			ready := true
+			for _, p := range []*string{sh.ParentShardId, sh.AdjacentParentShardId} {
+				// A parent gone from the list has passed the retention
+				// period: nothing of it is left to read first.
+				if p != nil && listed[*p] && !done[*p] {
+					ready = false
+				}
+			}
+			if !ready {
+				continue
+			}
+			started[id] = true
+			r.shardStats(id, func(s *ShardStats) {})
+			from := marks[id]
+			g.Go(func() error {
+				err := r.readShard(ctx, id, from, out)
+				if err == nil {
+					select {
+					case finished <- id:
+					case <-ctx.Done():
+					}
+				}
+				return err
+			})
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case id := <-finished:
+			done[id] = true
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *Reader) listShards(ctx context.Context) ([]types.Shard, error) {
+	var out []types.Shard
+	name, arn := r.stream.ids()
+	in := &kinesis.ListShardsInput{StreamName: name, StreamARN: arn}
+	for attempt := 1; ; {
+		res, err := r.api.ListShards(ctx, in)
+		if err != nil {
+			if _, retry := classify(err); retry && ctx.Err() == nil {
+				if err := r.sleep(ctx, attempt); err != nil {
+					return nil, err
+				}
+				attempt++
+				continue
+			}
+			return nil, fmt.Errorf("list shards of Kinesis stream %s: %w", r.stream, explainRead(err, r.stream))
+		}
+		out = append(out, res.Shards...)
+		if res.NextToken == nil {
+			return out, nil
+		}
+		// With a NextToken the stream must not be named again.
+		in = &kinesis.ListShardsInput{NextToken: res.NextToken}
+	}
+}
+
+// readShard reads one shard from after seq (or its start) until it ends
+// (nil) or ctx ends (ctx's error).
+func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- shardBatch) error {
+	log := r.log.With("shard", shard)
+	iter, err := r.iterator(ctx, shard, seq)
+	if err != nil {
+		return err
+	}
+	_, arn := r.stream.ids()
+	attempt := 1
+	for {
+		res, err := r.api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(r.cfg.RecordsPerCall), StreamARN: arn})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var expired *types.ExpiredIteratorException
+			if errors.As(err, &expired) {
+				// Iterators live 5 minutes: take a new one where we are.
+				if iter, err = r.iterator(ctx, shard, seq); err != nil {
+					return err
+				}
+				continue
+			}
+			throttled, retry := classify(err)
+			if !retry {
+				return fmt.Errorf("read shard %s of Kinesis stream %s: %w", shard, r.stream, explainRead(err, r.stream))
+			}
+			if throttled {
+				r.shardStats(shard, func(s *ShardStats) { s.Throttles++ })
+			}
+			if attempt%10 == 0 {
+				log.Warn("reading the shard keeps failing; retrying", "attempts", attempt, "error", err)
+			}
+			if err := r.sleep(ctx, attempt); err != nil {
+				return err
+			}
+			attempt++
+			continue
+		}
+		attempt = 1
+		b := shardBatch{mark: StreamMark{Stream: r.stream.name, Shard: shard}}
+		var rejects []any
+		for i := range res.Records {
+			rec := &res.Records[i]
+			s := aws.ToString(rec.SequenceNumber)
+			d, err := change.DecodeRecord(rec.Data)
+			if err != nil {
+				if r.cfg.StrictRecords {
+					return fmt.Errorf("record %s in shard %s of Kinesis stream %s is not a change record (%v): fix its producer, or turn strict records off to set such records aside in a reject file and go on",
+						s, shard, r.stream.name, err)
+				}
+				rejects = append(rejects, rejectLine{Stream: r.stream.name, Shard: shard, Sequence: s, PartitionKey: aws.ToString(rec.PartitionKey),
+					Arrival: aws.ToTime(rec.ApproximateArrivalTimestamp), Error: err.Error(), Data: rec.Data})
+				continue
+			}
+			d.Change.Table = r.tables.intern(d.Change.Table)
+			b.changes = append(b.changes, d.Change)
+		}
+		if n := len(res.Records); n > 0 {
+			seq = aws.ToString(res.Records[n-1].SequenceNumber)
+		}
+		if len(rejects) > 0 {
+			// On disk before the mark that skips them is stored.
+			if err := r.reject.Append(rejects...); err != nil {
+				return fmt.Errorf("set aside invalid records of shard %s: %w", shard, err)
+			}
+			r.rejected.Add(int64(len(rejects)))
+			log.Warn("records that are not change records set aside", "count", len(rejects), "file", r.cfg.RejectFile)
+		}
+		r.read.Add(int64(len(res.Records)))
+		behind := aws.ToInt64(res.MillisBehindLatest)
+		ended := res.NextShardIterator == nil
+		r.shardStats(shard, func(s *ShardStats) {
+			s.MillisBehindLatest = behind
+			s.Records += int64(len(res.Records))
+			s.Rejected += int64(len(rejects))
+			if seq != "" {
+				s.Sequence = seq
+			}
+			s.Ended = ended
+		})
+		b.mark.Sequence = seq
+		if ended {
+			b.mark.Sequence = ShardEnd
+		}
+		if len(res.Records) > 0 || ended {
+			select {
+			case out <- b:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if ended {
+			log.Info("shard read to its end")
+			return nil
+		}
+		iter = res.NextShardIterator
+		if len(res.Records) == 0 || behind == 0 {
+			t := time.NewTimer(r.cfg.PollInterval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+	}
+}
+
+func (r *Reader) iterator(ctx context.Context, shard, seq string) (*string, error) {
+	name, arn := r.stream.ids()
+	in := &kinesis.GetShardIteratorInput{StreamName: name, StreamARN: arn, ShardId: aws.String(shard), ShardIteratorType: types.ShardIteratorTypeTrimHorizon}
+	if seq != "" {
+		in.ShardIteratorType = types.ShardIteratorTypeAfterSequenceNumber
+		in.StartingSequenceNumber = aws.String(seq)
+	}
+	for attempt := 1; ; attempt++ {
+		res, err := r.api.GetShardIterator(ctx, in)
+		if err == nil {
+			return res.ShardIterator, nil
+		}
+		if _, retry := classify(err); !retry || ctx.Err() != nil {
+			return nil, fmt.Errorf("start reading shard %s of Kinesis stream %s after %q: %w", shard, r.stream, seq, explainRead(err, r.stream))
+		}
+		if err := r.sleep(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// applyLoop applies shard batches in the order they were read, merging
+// those that queued up while an apply ran. Applies run to their end even
+// when ctx ends, so a transaction is never cut short on shutdown.
+func (r *Reader) applyLoop(ctx context.Context, in <-chan shardBatch) error {
+	applyCtx := context.WithoutCancel(ctx)
+	for {
+		var first shardBatch
+		select {
+		case <-ctx.Done():
+			return nil
+		case first = <-in:
+		}
+		b := &change.Batch{Changes: first.changes}
+		marks := []StreamMark{first.mark}
+	merge:
+		for len(b.Changes) < r.cfg.BatchChanges {
+			select {
+			case next := <-in:
+				b.Changes = append(b.Changes, next.changes...)
+				marks = setMark(marks, next.mark)
+			default:
+				break merge
+			}
+		}
+		if err := r.app.ApplyStream(applyCtx, b, marks); err != nil {
+			return fmt.Errorf("apply %d changes read from Kinesis stream %s: %w", len(b.Changes), r.stream.name, err)
+		}
+		r.applied.Add(int64(len(b.Changes)))
+		r.batches.Add(1)
+		for _, m := range marks {
+			r.shardStats(m.Shard, func(s *ShardStats) { s.Applied = m.Sequence })
+		}
+	}
+}
+
+// setMark keeps one mark per shard, the latest.
+func setMark(marks []StreamMark, m StreamMark) []StreamMark {
+	for i := range marks {
+		if marks[i].Shard == m.Shard {
+			marks[i] = m
+			return marks
+		}
+	}
+	return append(marks, m)
+}
+
+func (r *Reader) sleep(ctx context.Context, attempt int) error {
+	d := r.cfg.BaseBackoff
+	for i := 1; i < attempt && d < r.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = time.Duration(rand.Int64N(int64(min(d, r.cfg.MaxBackoff))) + 1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func explainRead(err error, st stream) error {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "AccessDeniedException" {
+		return fmt.Errorf("the AWS identity may not read stream %s (grant kinesis:ListShards, kinesis:GetShardIterator and kinesis:GetRecords on the stream's ARN): %w", st, err)
+	}
+	return explain(err, st)
+}
+
+// rejectLine is one line of the reject file.
+type rejectLine struct {
+	Stream       string    `json:"stream"`
+	Shard        string    `json:"shard"`
+	Sequence     string    `json:"sequence"`
+	PartitionKey string    `json:"partition_key"`
+	Arrival      time.Time `json:"arrival"`
+	Error        string    `json:"error"`
+	Data         []byte    `json:"data"` // base64
+}
+
+// interner makes records of one table with one shape share a *change.Table,
+// so that consumers can tell a schema change by pointer, as with the source.
+type interner struct {
+	mu     sync.Mutex
+	shapes map[change.TableID][]*change.Table
+}
+
+// maxShapes bounds the shapes kept per table (a schema change mid-stream
+// interleaves old and new shapes across shards for a while).
+const maxShapes = 8
+
+func (in *interner) intern(t *change.Table) *change.Table {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.shapes == nil {
+		in.shapes = map[change.TableID][]*change.Table{}
+	}
+	id := t.ID()
+	known := in.shapes[id]
+	for _, k := range known {
+		if k.SameShape(t) {
+			return k
+		}
+	}
+	t.Version = 1
+	if n := len(known); n > 0 {
+		t.Version = known[n-1].Version + 1
+	}
+	if len(known) == maxShapes {
+		known = known[1:]
+	}
+	in.shapes[id] = append(known, t)
+	return t
+}
+
+// ShardStats is what the reader knows of one shard.
+type ShardStats struct {
+	// MillisBehindLatest is how far the last read was behind the shard's
+	// newest record, as Kinesis reports it: the shard's lag.
+	MillisBehindLatest int64  `json:"millis_behind_latest"`
+	Records            int64  `json:"records"`
+	Rejected           int64  `json:"rejected"`
+	Sequence           string `json:"sequence"` // last read
+	Applied            string `json:"applied"`  // last mark applied
+	Ended              bool   `json:"ended"`    // closed and read to its end
+	Throttles          int64  `json:"throttles"`
+}
+
+// ReaderStats is what the reader reports for status output.
+type ReaderStats struct {
+	Stream   string                `json:"stream"`
+	Read     int64                 `json:"records_read"`
+	Applied  int64                 `json:"changes_applied"`
+	Rejected int64                 `json:"records_rejected"`
+	Batches  int64                 `json:"batches"`
+	Shards   map[string]ShardStats `json:"shards"`
+	// MaxMillisBehind is the largest lag over the shards being read.
+	MaxMillisBehind int64 `json:"max_millis_behind"`
+}
+
+func (r *Reader) shardStats(id string, f func(*ShardStats)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.shards[id]
+	if s == nil {
+		s = &ShardStats{}
+		r.shards[id] = s
+	}
+	f(s)
+}
+
+// Stats returns the reader's counters and each shard's lag.
+func (r *Reader) Stats() ReaderStats {
+	st := ReaderStats{Stream: r.stream.name, Read: r.read.Load(), Applied: r.applied.Load(), Rejected: r.rejected.Load(),
+		Batches: r.batches.Load(), Shards: map[string]ShardStats{}}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]string, 0, len(r.shards))
+	for id := range r.shards {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		s := *r.shards[id]
+		st.Shards[id] = s
+		if !s.Ended && s.MillisBehindLatest > st.MaxMillisBehind {
+			st.MaxMillisBehind = s.MillisBehindLatest
+		}
+	}
+	return st
+}
