@@ -1,0 +1,75 @@
+package postgres
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/warehouse"
+)
+
+// Dialect is Postgres' side of the shared SQL (warehouse.Dialect). Target
+// and staging columns have the source's own type (or the family's built-in
+// type for enums, domains and extension types), so COPY parses every value
+// and the merge needs no casts.
+type Dialect struct{}
+
+var _ warehouse.Dialect = Dialect{}
+
+// ColumnType implements warehouse.Dialect.
+func (Dialect) ColumnType(ct warehouse.ColType) string { return ct.PGName }
+
+// StageType implements warehouse.Dialect.
+func (Dialect) StageType(ct warehouse.ColType) string { return ct.PGName }
+
+// FromStage implements warehouse.Dialect.
+func (Dialect) FromStage(_ warehouse.ColType, e string) string { return e }
+
+// Canonical implements warehouse.Dialect (forms listed in warehouse/sqlgen.go).
+func (d Dialect) Canonical(ct warehouse.ColType, e string) string {
+	if ct.Array {
+		el := ct
+		el.Array = false
+		return "CASE WHEN " + e + " IS NULL THEN NULL ELSE (SELECT '{' || coalesce(string_agg(coalesce(" +
+			d.Canonical(el, `"_sluice_u"."_sluice_e"`) + `, '\N'), ',' ORDER BY "_sluice_u"."_sluice_o"), '') || '}' FROM unnest(` + e +
+			`) WITH ORDINALITY AS "_sluice_u"("_sluice_e", "_sluice_o")) END`
+	}
+	switch ct.Family {
+	case warehouse.FamChar:
+		return "rtrim(CAST(" + e + " AS VARCHAR), ' ')"
+	case warehouse.FamFloat32, warehouse.FamFloat64:
+		f := "CAST(" + e + " AS double precision)"
+		return "CASE WHEN " + f + " = 'NaN' THEN 'NaN' WHEN " + f + " = 'Infinity' THEN 'Infinity' WHEN " + f +
+			" = '-Infinity' THEN '-Infinity' ELSE trim(to_char(" + f + ", '9.9999999999999999EEEE')) END"
+	case warehouse.FamBytes:
+		return "encode(" + e + ", 'hex')"
+	case warehouse.FamDate:
+		return "CASE WHEN isfinite(" + e + ") THEN CAST(" + e + " - DATE '1970-01-01' AS VARCHAR) ELSE CAST(" + e + " AS VARCHAR) END"
+	case warehouse.FamTimestamp, warehouse.FamTimestampTZ:
+		return "CASE WHEN isfinite(" + e + ") THEN CAST(CAST(extract(epoch FROM " + e + ") * 1000000 AS bigint) AS VARCHAR) ELSE CAST(" + e + " AS VARCHAR) END"
+	case warehouse.FamInterval:
+		return "CAST(CAST(extract(year FROM " + e + ") * 12 + extract(month FROM " + e + ") AS bigint) AS VARCHAR) || ':' || CAST(CAST(extract(day FROM " + e +
+			") AS bigint) AS VARCHAR) || ':' || CAST(CAST(extract(hour FROM " + e + ") * 3600000000 + extract(minute FROM " + e +
+			") * 60000000 + extract(microseconds FROM " + e + ") AS bigint) AS VARCHAR)"
+	}
+	return "CAST(" + e + " AS VARCHAR)"
+}
+
+// HexInt implements warehouse.Dialect.
+func (Dialect) HexInt(e string, digits int) string {
+	return "CAST(CAST('x' || substr(" + e + ", 1, " + strconv.Itoa(digits) + ") AS bit(" + strconv.Itoa(4*digits) + ")) AS bigint)"
+}
+
+// CreateStage implements warehouse.Dialect.
+func (Dialect) CreateStage(name string, defs []string) string {
+	if defs == nil {
+		return "CREATE TEMP TABLE " + change.QuoteIdent(name) + " ON COMMIT DROP"
+	}
+	return "CREATE TEMP TABLE " + change.QuoteIdent(name) + " (" + strings.Join(defs, ", ") + ") ON COMMIT DROP"
+}
+
+// StageName implements warehouse.Dialect.
+func (Dialect) StageName(name string) string { return "pg_temp." + change.QuoteIdent(name) }
+
+// Truncate implements warehouse.Dialect.
+func (Dialect) Truncate(target change.TableID) string { return "TRUNCATE TABLE " + target.Quoted() }

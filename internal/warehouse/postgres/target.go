@@ -1,0 +1,334 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/pipeline"
+	"github.com/sluice-dev/sluice/internal/warehouse"
+)
+
+// Options configure a Postgres target. The zero value is usable.
+type Options struct {
+	// Schema is the target schema every mirrored table lands in. Empty keeps
+	// each source table's schema name.
+	Schema string
+	// Logger receives actionable events (tables created or altered). Nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Target is a Postgres database that mirrored tables are applied to.
+type Target struct {
+	pool *pgxpool.Pool
+	name string // host/database, for messages: never the URL (it may hold a password)
+	log  *slog.Logger
+
+	mu    sync.Mutex // one writer: Apply, ApplyStream and Reset take turns
+	apply warehouse.Applier
+	fresh map[change.TableID]bool
+}
+
+var _ pipeline.Target = (*Target)(nil)
+
+// Open connects to the target database and creates sluice's state tables
+// (schema _sluice) if they are missing.
+func Open(ctx context.Context, url string, opts Options) (*Target, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse Postgres target URL: %w", err)
+	}
+	name := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Postgres target %s: %w", name, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to Postgres target %s: %w", name, err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &Target{pool: pool, name: name, log: log, fresh: map[change.TableID]bool{},
+		apply: warehouse.Applier{Dialect: Dialect{}, Schema: opts.Schema, Log: log}}
+	if err := t.tx(ctx, func(s *session) error { return t.apply.Setup(ctx, s) }); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("set up sluice state in Postgres target %s: %w", name, err)
+	}
+	return t, nil
+}
+
+// Close closes the connections.
+func (t *Target) Close() error {
+	t.pool.Close()
+	return nil
+}
+
+// Pool is the connection pool, for read-only queries (status, verify).
+func (t *Target) Pool() *pgxpool.Pool { return t.pool }
+
+// TableName is the target table a source table is mirrored into.
+func (t *Target) TableName(source change.TableID) change.TableID { return t.apply.Target(source) }
+
+// State implements pipeline.Target.
+func (t *Target) State(ctx context.Context) (map[change.TableID]change.TableState, error) {
+	rows, err := readState(ctx, t.pool)
+	if err != nil {
+		return nil, fmt.Errorf("read state from Postgres target %s: %w", t.name, err)
+	}
+	out := make(map[change.TableID]change.TableState, len(rows))
+	for id, r := range rows {
+		out[id] = r.State
+	}
+	return out, nil
+}
+
+// Reset implements pipeline.Target: drops and recreates the table from the
+// schema and forgets its state, in one transaction.
+func (t *Target) Reset(ctx context.Context, tbl *change.Table) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	err := t.tx(ctx, func(s *session) error { return t.apply.Reset(ctx, s, tbl) })
+	if err != nil {
+		delete(t.fresh, tbl.ID())
+		return fmt.Errorf("reset %s in Postgres target %s: %w", tbl.ID(), t.name, err)
+	}
+	t.fresh[tbl.ID()] = true
+	return nil
+}
+
+// Apply implements pipeline.Target: the batch is merged in one transaction
+// together with each table's new state, and durable on return.
+func (t *Target) Apply(ctx context.Context, b *change.Batch) error {
+	return t.run(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeReplication})
+}
+
+// ApplyStream applies changes read from a stream, with no per-table position
+// filtering (a stream's shards are separate orders), and stores the stream
+// checkpoints in the same transaction. A table that does not exist yet is
+// created from the changes' schema.
+func (t *Target) ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error {
+	return t.run(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeStream, Marks: marks})
+}
+
+func (t *Target) run(ctx context.Context, b *change.Batch, o warehouse.ApplyOptions) error {
+	if len(b.Changes) == 0 && len(b.Snapshotted) == 0 && len(o.Marks) == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o.Fresh = func(id change.TableID) bool { return t.fresh[id] }
+	var res warehouse.Result
+	err := t.tx(ctx, func(s *session) (err error) {
+		res, err = t.apply.Apply(ctx, s, b, o)
+		return err
+	})
+	var pe *pgconn.PgError
+	if err != nil && errors.As(err, &pe) && pe.Code == "23505" && len(t.fresh) > 0 {
+		// A snapshot batch appended to a fresh table hit a key already
+		// there: a redelivery. Nothing was committed; merge instead.
+		clear(t.fresh)
+		o.Fresh = nil
+		err = t.tx(ctx, func(s *session) (err error) {
+			res, err = t.apply.Apply(ctx, s, b, o)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("apply batch to Postgres target %s: %w", t.name, err)
+	}
+	for _, id := range res.Merged {
+		delete(t.fresh, id)
+	}
+	return nil
+}
+
+// StreamMarks returns one stream's checkpoints: shard id -> sequence number.
+func (t *Target) StreamMarks(ctx context.Context, stream string) (map[string]string, error) {
+	rows, err := t.pool.Query(ctx, warehouse.SelectMarksSQL(stream))
+	if err != nil {
+		return nil, fmt.Errorf("read stream checkpoints from Postgres target %s: %w", t.name, err)
+	}
+	out := map[string]string{}
+	var shard, seq string
+	_, err = pgx.ForEachRow(rows, []any{&shard, &seq}, func() error { out[shard] = seq; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("read stream checkpoints from Postgres target %s: %w", t.name, err)
+	}
+	return out, nil
+}
+
+// Checksums returns, per bucket of the key space, the row count and an
+// order-independent checksum over every column of the mirrored table.
+func (t *Target) Checksums(ctx context.Context, tbl *change.Table, buckets int) ([]warehouse.Bucket, error) {
+	out, err := Checksums(ctx, t.pool, t.mirrored(tbl), buckets)
+	if err != nil {
+		return nil, fmt.Errorf("in Postgres target %s: %w", t.name, err)
+	}
+	return out, nil
+}
+
+// BucketKeys returns the rows of one bucket of the mirrored table.
+func (t *Target) BucketKeys(ctx context.Context, tbl *change.Table, buckets, id, limit int) ([]warehouse.RowHash, error) {
+	out, err := BucketKeys(ctx, t.pool, t.mirrored(tbl), buckets, id, limit)
+	if err != nil {
+		return nil, fmt.Errorf("in Postgres target %s: %w", t.name, err)
+	}
+	return out, nil
+}
+
+// mirrored is tbl renamed to the target table it is mirrored into.
+func (t *Target) mirrored(tbl *change.Table) *change.Table {
+	c := *tbl
+	id := t.apply.Target(tbl.ID())
+	c.Schema, c.Name = id.Schema, id.Name
+	return &c
+}
+
+// tx runs fn in one transaction, committing on success.
+func (t *Target) tx(ctx context.Context, fn func(s *session) error) error {
+	tx, err := t.pool.Begin(ctx)
+	if err != nil {
+		return withHint(err)
+	}
+	if err := fn(&session{tx: tx}); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return withHint(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return withHint(fmt.Errorf("commit: %w", err))
+	}
+	return nil
+}
+
+// session is one Postgres transaction as the shared apply sees it.
+type session struct {
+	tx  pgx.Tx
+	buf bytes.Buffer
+}
+
+func (s *session) Exec(ctx context.Context, q string) error {
+	_, err := s.tx.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol)
+	return err
+}
+
+func (s *session) Load(ctx context.Context, stage string, tbl *change.Table, rows []warehouse.Row) error {
+	s.buf.Reset()
+	b := s.buf.AvailableBuffer()
+	var err error
+	for _, r := range rows {
+		if b, err = appendCopyRow(b, tbl, r); err != nil {
+			return err
+		}
+	}
+	cols := []string{change.QuoteIdent(warehouse.StageOp), change.QuoteIdent(warehouse.StageUnchanged)}
+	for _, c := range tbl.Columns {
+		cols = append(cols, change.QuoteIdent(c.Name))
+	}
+	q := "COPY " + Dialect{}.StageName(stage) + " (" + joinComma(cols) + ") FROM STDIN"
+	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b), q); err != nil {
+		return &warehouse.StmtError{Table: tbl.ID(), SQL: q, Err: err}
+	}
+	if cap(b) <= 64<<20 {
+		s.buf = *bytes.NewBuffer(b[:0]) // keep the buffer for the next segment
+	}
+	return nil
+}
+
+func joinComma(s []string) string {
+	var b bytes.Buffer
+	for i, x := range s {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(x)
+	}
+	return b.String()
+}
+
+func (s *session) TableColumns(ctx context.Context, id change.TableID) ([]string, bool, error) {
+	rows, err := s.tx.Query(ctx, `SELECT attname FROM pg_attribute
+WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, id.Quoted())
+	if err != nil {
+		return nil, false, err
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return cols, len(cols) > 0, err
+}
+
+func (s *session) ReadState(ctx context.Context) (map[change.TableID]warehouse.StateRow, error) {
+	return readState(ctx, s.tx)
+}
+
+// Querier is what the free functions need of a connection: *pgx.Conn,
+// *pgxpool.Pool and pgx.Tx all have it.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func readState(ctx context.Context, q Querier) (map[change.TableID]warehouse.StateRow, error) {
+	rows, err := q.Query(ctx, warehouse.SelectStateSQL())
+	if err != nil {
+		return nil, err
+	}
+	out := map[change.TableID]warehouse.StateRow{}
+	var r warehouse.StateRow
+	var commit, lsn int64
+	var shape *string
+	_, err = pgx.ForEachRow(rows, []any{&r.ID.Schema, &r.ID.Name, &r.State.Snapshotted, &commit, &lsn, &shape}, func() error {
+		row := r
+		row.State.Applied = change.Position{CommitLSN: change.LSN(commit), LSN: change.LSN(lsn)}
+		if shape != nil {
+			var err error
+			if row.Shape, err = warehouse.DecodeShape(row.ID, *shape); err != nil {
+				return err
+			}
+		}
+		out[row.ID] = row
+		return nil
+	})
+	return out, err
+}
+
+// withHint adds what to do about the errors a user can fix.
+func withHint(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	h := ""
+	switch pe.Code {
+	case "42501":
+		h = "the target role lacks a privilege: grant it CREATE on the database and on the target schema, and ownership of (or INSERT, DELETE, TRUNCATE on) the mirrored tables; nothing was marked applied"
+	case "25006":
+		h = "the target is read-only (a standby, or default_transaction_read_only): point sluice at a writable primary; nothing was marked applied"
+	case "53100":
+		h = "the target's disk is full: free space, then restart sluice; nothing was marked applied"
+	case "2BP01":
+		h = "other objects (views) depend on the table: drop them or resnapshot without dropping"
+	default:
+		if len(pe.Code) == 2+3 && pe.Code[:2] == "22" {
+			h = "a value does not fit the target column's type: check docs/type-mapping.md for the column's mapping"
+		}
+	}
+	if h == "" {
+		return err
+	}
+	var se *warehouse.StmtError
+	if errors.As(err, &se) && se.Hint == "" {
+		se.Hint = h
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, h)
+}
