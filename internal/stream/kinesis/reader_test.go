@@ -8,8 +8,10 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,9 +46,22 @@ func testDB(t *testing.T) string {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if pgSrv != nil {
-		pgSrv.Stop()
+		fastStop(pgSrv)
 	}
 	os.Exit(code)
+}
+
+// fastStop asks the postmaster itself for a fast shutdown before Stop: the
+// server runs under runuser, which does not pass Stop's SIGINT on, so Stop
+// alone waits 10 s and kills it.
+func fastStop(p *testenv.Postgres) {
+	if b, err := os.ReadFile(filepath.Join(p.Dir, "data", "postmaster.pid")); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && pid > 1 {
+			_ = syscall.Kill(pid, syscall.SIGINT)
+		}
+	}
+	p.Stop()
 }
 
 // pgApplier is a small real Applier: one Postgres transaction stores the
