@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	)
+)
 
 // Conn is what this package needs of a connection to the warehouse. Two
 // implementations: PgConn (the Postgres wire protocol Redshift speaks, via
@@ -115,5 +115,3 @@ func (e *StatementError) Error() string {
 }
 
 func (e *StatementError) Unwrap() error { return e.Err }
-
-

@@ -169,7 +169,9 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 	for _, c := range keys {
 		keyNames = append(keyNames, q(c.Name))
 	}
-	withPos := func(n []string) string { return strings.Join(append(append([]string{}, n...), q(colCommitLSN), q(colLSN)), ", ") }
+	withPos := func(n []string) string {
+		return strings.Join(append(append([]string{}, n...), q(colCommitLSN), q(colLSN)), ", ")
+	}
 	add("DELETE FROM " + target + "\nUSING " + tmpMerge + "\nWHERE " + keyJoin(keys, target, tmpMerge))
 	add("INSERT INTO " + target + " (" + withPos(names) + ")\nSELECT " + withPos(names) + "\nFROM " + tmpMerge + "\nWHERE NOT \"_sluice_deleted\"")
 	add("DELETE FROM " + deleted + "\nUSING " + tmpMerge + "\nWHERE " + keyJoin(keys, deleted, tmpMerge))

@@ -1,0 +1,139 @@
+package redshift
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func exists(t *testing.T, db *PgConn, o Object) bool {
+	t.Helper()
+	ok, err := CatalogInspector{Conn: db}.Exists(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// The plan marks what exists like terraform; Setup creates only what is
+// missing and is idempotent; Teardown removes only what Setup created.
+func TestPlanSetupTeardown(t *testing.T) {
+	ctx := context.Background()
+	name, err := cluster.CreateDatabase(ctx, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, cluster.URL(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	db, err := NewPgConn(ctx, conn, Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The user made the state schema beforehand: sluice must leave it.
+	if err := db.Exec(ctx, `CREATE SCHEMA "sluice"`); err != nil {
+		t.Fatal(err)
+	}
+	p := mustPlan(t, seedConfig(Postgres, customers()))
+	if err := p.Inspect(ctx, CatalogInspector{Conn: db}); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "postgres_plan_inspected.txt", p.String())
+
+	if err := Setup(ctx, db, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := Setup(ctx, db, p, nil); err != nil {
+		t.Fatalf("second setup: %v", err)
+	}
+	for _, o := range p.Objects {
+		if o.State != Exists {
+			t.Errorf("after setup, %s %s is %v, want it to exist", o.Kind, o.ID(), o.State)
+		}
+	}
+	rows, err := db.Query(ctx, `SELECT count(*) FROM "sluice"."created"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// created, landing, watermarks, truncations, customers, its delete markers; not "public", not "sluice".
+	if got := *rows[0][0]; got != "6" {
+		t.Errorf("setup recorded %s created objects, want 6", got)
+	}
+
+	if err := Teardown(ctx, db, p, TeardownOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := Teardown(ctx, db, p, TeardownOptions{}, nil); err != nil {
+		t.Fatalf("second teardown: %v", err)
+	}
+	for _, o := range p.Objects {
+		want := false
+		switch {
+		case o.Kind == KindSchema: // public and the user's sluice schema
+			want = true
+		case o.Schema == "public" && o.Name == "customers": // the mirror is kept by default
+			want = true
+		}
+		if got := exists(t, db, o); got != want {
+			t.Errorf("after teardown, %s %s exists = %v, want %v", o.Kind, o.ID(), got, want)
+		}
+	}
+
+	// Set up again and tear down with the tables.
+	if err := db.Exec(ctx, `DROP TABLE "public"."customers"`); err != nil {
+		t.Fatal(err)
+	}
+	if err := Setup(ctx, db, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := Teardown(ctx, db, p, TeardownOptions{DropTables: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range p.Objects {
+		if got := exists(t, db, o); got != (o.Kind == KindSchema) {
+			t.Errorf("after teardown with tables, %s %s exists = %v", o.Kind, o.ID(), got)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"stream ARN as role", func(c *Config) { c.RoleARN = "arn:aws:kinesis:*:0123456789:stream/*" }, "a stream ARN does not belong here"},
+		{"no stream", func(c *Config) { c.StreamName = "" }, "set the Kinesis stream's name"},
+		{"no region", func(c *Config) { c.Region = "" }, "set the stream's AWS region"},
+		{"bad account", func(c *Config) { c.AccountID = "0123" }, "12-digit AWS account ID"},
+		{"ARN mismatch", func(c *Config) { c.StreamARN = "arn:aws:kinesis:us-east-1:123456789012:stream/other" }, "does not name stream"},
+		{"no key", func(c *Config) { c.Tables[0].Key = nil }, "has no primary key"},
+		{"reserved column", func(c *Config) { c.Tables[0].Columns[1].Name = "_sluice_x" }, "reserved"},
+		{"no tables", func(c *Config) { c.Tables = nil }, "list at least one source table"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := seedConfig(Redshift, customers())
+			tc.edit(&cfg)
+			_, err := NewPlan(cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to say %q", err, tc.want)
+			}
+		})
+	}
+	// The China partition is derived from the region.
+	cfg := seedConfig(Redshift, customers())
+	cfg.Region = "cn-north-1"
+	cfg.RoleARN = "arn:aws-cn:iam::123456789012:role/r"
+	p, err := NewPlan(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "arn:aws-cn:kinesis:cn-north-1:123456789012:stream/hubert-redshift"; p.Config.StreamARN != want {
+		t.Fatalf("stream ARN %s, want %s", p.Config.StreamARN, want)
+	}
+}
+
