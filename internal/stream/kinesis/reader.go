@@ -18,12 +18,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/warehouse"
 )
 
 // StreamMark is a reader's checkpoint for one shard: the sequence number of
-// the last record applied, stored by the Applier in the same transaction as
-// the data. It mirrors warehouse.StreamMark field for field.
-type StreamMark struct{ Stream, Shard, Sequence string }
+// the last record applied (or ShardEnd), stored by the Applier in the same
+// transaction as the data. Stream is the stream's name, also when the
+// reader addresses it by ARN.
+type StreamMark = warehouse.StreamMark
 
 // ShardEnd is the Sequence of a mark that says the shard is closed and was
 // read to its end: its children may be read, it never needs reading again.
