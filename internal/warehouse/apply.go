@@ -144,9 +144,18 @@ func (a *Applier) Apply(ctx context.Context, s Session, b *change.Batch, o Apply
 		target := a.Target(tp.ID)
 		fresh := o.Fresh != nil && o.Fresh(tp.ID)
 		merged := false
+		// All DDL first, to the batch's last schema of the table, before any
+		// of its rows are written: DuckDB rejects re-inserting a deleted key
+		// after an ALTER that followed inserts in the same transaction, and
+		// one ALTER per batch is cheaper anyway. Earlier segments' rows are
+		// projected onto the final shape by column name.
+		final := tp.Final()
+		if shape, err = a.ensure(ctx, s, target, shape, final); err != nil {
+			return res, err
+		}
 		for _, seg := range tp.Segments {
-			if shape, err = a.ensure(ctx, s, target, shape, seg.Table); err != nil {
-				return res, err
+			if !seg.Table.SameShape(final) {
+				seg.Project(final)
 			}
 			if seg.Truncate {
 				fresh = false
@@ -167,11 +176,6 @@ func (a *Applier) Apply(ctx context.Context, s Session, b *change.Batch, o Apply
 				return res, err
 			}
 			res.Rows += len(seg.Rows)
-		}
-		if tp.Snapshot != nil {
-			if shape, err = a.ensure(ctx, s, target, shape, tp.Snapshot.Table); err != nil {
-				return res, err
-			}
 		}
 		st := row.State
 		if st.Applied.Less(tp.MaxPos) {

@@ -85,11 +85,12 @@ func Plan(b *change.Batch, state map[change.TableID]change.TableState, mode Mode
 		if mode == ModeReplication {
 			st := state[id]
 			if c.Op == change.OpRead {
-				// Snapshot rows all carry the snapshot's position, so a
-				// later snapshot batch equals the applied position: only a
-				// strictly earlier one, or any after the snapshot is
-				// complete, is a replay.
-				if st.Snapshotted || c.Pos.Less(st.Applied) {
+				// Snapshot rows all carry the snapshot's position and may
+				// span many batches: they are replays only once the
+				// snapshot is complete. (The pipeline applies a table's
+				// snapshot before its streamed changes; within a batch a
+				// later change of the same key wins by position anyway.)
+				if st.Snapshotted {
 					continue
 				}
 			} else if !st.Applied.Less(c.Pos) {
@@ -234,4 +235,33 @@ func appendKeyValue(b *strings.Builder, v change.Value) {
 	b.WriteString(strconv.Itoa(len(v.Text)))
 	b.WriteByte(':')
 	b.WriteString(v.Text)
+}
+
+// Final is the table's schema at the end of the batch: the last segment's,
+// or the snapshot marker's when the batch has no rows for the table.
+func (tp *TablePlan) Final() *change.Table {
+	if n := len(tp.Segments); n > 0 {
+		return tp.Segments[n-1].Table
+	}
+	return tp.Snapshot.Table
+}
+
+// Project rewrites the segment's rows onto another shape of the table,
+// matching columns by name: a column the rows lack becomes NULL (as ADD
+// COLUMN leaves it), a column the shape lacks is dropped.
+func (s *Segment) Project(to *change.Table) {
+	idx := make([]int, len(to.Columns))
+	for i, c := range to.Columns {
+		idx[i] = s.Table.Column(c.Name)
+	}
+	for j, r := range s.Rows {
+		vals := make([]change.Value, len(to.Columns))
+		for i, k := range idx {
+			if k >= 0 && k < len(r.Values) {
+				vals[i] = r.Values[k]
+			}
+		}
+		s.Rows[j].Values = vals
+	}
+	s.Table = to
 }

@@ -38,6 +38,13 @@ type Dialect interface {
 	Session() []string
 	// TableOptions follows CREATE TABLE (...) for a mirrored table.
 	TableOptions(cols []Column) string
+	// Canonical is the checksum text of a mirrored column (see checksum.go),
+	// or "" when this dialect cannot produce the source's form for it.
+	Canonical(c Column, expr string) string
+	// HexInt turns the first digits (<= 15) hex digits of a hex text into a BIGINT.
+	HexInt(expr string, digits int) string
+	// NullText is the text standing for NULL in a row's checksum text (\N).
+	NullText() string
 	// landing is what holds the stream's records as rows.
 	landing(p *Plan) []Object
 }

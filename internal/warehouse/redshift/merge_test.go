@@ -436,6 +436,10 @@ func TestMergeRandomWorkload(t *testing.T) {
 	}
 }
 
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 99)) }
+
+func itoa(n int) string { return fmt.Sprint(n) }
+
 func atoi(s string) int {
 	n := 0
 	fmt.Sscan(s, &n)

@@ -210,7 +210,7 @@ func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
 			return nil, nil, fmt.Errorf("%w: table %s key column %q is %s, which Redshift cannot compare (SUPER): use a scalar key", ErrConfig, src.ID(), col.Name, col.Type.Name)
 		}
 		tp.Columns = append(tp.Columns, Column{
-			Name: col.Name, Kind: col.Type.Kind, Type: wt, Key: col.Key,
+			Name: col.Name, Source: col.Type, Kind: col.Type.Kind, Type: wt, Key: col.Key,
 			NotNull: col.Key || !col.Nullable, Toastable: !col.Key && toastable(col.Type.Kind),
 		})
 	}

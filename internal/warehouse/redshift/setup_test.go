@@ -136,4 +136,3 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatalf("stream ARN %s, want %s", p.Config.StreamARN, want)
 	}
 }
-

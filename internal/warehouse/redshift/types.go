@@ -27,8 +27,9 @@ const (
 
 // Column is one target column: the source column and its warehouse type.
 type Column struct {
-	Name string
-	Kind change.Kind // the value's shape in the change record
+	Name   string
+	Source change.Type // the source column's type
+	Kind   change.Kind // the value's shape in the change record
 	Type WType
 	Key  bool
 	// NotNull mirrors the source's NOT NULL (key columns are always NOT NULL).
