@@ -30,8 +30,8 @@ type Column struct {
 	Name   string
 	Source change.Type // the source column's type
 	Kind   change.Kind // the value's shape in the change record
-	Type WType
-	Key  bool
+	Type   WType
+	Key    bool
 	// NotNull mirrors the source's NOT NULL (key columns are always NOT NULL).
 	NotNull bool
 	// Toastable columns can arrive as "unchanged" in an update (Postgres only
