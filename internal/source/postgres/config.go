@@ -70,7 +70,7 @@ func (c *Config) setDefaults() {
 	}
 }
 
-func (c *Config) validate() error {
+func (c *Config) validate(noPipeline bool) error {
 	var errs []error
 	if c.URL == "" {
 		errs = append(errs, errors.New("source URL is empty: set it to the source database, e.g. postgres://user@host:5432/db"))
@@ -78,7 +78,7 @@ func (c *Config) validate() error {
 		// The parse error may echo the URL with its password: keep only our words.
 		errs = append(errs, errors.New("source URL is not a valid Postgres connection URL: use the form postgres://user:password@host:5432/db"))
 	}
-	if c.Pipeline == "" && (c.Slot == "" || c.Publication == "") {
+	if noPipeline {
 		errs = append(errs, errors.New("pipeline name is empty: set it (it names the slot and publication sluice_<pipeline>)"))
 	}
 	if err := checkSlotName(c.Slot); err != nil {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
 	"sort"
 	"strings"
 	"sync"
@@ -28,7 +31,7 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared != nil {
-		shared.Stop()
+		stopFast(shared)
 	}
 	os.Exit(code)
 }
@@ -219,6 +222,30 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// newCluster starts a cluster of its own for a test that needs other settings.
+func newCluster(t *testing.T, opt testenv.PostgresOptions) *testenv.Postgres {
+	t.Helper()
+	p, err := testenv.StartPostgres(context.Background(), opt)
+	if err != nil {
+		t.Fatalf("start throwaway postgres: %v", err)
+	}
+	t.Cleanup(func() { stopFast(p) })
+	return p
+}
+
+// stopFast signals the postmaster itself before Stop: as root the server
+// runs under runuser, which does not pass Stop's SIGINT on, so Stop would
+// wait its full 10 s timeout and leave the server to exit on its own.
+func stopFast(p *testenv.Postgres) {
+	if b, err := os.ReadFile(filepath.Join(p.Dir, "data", "postmaster.pid")); err == nil {
+		first, _, _ := strings.Cut(string(b), "\n")
+		if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGINT)
+		}
+	}
+	p.Stop()
 }
 
 var _ = fmt.Sprintf

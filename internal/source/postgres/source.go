@@ -42,8 +42,9 @@ type tableMeta struct {
 
 // New validates cfg and fills in defaults. It does no I/O.
 func New(cfg Config) (*Source, error) {
+	noPipeline := cfg.Pipeline == "" && (cfg.Slot == "" || cfg.Publication == "")
 	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validate(noPipeline); err != nil {
 		return nil, fmt.Errorf("source config: %w", err)
 	}
 	return &Source{cfg: cfg, log: cfg.Logger, types: newTypeCache(), tables: map[change.TableID]*tableMeta{}}, nil
