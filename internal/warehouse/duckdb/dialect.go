@@ -70,8 +70,14 @@ func (Dialect) StageType(warehouse.ColType) string { return "VARCHAR" }
 // FromStage implements warehouse.Dialect.
 func (d Dialect) FromStage(ct warehouse.ColType, e string) string {
 	if ct.Array {
-		if ct.Family == warehouse.FamBytes {
+		switch ct.Family {
+		case warehouse.FamBytes:
 			return "list_transform(CAST(CAST(" + e + " AS JSON) AS VARCHAR[]), x -> unhex(x))"
+		case warehouse.FamJSON:
+			// Elements are staged as JSON strings holding the documents, so
+			// that each is kept verbatim (a direct JSON[] cast would re-print
+			// them and turn a JSON null into SQL NULL).
+			return "CAST(CAST(CAST(" + e + " AS JSON) AS VARCHAR[]) AS JSON[])"
 		}
 		return "CAST(CAST(" + e + " AS JSON) AS " + d.ColumnType(ct) + ")"
 	}
@@ -155,8 +161,6 @@ func stageValue(t *change.Table, col int, ct warehouse.ColType, v change.Value) 
 			case e.Kind == change.KindArray:
 				return nil, fmt.Errorf("column %q of %s: a multi-dimensional array cannot be stored in a DuckDB list column; "+
 					"cast the column to a one-dimensional array or to json in a pipeline", t.Columns[col].Name, t.ID())
-			case ct.Family == warehouse.FamJSON:
-				b = append(b, e.Text...)
 			default:
 				s, err := stageScalar(t, col, ct, e)
 				if err != nil {

@@ -51,6 +51,11 @@ func (d Dialect) Canonical(ct warehouse.ColType, e string) string {
 		return "CAST(CAST(extract(year FROM " + e + ") * 12 + extract(month FROM " + e + ") AS bigint) AS VARCHAR) || ':' || CAST(CAST(extract(day FROM " + e +
 			") AS bigint) AS VARCHAR) || ':' || CAST(CAST(extract(hour FROM " + e + ") * 3600000000 + extract(minute FROM " + e +
 			") * 60000000 + extract(microseconds FROM " + e + ") AS bigint) AS VARCHAR)"
+	case warehouse.FamText:
+		// format's %s prints with the type's output function, as the
+		// source sends the value; a cast to text can differ (inet's cast
+		// always shows the netmask).
+		return "CASE WHEN " + e + " IS NULL THEN NULL ELSE format('%s', " + e + ") END"
 	}
 	return "CAST(" + e + " AS VARCHAR)"
 }
