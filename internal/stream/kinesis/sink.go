@@ -241,28 +241,37 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 		} else if !st.Applied.IsZero() && !st.Applied.Less(c.Pos) {
 			continue // already on the stream
 		}
-		off := len(buf)
-		buf = change.AppendRecord(buf, c, meta)
-		pkBuf = appendPartitionKey(pkBuf[:0], c)
-		pk := string(pkBuf)
-		if size := len(buf) - off + len(pk); size > MaxRecordBytes {
-			keyText := keyString(c)
-			if s.dead == nil {
-				s.buf = buf[:0]
-				return &RecordTooLargeError{Table: id, Key: keyText, Pos: c.Pos, Size: size}
+		parts := [2]*change.Change{c}
+		if del, ins, ok := splitKeyChange(c); ok {
+			parts = [2]*change.Change{del, ins}
+		}
+		for _, c := range parts {
+			if c == nil {
+				break
 			}
-			dead = append(dead, deadLetter{Table: id.String(), Key: keyText, Position: c.Pos.String(), Size: size,
-				Record: jsonRaw(append([]byte(nil), buf[off:]...)), Time: now.UTC(), Stream: s.stream.name,
-				Reason: fmt.Sprintf("over Kinesis' limit of %d bytes per record", MaxRecordBytes)})
-			buf = buf[:off]
-		} else if c.Op == change.OpTruncate {
-			if len(cur) > 0 {
-				segs = append(segs, cur)
+			off := len(buf)
+			buf = change.AppendRecord(buf, c, meta)
+			pkBuf = appendPartitionKey(pkBuf[:0], c)
+			pk := string(pkBuf)
+			if size := len(buf) - off + len(pk); size > MaxRecordBytes {
+				keyText := keyString(c)
+				if s.dead == nil {
+					s.buf = buf[:0]
+					return &RecordTooLargeError{Table: id, Key: keyText, Pos: c.Pos, Size: size}
+				}
+				dead = append(dead, deadLetter{Table: id.String(), Key: keyText, Position: c.Pos.String(), Size: size,
+					Record: jsonRaw(append([]byte(nil), buf[off:]...)), Time: now.UTC(), Stream: s.stream.name,
+					Reason: fmt.Sprintf("over Kinesis' limit of %d bytes per record", MaxRecordBytes)})
+				buf = buf[:off]
+			} else if c.Op == change.OpTruncate {
+				if len(cur) > 0 {
+					segs = append(segs, cur)
+				}
+				segs = append(segs, []pending{{off, len(buf), pk}})
+				cur = nil
+			} else {
+				cur = append(cur, pending{off, len(buf), pk})
 			}
-			segs = append(segs, []pending{{off, len(buf), pk}})
-			cur = nil
-		} else {
-			cur = append(cur, pending{off, len(buf), pk})
 		}
 		if c.Op != change.OpRead && st.Applied.Less(c.Pos) {
 			st.Applied = c.Pos
@@ -322,6 +331,30 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 		s.stats.rate.Store(uint64(float64(n) / d * 1000))
 	}
 	return nil
+}
+
+// splitKeyChange turns an update that changed the row's key into a delete
+// of the old key and an insert of the new one (as Debezium does). Each then
+// travels with its own key's records, on its key's shard, in its key's
+// order; one update record under the new key alone could overtake the old
+// key's earlier records, or be overtaken by its later ones (a new row that
+// reuses the old key), on another shard.
+//
+// An update that left a TOASTed column unchanged stays whole: only the
+// update tells a consumer to take that value from the old key's row.
+func splitKeyChange(c *change.Change) (del, ins *change.Change, ok bool) {
+	if c.OldKey() == nil {
+		return nil, nil, false
+	}
+	for _, v := range c.After {
+		if v.Kind == change.KindUnchanged {
+			return nil, nil, false
+		}
+	}
+	d, i := *c, *c
+	d.Op, d.After = change.OpDelete, nil
+	i.Op, i.Before = change.OpInsert, nil
+	return &d, &i, true
 }
 
 func keyString(c *change.Change) string {

@@ -391,3 +391,49 @@ func TestSinkExplainsAMissingStream(t *testing.T) {
 		t.Fatalf("Apply to a missing stream: %v", err)
 	}
 }
+
+// An update that changes a row's key goes out as a delete under the old key
+// and an insert under the new one, each in its own key's order.
+func TestSinkSplitsKeyChangingUpdates(t *testing.T) {
+	ctx := context.Background()
+	k := testenv.NewKinesalite(t)
+	if err := k.CreateStream(ctx, "rekey", 2); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSink(t, directConnection(k, "rekey"), nil)
+	row := func(id, val string) []change.Value {
+		return []change.Value{change.V(change.KindInt, id), change.V(change.KindText, val)}
+	}
+	pos := func(n int) change.Position { return change.Position{CommitLSN: change.LSN(n), LSN: change.LSN(n)} }
+	b := []change.Change{
+		{Op: change.OpInsert, Table: itemsTable, After: row("1", "a"), Pos: pos(1)},
+		{Op: change.OpUpdate, Table: itemsTable, Before: row("1", "a"), After: row("2", "a"), Pos: pos(2)},
+		{Op: change.OpInsert, Table: itemsTable, After: row("1", "b"), Pos: pos(3)},
+		// Unchanged TOAST value: stays one update record under the new key.
+		{Op: change.OpUpdate, Table: itemsTable, Before: row("2", "a"), After: []change.Value{change.V(change.KindInt, "3"), change.Unchanged}, Pos: pos(4)},
+	}
+	if err := s.Apply(ctx, &change.Batch{Changes: b}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, r := range readStream(t, k.Client(), "rekey") {
+		d, err := change.DecodeRecord(r.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[r.PK] = append(got[r.PK], d.Change.Op.String()+"@"+strconv.Itoa(int(d.Change.Pos.LSN)))
+	}
+	want := map[string][]string{
+		"public.items:1": {"c@1", "d@2", "c@3"},
+		"public.items:2": {"c@2"},
+		"public.items:3": {"u@4"},
+	}
+	for pk, ops := range want {
+		if strings.Join(got[pk], " ") != strings.Join(ops, " ") {
+			t.Errorf("%s: records %v, want %v", pk, got[pk], ops)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("records under %d partition keys, want %d: %v", len(got), len(want), got)
+	}
+}
