@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/spf13/cobra"
 	"github.com/sluice-dev/sluice/internal/config"
+	"github.com/spf13/cobra"
 )
 
 // configFlags are the flags every command shares: a config file, or the

@@ -54,6 +54,8 @@ type running struct {
 	tables []*change.Table
 	log    *slog.Logger
 
+	streamStats func() any // stream producer/consumer figures, when there is a stream
+
 	holdMu  sync.Mutex
 	release func()
 	timer   *time.Timer
@@ -165,20 +167,33 @@ func (r *running) watchWAL(ctx context.Context) {
 // Status is the admin endpoint's status: the pipeline's figures, the slot.
 func (r *running) Status(ctx context.Context) (any, error) {
 	rep := statusReport{Pipeline: r.cfg.Pipeline, Running: true, Target: config.Redact(r.cfg.Target.URL)}
-	st := r.p.Stats()
-	rep.Stats = &st
-	if ss, err := r.src.Status(ctx); err == nil {
-		rep.Slot = slotReport(ss)
-	} else {
-		rep.SlotError = err.Error()
+	if r.p != nil {
+		st := r.p.Stats()
+		rep.Stats = &st
+	}
+	if r.src != nil {
+		if ss, err := r.src.Status(ctx); err == nil {
+			rep.Slot = slotReport(ss)
+		} else {
+			rep.SlotError = err.Error()
+		}
+	}
+	if r.streamStats != nil {
+		rep.Stream = r.streamStats()
 	}
 	return rep, nil
 }
 
 // Query runs a read-only statement against the target.
 func (r *running) Query(ctx context.Context, sql string) (*admin.Result, error) {
+	if r.tgt == nil {
+		return nil, fmt.Errorf("this process has no target to query")
+	}
 	return r.tgt.Query(ctx, sql)
 }
+
+// errNoHold: only an in-process pipeline can be held at a position.
+var errNoHold = errors.New("this process cannot hold its target at a source position (stream consumer)")
 
 // Call serves verify's operations on the running target.
 func (r *running) Call(ctx context.Context, op string, args json.RawMessage) (any, error) {
@@ -190,11 +205,17 @@ func (r *running) Call(ctx context.Context, op string, args json.RawMessage) (an
 	}
 	switch op {
 	case "hold":
+		if r.p == nil {
+			return nil, errNoHold
+		}
 		return nil, r.holdAt(ctx, change.LSN(a.LSN))
 	case "release":
 		r.releaseHold()
 		return nil, nil
 	case "state":
+		if r.tgt == nil {
+			return nil, fmt.Errorf("this process has no target")
+		}
 		st, err := r.tgt.State(ctx)
 		if err != nil {
 			return nil, err
@@ -205,9 +226,12 @@ func (r *running) Call(ctx context.Context, op string, args json.RawMessage) (an
 		}
 		return out, nil
 	case "checksums", "bucketrows":
-		t := r.table(a.Table)
-		if t == nil {
-			return nil, fmt.Errorf("table %s is not mirrored by this pipeline", a.Table)
+		if r.tgt == nil {
+			return nil, fmt.Errorf("this process has no target (a stream producer): verify against the consumer's target")
+		}
+		t := a.Schema
+		if t == nil || len(t.Columns) == 0 {
+			return nil, fmt.Errorf("the request names no table schema")
 		}
 		if op == "checksums" {
 			return r.tgt.Checksums(ctx, t, a.Buckets)
@@ -218,20 +242,11 @@ func (r *running) Call(ctx context.Context, op string, args json.RawMessage) (an
 }
 
 type callArgs struct {
-	LSN     uint64 `json:"lsn"`
-	Table   string `json:"table"`
-	Buckets int    `json:"buckets"`
-	Bucket  int    `json:"bucket"`
-	Limit   int    `json:"limit"`
-}
-
-func (r *running) table(id string) *change.Table {
-	for _, t := range r.tables {
-		if t.ID().String() == id {
-			return t
-		}
-	}
-	return nil
+	LSN     uint64        `json:"lsn"`
+	Schema  *change.Table `json:"schema,omitempty"`
+	Buckets int           `json:"buckets"`
+	Bucket  int           `json:"bucket"`
+	Limit   int           `json:"limit"`
 }
 
 // holdAt holds the pipeline at lsn for verify; the hold lifts itself after

@@ -73,9 +73,17 @@ func runVerify(ctx context.Context, c *config.Config, opt verify.Options) (*veri
 	var (
 		snap *verify.SourceSnapshot
 		note string
+		held bool
 	)
 	for attempt := 1; ; attempt++ {
-		snap, err = verify.OpenSourceSnapshot(ctx, c.Source.URL)
+		ids := make([]change.TableID, len(tables))
+		for i, t := range tables {
+			ids[i] = t.ID()
+		}
+		snap, err = verify.OpenSourceSnapshot(ctx, c.Source.URL, ids)
+		if errors.Is(err, verify.ErrRewritten) && attempt < 5 {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -84,6 +92,11 @@ func runVerify(ctx context.Context, c *config.Config, opt verify.Options) (*veri
 		}
 		err = cl.Call(ctx, "hold", map[string]uint64{"lsn": uint64(snap.At)}, nil)
 		if err == nil {
+			held = true
+			break
+		}
+		if strings.Contains(err.Error(), errNoHold.Error()) {
+			note = "compared while a stream consumer runs, without a common point: a difference may be changes still in the stream; run verify again once the stream is drained"
 			break
 		}
 		snap.Close(ctx)
@@ -93,7 +106,7 @@ func runVerify(ctx context.Context, c *config.Config, opt verify.Options) (*veri
 		}
 	}
 	defer snap.Close(ctx)
-	if running {
+	if held {
 		defer func() { _ = cl.Call(context.WithoutCancel(ctx), "release", nil, nil) }()
 	}
 
@@ -113,7 +126,7 @@ func runVerify(ctx context.Context, c *config.Config, opt verify.Options) (*veri
 	}
 	src := sourceSide{snap.Tx}
 	rep := &verify.Report{Match: true, Note: note}
-	if running {
+	if held {
 		rep.At = snap.At.String()
 	}
 	for _, t := range tables {
@@ -150,12 +163,12 @@ type remoteSide struct{ cl *admin.Client }
 
 func (r remoteSide) Checksums(ctx context.Context, t *change.Table, buckets int) ([]verify.Bucket, error) {
 	var out []verify.Bucket
-	err := r.cl.Call(ctx, "checksums", callArgs{Table: t.ID().String(), Buckets: buckets}, &out)
+	err := r.cl.Call(ctx, "checksums", callArgs{Schema: t, Buckets: buckets}, &out)
 	return out, err
 }
 
 func (r remoteSide) BucketRows(ctx context.Context, t *change.Table, buckets, bucket, limit int) ([]verify.KeyRow, error) {
 	var out []verify.KeyRow
-	err := r.cl.Call(ctx, "bucketrows", callArgs{Table: t.ID().String(), Buckets: buckets, Bucket: bucket, Limit: limit}, &out)
+	err := r.cl.Call(ctx, "bucketrows", callArgs{Schema: t, Buckets: buckets, Bucket: bucket, Limit: limit}, &out)
 	return out, err
 }

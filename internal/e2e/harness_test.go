@@ -123,8 +123,8 @@ func (e *env) sluice(args ...string) (string, int) {
 
 // proc is a background `sluice run`.
 type proc struct {
-	cmd *exec.Cmd
-	out *syncBuffer
+	cmd  *exec.Cmd
+	out  *syncBuffer
 	done chan struct{}
 }
 
@@ -133,8 +133,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string               { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func (e *env) start(args ...string) *proc {
 	e.t.Helper()
@@ -208,11 +212,11 @@ type workload struct {
 const workTables = "public.accounts,public.notes"
 
 func (e *env) createWorkTables(rows int) {
-	e.exec(`
+	e.exec(fmt.Sprintf(`
 CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric(12,2), tags text[], meta jsonb, updated timestamptz DEFAULT now());
 CREATE TABLE notes (account int, seq int, body text, PRIMARY KEY (account, seq));
-INSERT INTO accounts SELECT i, 'owner ' || i, i * 1.25, ARRAY['a', 'b' || i], jsonb_build_object('i', i), now() FROM generate_series(1, $1::int) i;
-INSERT INTO notes SELECT i % 100, i, repeat('x', i % 50) FROM generate_series(1, $1::int) i;`, rows)
+INSERT INTO accounts SELECT i, 'owner ' || i, i * 1.25, ARRAY['a', 'b' || i], jsonb_build_object('i', i), now() FROM generate_series(1, %d) i;
+INSERT INTO notes SELECT i %% 100, i, repeat('x', i %% 50) FROM generate_series(1, %d) i;`, rows, rows))
 }
 
 func newWorkload(src string, seed uint64, rows int) *workload {

@@ -42,6 +42,8 @@ func TestMirrorRandomWorkload(t *testing.T) {
 				t.Errorf("verify while changes flow: exit %d\n%s", code, out)
 			}
 
+			// Caught up once the workload stops.
+			e.waitVerified(workTables, 60*time.Second)
 			out, code = e.sluice(e.args("status", workTables, "--json")...)
 			var st struct {
 				Running bool `json:"running"`

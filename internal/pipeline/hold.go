@@ -68,11 +68,16 @@ var ErrPassed = errPassed
 // the hold position is applied, then the writer waits for release with the
 // rest in hand.
 func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b *change.Batch) error {
+	// Reading the hold and noting what is about to be applied happen under
+	// one lock, so a HoldAt racing with this batch either sees the batch's
+	// position (and reports ErrPassed) or is honoured by it.
 	p.mu.Lock()
 	h := p.hold
+	if h == nil {
+		p.noteSeenLocked(b)
+	}
 	p.mu.Unlock()
 	if h == nil {
-		p.noteSeen(b)
 		return p.apply(applyCtx, b)
 	}
 	before, after := split(b, h.at)
@@ -104,6 +109,10 @@ func (p *Pipeline) waitRelease(ctx context.Context, h *hold) {
 func (p *Pipeline) noteSeen(b *change.Batch) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.noteSeenLocked(b)
+}
+
+func (p *Pipeline) noteSeenLocked(b *change.Batch) {
 	if b.Ack > p.seen {
 		p.seen = b.Ack
 	}

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -28,7 +29,13 @@ type SourceSnapshot struct {
 // consistent point is the position the running pipeline is then held at, so
 // both sides are read at the same point of the source's history. The slot is
 // temporary: Postgres drops it when Close ends the connection.
-func OpenSourceSnapshot(ctx context.Context, url string) (*SourceSnapshot, error) {
+//
+// TRUNCATE (and other table rewrites) are not MVCC-safe: a snapshot taken
+// before one sees the table empty afterwards. So each table is locked in
+// ACCESS SHARE mode (holding back further rewrites until Close) and checked
+// for a rewrite between the snapshot and the lock; then ErrRewritten is
+// returned and the caller takes a new snapshot.
+func OpenSourceSnapshot(ctx context.Context, url string, tables []change.TableID) (*SourceSnapshot, error) {
 	rc, err := pgconn.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("source URL is not a valid Postgres URL")
@@ -74,8 +81,33 @@ func OpenSourceSnapshot(ctx context.Context, url string) (*SourceSnapshot, error
 		repl.Close(ctx)
 		return nil, fmt.Errorf("import the source snapshot: %w", err)
 	}
-	return &SourceSnapshot{At: change.LSN(at), Tx: tx, conn: conn, repl: repl}, nil
+	snap := &SourceSnapshot{At: change.LSN(at), Tx: tx, conn: conn, repl: repl}
+	for _, id := range tables {
+		if _, err := tx.Exec(ctx, "LOCK TABLE "+id.Quoted()+" IN ACCESS SHARE MODE"); err != nil {
+			snap.Close(ctx)
+			return nil, fmt.Errorf("lock source table %s for verify: %w", id, err)
+		}
+		// pg_class read through the snapshot gives the file the snapshot
+		// saw; pg_relation_filenode the current one (the lock made the
+		// relation cache current).
+		var rewritten bool
+		err := tx.QueryRow(ctx, "SELECT relfilenode <> pg_relation_filenode(oid) FROM pg_class WHERE oid = $1::regclass",
+			id.Quoted()).Scan(&rewritten)
+		if err != nil {
+			snap.Close(ctx)
+			return nil, fmt.Errorf("check source table %s for rewrites: %w", id, err)
+		}
+		if rewritten {
+			snap.Close(ctx)
+			return nil, fmt.Errorf("%w: %s", ErrRewritten, id)
+		}
+	}
+	return snap, nil
 }
+
+// ErrRewritten means a table was truncated or rewritten after the snapshot
+// was taken, so the snapshot no longer sees its rows; take a new one.
+var ErrRewritten = errors.New("a table was truncated or rewritten while the snapshot was taken")
 
 // Close ends the transaction and drops the temporary slot.
 func (s *SourceSnapshot) Close(ctx context.Context) {

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluice-dev/sluice/internal/admin"
+	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/config"
+	"github.com/sluice-dev/sluice/internal/pipeline"
+	"github.com/sluice-dev/sluice/internal/stream/kinesis"
+	"github.com/sluice-dev/sluice/internal/warehouse"
+)
+
+// runStream runs a pipeline through Kinesis: the producer half (Postgres to
+// the stream), the consumer half (the stream to the target), or both.
+func runStream(ctx context.Context, c *config.Config, log *slog.Logger) error {
+	k := c.Stream.Kinesis
+	conn := kinesis.Connection{Stream: k.Stream, Region: k.Region, Endpoint: k.Endpoint}
+	role := c.Stream.Role
+	r := &running{cfg: c, log: log}
+	g, gctx := errgroup.WithContext(ctx)
+	var stats []func() any
+	if role == "producer" || role == "both" {
+		src, err := openSource(c, log)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		tables, err := src.Prepare(ctx)
+		if err != nil {
+			return err
+		}
+		sink, err := kinesis.NewSink(ctx, kinesis.SinkConfig{
+			Connection:     conn,
+			Pipeline:       c.Pipeline,
+			Database:       databaseOf(c.Source.URL),
+			StateFile:      filepath.Join(c.StateDir, c.Pipeline+".kinesis-producer.json"),
+			DeadLetterFile: k.DeadLetterFile,
+			Logger:         log,
+		})
+		if err != nil {
+			return err
+		}
+		defer sink.Close()
+		r.src, r.tables = src, tables
+		r.p = pipeline.New(src, sink, pipeline.Options{QueueBytes: int(c.Batch.QueueBytes), Logger: log})
+		stats = append(stats, func() any { return map[string]any{"producer": sink.Stats()} })
+		g.Go(func() error { return r.p.Run(gctx, tables) })
+		go r.watchWAL(gctx)
+	}
+	if role == "consumer" || role == "both" {
+		tgt, err := openTarget(ctx, c, log)
+		if err != nil {
+			return err
+		}
+		defer tgt.Close()
+		app, ok := tgt.warehouseImpl.(streamApplier)
+		if !ok {
+			return fmt.Errorf("target %s cannot apply a stream", config.Redact(c.Target.URL))
+		}
+		rejects := k.RejectFile
+		if rejects == "" {
+			rejects = filepath.Join(c.StateDir, c.Pipeline+".kinesis-rejects.jsonl")
+		}
+		rd, err := kinesis.NewReader(ctx, kinesis.ReaderConfig{Connection: conn, RejectFile: rejects, Logger: log}, markAdapter{app})
+		if err != nil {
+			return err
+		}
+		defer rd.Close()
+		r.tgt = tgt
+		stats = append(stats, func() any { return map[string]any{"consumer": rd.Stats()} })
+		g.Go(func() error { return stopped(gctx, rd.Run(gctx)) })
+	}
+	r.streamStats = func() any {
+		out := make([]any, len(stats))
+		for i, f := range stats {
+			out[i] = f()
+		}
+		return out
+	}
+	srv, err := admin.Start(c.Admin.Listen, c.AdminFile(), r)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	log.Info("sluice running through Kinesis", "role", role, "stream", k.Stream, "admin", srv.Addr())
+	return g.Wait()
+}
+
+// stopped turns the error of a reader stopped by shutdown into nil.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func databaseOf(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(p.Path, "/")
+}
+
+// streamApplier is what a warehouse offers a stream reader.
+type streamApplier interface {
+	ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error
+	StreamMarks(ctx context.Context, stream string) (map[string]string, error)
+}
+
+// markAdapter converts the reader's marks into the warehouse's.
+type markAdapter struct{ w streamApplier }
+
+func (m markAdapter) ApplyStream(ctx context.Context, b *change.Batch, marks []kinesis.StreamMark) error {
+	out := make([]warehouse.StreamMark, len(marks))
+	for i, mk := range marks {
+		out[i] = warehouse.StreamMark{Stream: mk.Stream, Shard: mk.Shard, Sequence: mk.Sequence}
+	}
+	return m.w.ApplyStream(ctx, b, out)
+}
+
+func (m markAdapter) StreamMarks(ctx context.Context, stream string) (map[string]string, error) {
+	return m.w.StreamMarks(ctx, stream)
+}
+
+func extraCommands() []*cobra.Command { return nil }
+
+func extraTeardown(cmd *cobra.Command, c *config.Config) error { return nil }

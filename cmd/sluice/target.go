@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluice-dev/sluice/internal/admin"
+	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/config"
+	"github.com/sluice-dev/sluice/internal/pipeline"
+	"github.com/sluice-dev/sluice/internal/verify"
+	"github.com/sluice-dev/sluice/internal/warehouse"
+	"github.com/sluice-dev/sluice/internal/warehouse/duckdb"
+	whpg "github.com/sluice-dev/sluice/internal/warehouse/postgres"
+)
+
+// warehouseImpl is what every warehouse target offers.
+type warehouseImpl interface {
+	pipeline.Target
+	Checksums(ctx context.Context, t *change.Table, buckets int) ([]warehouse.Bucket, error)
+	BucketKeys(ctx context.Context, t *change.Table, buckets, id, limit int) ([]warehouse.RowHash, error)
+	Close() error
+}
+
+// warehouseTarget adapts a warehouse to the pipeline, verify and query.
+type warehouseTarget struct {
+	warehouseImpl
+	query func(ctx context.Context, sql string) (*admin.Result, error)
+}
+
+func openTarget(ctx context.Context, c *config.Config, log *slog.Logger) (*warehouseTarget, error) {
+	return openWarehouse(ctx, c, log, false)
+}
+
+// openTargetReadOnly opens the target for status, verify and query when no
+// sluice runs on it.
+func openTargetReadOnly(ctx context.Context, c *config.Config, log *slog.Logger) (*warehouseTarget, error) {
+	return openWarehouse(ctx, c, log, true)
+}
+
+func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, readOnly bool) (*warehouseTarget, error) {
+	kind, where, err := c.Target.Kind()
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case config.TargetDuckDB:
+		t, err := duckdb.Open(ctx, where, duckdb.Options{Schema: c.Target.Schema, ReadOnly: readOnly, Logger: log})
+		if err != nil {
+			if readOnly && strings.Contains(err.Error(), "lock") {
+				return nil, fmt.Errorf("%w\n(another process holds the DuckDB file; if it is sluice, its admin address is in %s)", err, c.AdminFile())
+			}
+			return nil, err
+		}
+		return &warehouseTarget{warehouseImpl: t, query: func(ctx context.Context, q string) (*admin.Result, error) {
+			return queryDuckDB(ctx, t.DB(), q)
+		}}, nil
+	case config.TargetPostgres:
+		t, err := whpg.Open(ctx, where, whpg.Options{Schema: c.Target.Schema, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return &warehouseTarget{warehouseImpl: t, query: func(ctx context.Context, q string) (*admin.Result, error) {
+			return queryPostgres(ctx, where, q)
+		}}, nil
+	}
+	return nil, fmt.Errorf("target kind %s is not supported", kind)
+}
+
+// Query runs one read-only statement.
+func (w *warehouseTarget) Query(ctx context.Context, q string) (*admin.Result, error) {
+	return w.query(ctx, q)
+}
+
+// Checksums adapts the warehouse's buckets to verify's.
+func (w *warehouseTarget) Checksums(ctx context.Context, t *change.Table, buckets int) ([]verify.Bucket, error) {
+	bs, err := w.warehouseImpl.Checksums(ctx, t, buckets)
+	if err != nil {
+		return nil, err
+	}
+	return toVerifyBuckets(bs), nil
+}
+
+// BucketRows adapts the warehouse's row hashes to verify's.
+func (w *warehouseTarget) BucketRows(ctx context.Context, t *change.Table, buckets, bucket, limit int) ([]verify.KeyRow, error) {
+	rs, err := w.warehouseImpl.BucketKeys(ctx, t, buckets, bucket, limit)
+	if err != nil {
+		return nil, err
+	}
+	return toKeyRows(rs), nil
+}
+
+func toVerifyBuckets(bs []warehouse.Bucket) []verify.Bucket {
+	out := make([]verify.Bucket, len(bs))
+	for i, b := range bs {
+		out[i] = verify.Bucket{ID: b.ID, Rows: b.Rows, Sum: b.Sum}
+	}
+	return out
+}
+
+func toKeyRows(rs []warehouse.RowHash) []verify.KeyRow {
+	out := make([]verify.KeyRow, len(rs))
+	for i, r := range rs {
+		out[i] = verify.KeyRow{Key: "(" + strings.Join(r.Key, ", ") + ")", Hash: r.Hash}
+	}
+	return out
+}
+
+// sourceSide computes verify's figures on the source, inside the snapshot.
+type sourceSide struct{ tx pgx.Tx }
+
+func (s sourceSide) Checksums(ctx context.Context, t *change.Table, buckets int) ([]verify.Bucket, error) {
+	bs, err := whpg.Checksums(ctx, s.tx, t, buckets)
+	if err != nil {
+		return nil, err
+	}
+	return toVerifyBuckets(bs), nil
+}
+
+func (s sourceSide) BucketRows(ctx context.Context, t *change.Table, buckets, bucket, limit int) ([]verify.KeyRow, error) {
+	rs, err := whpg.BucketKeys(ctx, s.tx, t, buckets, bucket, limit)
+	if err != nil {
+		return nil, err
+	}
+	return toKeyRows(rs), nil
+}
+
+// queryDuckDB runs q in a transaction that is always rolled back, so a
+// statement that tries to write changes nothing. The mirrored tables keep
+// their source schema names; public and main are on the search path.
+func queryDuckDB(ctx context.Context, db *sql.DB, q string) (*admin.Result, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return nil, err
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck
+	// The search path lists only schemas that exist.
+	var schemas []string
+	if rows, err := conn.QueryContext(ctx, "SELECT DISTINCT schema_name FROM information_schema.schemata WHERE catalog_name = current_database() AND schema_name NOT IN ('information_schema', 'pg_catalog') ORDER BY schema_name = 'public' DESC"); err == nil {
+		for rows.Next() {
+			var s string
+			if rows.Scan(&s) == nil {
+				schemas = append(schemas, s)
+			}
+		}
+		rows.Close()
+	}
+	if len(schemas) > 0 {
+		if _, err := conn.ExecContext(ctx, "SET search_path = "+change.QuoteLiteral(strings.Join(schemas, ","))); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := conn.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows)
+}
+
+func collect(rows *sql.Rows) (*admin.Result, error) {
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	res := &admin.Result{Columns: cols, Rows: [][]any{}}
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		for i, v := range vals {
+			vals[i] = plain(v)
+		}
+		res.Rows = append(res.Rows, vals)
+		if len(res.Rows) >= 10_000 {
+			break // a query result is for people: bounded
+		}
+	}
+	return res, rows.Err()
+}
+
+// plain turns driver values into JSON-friendly ones.
+func plain(v any) any {
+	switch x := v.(type) {
+	case []byte:
+		return string(x)
+	case time.Time:
+		return x.Format(time.RFC3339Nano)
+	case nil, string, bool, int64, int32, int16, int8, int, uint64, uint32, float64, float32:
+		return x
+	}
+	return fmt.Sprint(v)
+}
+
+// queryPostgres runs q in a read-only transaction on the Postgres target.
+func queryPostgres(ctx context.Context, url, q string) (*admin.Result, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the target: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	rows, err := tx.Query(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	res := &admin.Result{Rows: [][]any{}}
+	for _, f := range rows.FieldDescriptions() {
+		res.Columns = append(res.Columns, f.Name)
+	}
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, err
+		}
+		for i, v := range vals {
+			vals[i] = plain(v)
+		}
+		res.Rows = append(res.Rows, vals)
+		if len(res.Rows) >= 10_000 {
+			break
+		}
+	}
+	return res, rows.Err()
+}
