@@ -474,3 +474,12 @@ func TestReaderReshardingReadsParentsBeforeChildren(t *testing.T) {
 		t.Errorf("restarted reader read %d records, want 60", got)
 	}
 }
+
+func TestReaderExplainsAMissingStream(t *testing.T) {
+	k := testenv.NewKinesalite(t)
+	app := newPGApplier(t, testDB(t))
+	err := newTestReader(t, directConnection(k, "nope"), app, nil).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("Run on a missing stream: %v", err)
+	}
+}

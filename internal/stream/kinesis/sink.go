@@ -205,7 +205,8 @@ func (e *entry) size() int { return len(e.data) + len(e.pk) }
 // Apply puts every change of the batch on the stream and returns once
 // Kinesis accepted all of them; then it records the tables' new state in
 // the state file. Changes already on the stream by the state file (a
-// replayed batch) are skipped.
+// replayed batch) are skipped. Apply calls must not overlap (the pipeline
+// makes one at a time): their order is the stream's order.
 func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 	start := time.Now()
 	now := s.cfg.Now()
