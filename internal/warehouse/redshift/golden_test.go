@@ -95,7 +95,7 @@ func seedConfig(d Dialect, tables ...*change.Table) Config {
 	}
 }
 
-func mustPlan(t *testing.T, cfg Config) *Plan {
+func mustPlan(t testing.TB, cfg Config) *Plan {
 	t.Helper()
 	p, err := NewPlan(cfg)
 	if err != nil {

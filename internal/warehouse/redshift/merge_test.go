@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 
 // env is one test's database with the Postgres stand-in set up.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	conn *pgx.Conn
 	db   *PgConn
@@ -42,7 +42,7 @@ type env struct {
 	seq  map[string]*big.Int // next sequence number per shard
 }
 
-func newEnv(t *testing.T, tables ...*change.Table) *env {
+func newEnv(t testing.TB, tables ...*change.Table) *env {
 	t.Helper()
 	ctx := context.Background()
 	name, err := cluster.CreateDatabase(ctx, t.Name())
