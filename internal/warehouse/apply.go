@@ -21,6 +21,8 @@ type Session interface {
 	// TableColumns returns the target table's column names, and false when
 	// the table does not exist.
 	TableColumns(ctx context.Context, id change.TableID) ([]string, bool, error)
+	// SchemaExists reports whether a schema exists.
+	SchemaExists(ctx context.Context, name string) (bool, error)
 	// ReadState reads the state table.
 	ReadState(ctx context.Context) (map[change.TableID]StateRow, error)
 }
@@ -109,8 +111,20 @@ func (a *Applier) exec(ctx context.Context, s Session, table change.TableID, sql
 	return nil
 }
 
-// Setup creates sluice's state tables.
+// Setup creates sluice's state tables, unless they exist: then it runs no
+// DDL, so a role that may not create anything can still apply.
 func (a *Applier) Setup(ctx context.Context, s Session) error {
+	_, ok1, err := s.TableColumns(ctx, stateTable)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", stateTable, err)
+	}
+	_, ok2, err := s.TableColumns(ctx, streamTable)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", streamTable, err)
+	}
+	if ok1 && ok2 {
+		return nil
+	}
 	for _, q := range SetupSQL() {
 		if err := a.exec(ctx, s, change.TableID{}, q); err != nil {
 			return err
@@ -240,7 +254,16 @@ func (a *Applier) ensure(ctx context.Context, s Session, target change.TableID, 
 		return nil, fmt.Errorf("table %s has no primary key: a warehouse merge needs one; add a primary key at the source (or declare a key for the table in the pipeline)", want.ID())
 	}
 	if have == nil {
-		stmts := []string{"CREATE SCHEMA IF NOT EXISTS " + change.QuoteIdent(target.Schema), CreateTableSQL(a.Dialect, target, want)}
+		stmts := []string{CreateTableSQL(a.Dialect, target, want)}
+		// Only when missing: creating a schema needs a privilege on the
+		// database that applying to an existing schema does not.
+		ok, err := s.SchemaExists(ctx, target.Schema)
+		if err != nil {
+			return nil, fmt.Errorf("look up schema %s: %w", target.Schema, err)
+		}
+		if !ok {
+			stmts = append([]string{"CREATE SCHEMA IF NOT EXISTS " + change.QuoteIdent(target.Schema)}, stmts...)
+		}
 		for _, q := range stmts {
 			if err := a.exec(ctx, s, target, q); err != nil {
 				return nil, err

@@ -354,6 +354,13 @@ WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?
 	return cols, len(cols) > 0, rows.Err()
 }
 
+func (s *session) SchemaExists(ctx context.Context, name string) (bool, error) {
+	var n int
+	err := s.conn.QueryRowContext(ctx, `SELECT count(*) FROM information_schema.schemata
+WHERE catalog_name = current_database() AND schema_name = ?`, name).Scan(&n)
+	return n > 0, err
+}
+
 func (s *session) ReadState(ctx context.Context) (map[change.TableID]warehouse.StateRow, error) {
 	rows, err := s.conn.QueryContext(ctx, warehouse.SelectStateSQL())
 	if err != nil {

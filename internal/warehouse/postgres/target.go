@@ -267,6 +267,12 @@ WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY at
 	return cols, len(cols) > 0, err
 }
 
+func (s *session) SchemaExists(ctx context.Context, name string) (bool, error) {
+	var ok bool
+	err := s.tx.QueryRow(ctx, `SELECT to_regnamespace($1) IS NOT NULL`, change.QuoteIdent(name)).Scan(&ok)
+	return ok, err
+}
+
 func (s *session) ReadState(ctx context.Context) (map[change.TableID]warehouse.StateRow, error) {
 	return readState(ctx, s.tx)
 }
