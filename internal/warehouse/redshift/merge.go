@@ -32,6 +32,7 @@ const (
 	tmpRows    = `"_sluice_rows"`
 	tmpChanges = `"_sluice_changes"`
 	tmpMerge   = `"_sluice_merge"`
+	tmpFloor   = `"_sluice_floor"`
 )
 
 func q(s string) string { return change.QuoteIdent(s) }
@@ -51,7 +52,7 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 	lsnT := WType{Base: "DECIMAL", Args: "(20,0)"}
 	var out []string
 	add := func(s string) { out = append(out, s) }
-	for _, t := range []string{tmpRecords, tmpRows, tmpChanges, tmpMerge} {
+	for _, t := range []string{tmpRecords, tmpRows, tmpFloor, tmpChanges, tmpMerge} {
 		add("DROP TABLE IF EXISTS " + t)
 	}
 
@@ -100,12 +101,21 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 	add("INSERT INTO " + p.Truncations.Quoted() + ` ("table_name", "commit_lsn", "lsn", "merged_at")` + "\n" +
 		"SELECT " + name + ", r." + q(colCommitLSN) + ", r." + q(colLSN) + ", " + d.Now() + "\n" +
 		"FROM " + tmpRecords + " AS r\nWHERE r.\"_sluice_op\" = 't'")
+	// The floor: the latest truncate of the table, zero or one row. Joins
+	// against it, not correlated subqueries, which Redshift decorrelates
+	// only in some shapes.
+	add("CREATE TEMP TABLE " + tmpFloor + " AS\n" +
+		"SELECT x.\"commit_lsn\", x.\"lsn\"\nFROM (\n  SELECT\n    \"commit_lsn\",\n    \"lsn\",\n" +
+		"    ROW_NUMBER() OVER (ORDER BY \"commit_lsn\" DESC, \"lsn\" DESC) AS \"_sluice_rank\"\n" +
+		"  FROM " + p.Truncations.Quoted() + "\n  WHERE \"table_name\" = " + name + "\n) AS x\nWHERE x.\"_sluice_rank\" = 1")
+	// Only the latest truncate matters: forget the older ones.
+	add("DELETE FROM " + p.Truncations.Quoted() + "\nUSING " + tmpFloor + "\n" +
+		"WHERE " + p.Truncations.Quoted() + ".\"table_name\" = " + name + "\n" +
+		"  AND " + posAfter(tmpFloor+`."commit_lsn"`, tmpFloor+`."lsn"`, p.Truncations.Quoted()+`."commit_lsn"`, p.Truncations.Quoted()+`."lsn"`))
 	for _, t := range []string{target, deleted} {
-		add("DELETE FROM " + t + "\n" +
+		add("DELETE FROM " + t + "\nUSING " + tmpFloor + "\n" +
 			"WHERE EXISTS (SELECT 1 FROM " + tmpRecords + " AS r WHERE r.\"_sluice_op\" = 't')\n" +
-			"  AND EXISTS (SELECT 1 FROM " + p.Truncations.Quoted() + " AS f\n" +
-			"    WHERE f.\"table_name\" = " + name + "\n" +
-			"      AND " + posAfter(`f."commit_lsn"`, `f."lsn"`, t+"."+q(colCommitLSN), t+"."+q(colLSN)) + ")")
+			"  AND " + posAfter(tmpFloor+`."commit_lsn"`, tmpFloor+`."lsn"`, t+"."+q(colCommitLSN), t+"."+q(colLSN)))
 	}
 
 	// 4. changes
@@ -127,9 +137,8 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 	b.WriteString("\nFROM (\n  SELECT\n    x.*,\n")
 	b.WriteString("    ROW_NUMBER() OVER (PARTITION BY " + partX + " ORDER BY x." + q(colCommitLSN) + ", x." + q(colLSN) + `) AS "_sluice_seq"` + "\n")
 	b.WriteString("  FROM " + tmpRows + " AS x\n")
-	b.WriteString("  WHERE NOT EXISTS (SELECT 1 FROM " + p.Truncations.Quoted() + " AS f\n")
-	b.WriteString("    WHERE f.\"table_name\" = " + name + "\n")
-	b.WriteString("      AND NOT " + posAfter("x."+q(colCommitLSN), "x."+q(colLSN), `f."commit_lsn"`, `f."lsn"`) + ")\n) AS s")
+	b.WriteString("  LEFT JOIN " + tmpFloor + " AS f ON 1 = 1\n")
+	b.WriteString("  WHERE f.\"commit_lsn\" IS NULL\n     OR " + posAfter("x."+q(colCommitLSN), "x."+q(colLSN), `f."commit_lsn"`, `f."lsn"`) + "\n) AS s")
 	add(b.String())
 
 	// 5. merge
@@ -182,7 +191,7 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 		"FROM (\n  SELECT\n    \"_sluice_shard_id\",\n    \"_sluice_sequence_number\",\n" +
 		"    ROW_NUMBER() OVER (PARTITION BY \"_sluice_shard_id\" ORDER BY " + d.SeqDesc(`"_sluice_sequence_number"`) + ") AS \"_sluice_rank\"\n" +
 		"  FROM " + tmpRecords + "\n) AS x\nWHERE x.\"_sluice_rank\" = 1")
-	for _, t := range []string{tmpMerge, tmpChanges, tmpRows, tmpRecords} {
+	for _, t := range []string{tmpMerge, tmpChanges, tmpFloor, tmpRows, tmpRecords} {
 		add("DROP TABLE " + t)
 	}
 	return out
