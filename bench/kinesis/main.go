@@ -7,7 +7,9 @@
 //     another, nothing else (no encoding, no ordering rules, no state file);
 //   - sink: the same changes through Sink.Apply in pipeline-sized batches
 //     (encoding, partition keys, limits, lanes, retries, state file), at
-//     concurrency 1 (the baseline's shape) and at the default 4.
+//     concurrency 1 (the baseline's shape) and at the default 4;
+//   - read: the last stream read back by a bare GetRecords loop and by the
+//     Reader (decoding, interning, batching, marks) into a counting applier.
 //
 // Each run gets a fresh stream; runs alternate and repeat, and the best of
 // each is reported (the least disturbed by other work on the machine).
@@ -23,6 +25,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -156,7 +159,111 @@ func run(ctx context.Context, n, shards, batch, repeat int) error {
 	for _, kind := range kinds {
 		fmt.Printf("  %-9s %8.0f records/s  ratio to baseline %.2f\n", kind, best[kind], best[kind]/best["baseline"])
 	}
+
+	// Reading back the last stream written: a bare GetRecords loop against
+	// the Reader (decoding, interning, batching, marks) into an applier
+	// that only counts.
+	last := fmt.Sprintf("bench-%d", streams)
+	fmt.Printf("\nreading %d records back from a %d-shard stream:\n", n, shards)
+	var bestBare, bestReader float64
+	for r := 0; r < repeat; r++ {
+		bare, err := bareRead(ctx, client, last, n)
+		if err != nil {
+			return fmt.Errorf("bare read: %w", err)
+		}
+		rd, err := viaReader(ctx, k, last, n, filepath.Join(dir, fmt.Sprintf("rejects-%d.jsonl", r)))
+		if err != nil {
+			return fmt.Errorf("reader: %w", err)
+		}
+		fmt.Printf("run %d  bare GetRecords %8.0f records/s   reader %8.0f records/s\n", r+1, bare, rd)
+		bestBare, bestReader = max(bestBare, bare), max(bestReader, rd)
+	}
+	fmt.Printf("best: bare %.0f, reader %.0f records/s, ratio %.2f\n", bestBare, bestReader, bestReader/bestBare)
 	return nil
+}
+
+// bareRead reads every shard from its start, one after another, without
+// decoding anything.
+func bareRead(ctx context.Context, c *kinesis.Client, name string, n int) (float64, error) {
+	start := time.Now()
+	ls, err := c.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(name)})
+	if err != nil {
+		return 0, err
+	}
+	got := 0
+	for _, sh := range ls.Shards {
+		it, err := c.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(name), ShardId: sh.ShardId, ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+		if err != nil {
+			return 0, err
+		}
+		iter := it.ShardIterator
+		for {
+			out, err := c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter})
+			if err != nil {
+				return 0, err
+			}
+			got += len(out.Records)
+			if len(out.Records) == 0 {
+				break
+			}
+			iter = out.NextShardIterator
+		}
+	}
+	if got != n {
+		return 0, fmt.Errorf("read %d records, want %d", got, n)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// counter is an Applier that only counts what it is given.
+type counter struct {
+	n    atomic.Int64
+	done chan struct{}
+	want int64
+}
+
+func (c *counter) ApplyStream(_ context.Context, b *change.Batch, _ []sk.StreamMark) error {
+	if c.n.Add(int64(len(b.Changes))) >= c.want {
+		select {
+		case <-c.done:
+		default:
+			close(c.done)
+		}
+	}
+	return nil
+}
+
+func (c *counter) StreamMarks(context.Context, string) (map[string]string, error) {
+	return map[string]string{}, nil
+}
+
+func viaReader(ctx context.Context, k *testenv.Kinesis, name string, n int, rejects string) (float64, error) {
+	cfg := k.AWSConfig()
+	app := &counter{done: make(chan struct{}), want: int64(n)}
+	r, err := sk.NewReader(ctx, sk.ReaderConfig{Connection: sk.Connection{Stream: name, AWS: &cfg}, RejectFile: rejects}, app)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	start := time.Now()
+	go func() { errc <- r.Run(rctx) }()
+	select {
+	case <-app.done:
+	case err := <-errc:
+		cancel()
+		return 0, fmt.Errorf("reader stopped early: %v", err)
+	}
+	d := time.Since(start)
+	cancel()
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	if got := app.n.Load(); got != int64(n) {
+		return 0, fmt.Errorf("applied %d changes, want %d", got, n)
+	}
+	return float64(n) / d.Seconds(), nil
 }
 
 // baseline is the bare SDK loop: calls of 500 records, one after another,

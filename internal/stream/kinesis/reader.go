@@ -49,8 +49,12 @@ type ReaderConfig struct {
 	// StrictRecords stops the reader at the first invalid record instead.
 	StrictRecords bool
 	// PollInterval is the pause after a read that found a shard caught up
-	// (default 500ms; Kinesis allows 5 GetRecords a second per shard).
+	// (default 500ms).
 	PollInterval time.Duration
+	// ReadInterval is the least time between two reads of one shard while
+	// it is behind (default 200ms: Kinesis allows 5 GetRecords a second per
+	// shard, and a shard serves at most 2 MB/s anyway).
+	ReadInterval time.Duration
 	// ShardRefresh is how often the shard list is read again to find new
 	// shards (default 30s; a shard that ends triggers a refresh at once).
 	ShardRefresh time.Duration
@@ -97,6 +101,9 @@ func NewReader(ctx context.Context, cfg ReaderConfig, app Applier) (*Reader, err
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 500 * time.Millisecond
+	}
+	if cfg.ReadInterval <= 0 {
+		cfg.ReadInterval = 200 * time.Millisecond
 	}
 	if cfg.ShardRefresh <= 0 {
 		cfg.ShardRefresh = 30 * time.Second
@@ -149,7 +156,10 @@ func (r *Reader) Run(ctx context.Context) error {
 		return fmt.Errorf("read the stream marks of %s from the target: %w", r.stream.name, err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	batches := make(chan shardBatch, 16)
+	// Memory: each shard reader holds one GetRecords response (at most
+	// 10 MiB and RecordsPerCall records) while it waits to hand it over,
+	// and this many more wait here.
+	batches := make(chan shardBatch, 4)
 	g.Go(func() error { return r.applyLoop(gctx, batches) })
 	g.Go(func() error { return r.coordinate(gctx, g, marks, batches) })
 	err = g.Wait()
@@ -259,7 +269,14 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- sh
 	}
 	_, arn := r.stream.ids()
 	attempt := 1
+	var last time.Time
 	for {
+		if wait := r.cfg.ReadInterval - time.Since(last); wait > 0 {
+			if err := sleepCtx(ctx, wait); err != nil {
+				return err
+			}
+		}
+		last = time.Now()
 		res, err := r.api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(r.cfg.RecordsPerCall), StreamARN: arn})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -347,15 +364,25 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- sh
 			return nil
 		}
 		iter = res.NextShardIterator
-		if len(res.Records) == 0 || behind == 0 {
-			t := time.NewTimer(r.cfg.PollInterval)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			case <-t.C:
+		// Caught up: nothing came, or less than a full read and Kinesis
+		// says nothing is behind (some Kinesis-compatible servers always
+		// say 0, so a full read alone means there may be more).
+		if len(res.Records) == 0 || (behind == 0 && len(res.Records) < int(r.cfg.RecordsPerCall)) {
+			if err := sleepCtx(ctx, r.cfg.PollInterval); err != nil {
+				return err
 			}
 		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -230,6 +230,7 @@ func newTestReader(t *testing.T, conn Connection, app Applier, mod func(*ReaderC
 		Connection:   conn,
 		RejectFile:   filepath.Join(t.TempDir(), "rejects.jsonl"),
 		PollInterval: 30 * time.Millisecond,
+		ReadInterval: time.Millisecond,
 		ShardRefresh: 200 * time.Millisecond,
 		BaseBackoff:  5 * time.Millisecond,
 		MaxBackoff:   50 * time.Millisecond,
