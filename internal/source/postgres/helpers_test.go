@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,6 +253,9 @@ var _ = fmt.Sprintf
 
 // pipelineName is unique per test: slots are cluster-wide.
 func pipelineName(t *testing.T) string {
+	if n, ok := pipelineNames.Load(t); ok {
+		return n.(string)
+	}
 	var b strings.Builder
 	for _, r := range strings.ToLower(t.Name()) {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
@@ -261,8 +265,14 @@ func pipelineName(t *testing.T) string {
 		}
 	}
 	n := b.String()
-	if len(n) > 40 {
-		n = n[:40]
+	if len(n) > 36 {
+		n = n[:36]
 	}
+	n = fmt.Sprintf("%s_%d", n, pipelineSeq.Add(1))
+	pipelineNames.Store(t, n)
 	return n
 }
+
+var pipelineNames sync.Map
+
+var pipelineSeq atomic.Int32

@@ -76,13 +76,17 @@ func tableContents(t *testing.T, url string) map[string]string {
 	return out
 }
 
-func diff(t *testing.T, got, want map[string]string) {
+var badKeys []string
+
+func diff(t *testing.T, got, want map[string]string) bool {
 	t.Helper()
+	badKeys = nil
 	bad := 0
 	for _, k := range sortedKeys(want) {
 		if got[k] != want[k] {
 			if bad < 10 {
 				t.Errorf("key %s: replica %q, source %q", k, got[k], want[k])
+				badKeys = append(badKeys, k)
 			}
 			bad++
 		}
@@ -91,13 +95,16 @@ func diff(t *testing.T, got, want map[string]string) {
 		if _, ok := want[k]; !ok {
 			if bad < 10 {
 				t.Errorf("key %s: replica has %q, source has no row", k, got[k])
+				badKeys = append(badKeys, k)
 			}
 			bad++
 		}
 	}
 	if bad > 0 {
-		t.Fatalf("%d rows differ (replica %d rows, source %d rows)", bad, len(got), len(want))
+		t.Errorf("%d rows differ (replica %d rows, source %d rows)", bad, len(got), len(want))
+		return false
 	}
+	return true
 }
 
 // workload runs random transactions from several connections at once:
@@ -201,7 +208,22 @@ func TestHistory(t *testing.T) {
 	pos := snap.batches[len(snap.batches)-1].Snapshotted[0].Pos
 	all := append(append([]change.Change(nil), snap.changes...), str.changes...)
 	t.Logf("snapshot %d rows at %s, streamed %d changes", len(snap.changes), pos, len(str.changes))
-	diff(t, replay(all, pos), tableContents(t, url))
+	if !diff(t, replay(all, pos), tableContents(t, url)) {
+		explain(t, all, pos)
+	}
+}
+
+// explain logs the history of the first differing keys.
+func explain(t *testing.T, all []change.Change, pos change.Position) {
+	t.Logf("snapshot position %s", pos)
+	for _, k := range badKeys {
+		for _, c := range all {
+			if rowKey(c.Key()) == k || rowKey(c.OldKey()) == k || c.Op == change.OpTruncate {
+				t.Logf("key %s: %v at %s tx %d before %v after %v", k, c.Op, c.Pos, c.TxID, c.Before, c.After)
+			}
+		}
+	}
+	t.FailNow()
 }
 
 // TestHistoryRestarts kills the reader several times mid-stream, confirming
@@ -272,5 +294,7 @@ func TestHistoryRestarts(t *testing.T) {
 	run(s, true, func() bool { return change.LSN(s.confirmed.Load()) >= end })
 	t.Logf("%d restarts, %d changes applied", restarts, len(applied))
 	all := append(append([]change.Change(nil), snap.changes...), applied...)
-	diff(t, replay(all, pos), tableContents(t, url))
+	if !diff(t, replay(all, pos), tableContents(t, url)) {
+		explain(t, all, pos)
+	}
 }
