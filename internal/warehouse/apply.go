@@ -93,6 +93,10 @@ type ApplyOptions struct {
 	// received only snapshot reads with no replay, so that reads may be
 	// appended without the delete step. Nil means never.
 	Fresh func(id change.TableID) bool
+	// NoShortcut makes every staged row delete its key before inserting,
+	// even a key first inserted in this batch. The targets retry a batch
+	// with it when a shortcut hit a duplicate key (a redelivery).
+	NoShortcut bool
 }
 
 // Result says what Apply did.
@@ -172,7 +176,6 @@ func (a *Applier) Apply(ctx context.Context, s Session, b *change.Batch, o Apply
 				seg.Project(final)
 			}
 			if seg.Truncate {
-				fresh = false
 				merged = true
 				if err := a.exec(ctx, s, target, a.Dialect.Truncate(target)); err != nil {
 					return res, err
@@ -181,12 +184,12 @@ func (a *Applier) Apply(ctx context.Context, s Session, b *change.Batch, o Apply
 			if len(seg.Rows) == 0 {
 				continue
 			}
-			appendOnly := fresh && seg.Reads()
-			if !appendOnly {
-				fresh = false
+			freshReads := fresh && !o.NoShortcut
+			if !(freshReads && seg.Reads()) {
 				merged = true
+				fresh = false
 			}
-			if err := a.merge(ctx, s, target, seg, appendOnly); err != nil {
+			if err := a.merge(ctx, s, target, seg, freshReads, !o.NoShortcut); err != nil {
 				return res, err
 			}
 			res.Rows += len(seg.Rows)
@@ -287,7 +290,26 @@ func (a *Applier) ensure(ctx context.Context, s Session, target change.TableID, 
 	return want, nil
 }
 
-func (a *Applier) merge(ctx context.Context, s Session, target change.TableID, seg *Segment, appendOnly bool) error {
+// merge lands a segment's rows and merges them. Keys known not to be in
+// the target skip the delete step: every key of a segment that follows a
+// truncate; snapshot reads when freshReads (a table emptied by Reset that
+// has had only snapshot reads since, whose keys are distinct); keys first
+// inserted in the batch when inserts (the source said the row was new).
+func (a *Applier) merge(ctx context.Context, s Session, target change.TableID, seg *Segment, freshReads, inserts bool) error {
+	appendOnly := true
+	for i := range seg.Rows {
+		r := &seg.Rows[i]
+		switch {
+		case r.Delete:
+			r.Op = 'd'
+			appendOnly = false
+		case seg.Truncate, freshReads && r.First == change.OpRead, inserts && r.First == change.OpInsert:
+			r.Op = 'i'
+		default:
+			r.Op = 'u'
+			appendOnly = false
+		}
+	}
 	a.stages++
 	stage := "_sluice_stage_" + strconv.Itoa(a.stages)
 	t := seg.Table

@@ -29,7 +29,8 @@ type Dialect interface {
 	Truncate(target change.TableID) string
 }
 
-// Staging columns before the table's own: the op ('d' delete, 'u' upsert)
+// Staging columns before the table's own: the op ('d' delete, 'u' upsert,
+// 'i' insert of a key known new)
 // and which columns hold an unchanged TOAST value ('1' at the column's
 // position, 1-based; NULL when none).
 const (

@@ -28,6 +28,13 @@ type Row struct {
 	// the merge keeps what the target stores for them.
 	Values []change.Value
 	Pos    change.Position
+	// First is the op of the first change of the key in the segment: an
+	// insert (or a snapshot read into a fresh table) means the key was not
+	// in the target before, so the merge need not delete it first.
+	First change.Op
+	// Op is the staged op, set by the apply just before loading: 'd'
+	// delete, 'u' upsert (delete then insert), 'i' insert of a new key.
+	Op byte
 }
 
 // Segment is a run of one table's changes that share one schema. A schema
@@ -107,15 +114,15 @@ func Plan(b *change.Batch, state map[change.TableID]change.TableState, mode Mode
 			tp.truncate(c.Pos, seg)
 		case change.OpDelete:
 			seg.reads = false
-			tp.put(seg, Row{Delete: true, Values: c.Before, Pos: c.Pos})
+			tp.put(seg, Row{Delete: true, Values: c.Before, Pos: c.Pos, First: c.Op})
 		case change.OpRead, change.OpInsert, change.OpUpdate:
 			if c.Op != change.OpRead {
 				seg.reads = false
 			}
 			if old := c.OldKey(); old != nil {
-				tp.put(seg, Row{Delete: true, Values: c.Before, Pos: c.Pos})
+				tp.put(seg, Row{Delete: true, Values: c.Before, Pos: c.Pos, First: c.Op})
 			}
-			tp.put(seg, Row{Values: c.After, Pos: c.Pos})
+			tp.put(seg, Row{Values: c.After, Pos: c.Pos, First: c.Op})
 		}
 	}
 	for i := range b.Snapshotted {
@@ -178,6 +185,8 @@ func (tp *TablePlan) put(seg *Segment, r Row) {
 	}
 	old := seg.Rows[j]
 	if r.Pos.Less(old.Pos) {
+		// Arrived late but happened first: it is the key's first op.
+		seg.Rows[j].First = r.First
 		// An older change arriving late loses, but may still hold a value
 		// the newer row left unchanged.
 		if !old.Delete && !r.Delete {
@@ -188,6 +197,7 @@ func (tp *TablePlan) put(seg *Segment, r Row) {
 	if !r.Delete && !old.Delete {
 		r.Values = fillUnchanged(r.Values, old.Values)
 	}
+	r.First = old.First
 	seg.Rows[j] = r
 }
 

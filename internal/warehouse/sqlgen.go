@@ -161,8 +161,9 @@ func CreateStageSQL(d Dialect, name string, t *change.Table) string {
 //
 //  1. when some rows hold unchanged TOAST values (the columns in unchanged),
 //     copy the target's stored values of those rows into a keep table;
-//  2. delete every staged key from the target (skipped when append is true:
-//     a fresh table receiving snapshot reads has nothing to delete);
+//  2. delete every staged key from the target but those staged as new
+//     ('i': first inserted in this batch, or landing in a table just
+//     emptied), skipped when all are new (appendOnly);
 //  3. insert the staged rows that are not deletes, unchanged columns taken
 //     from the keep table.
 //
@@ -200,7 +201,7 @@ func MergeSQL(d Dialect, target change.TableID, stage string, t *change.Table, u
 			keyOn("t", "s", true)+" WHERE s."+change.QuoteIdent(StageUnchanged)+" IS NOT NULL")
 	}
 	if !appendOnly {
-		out = append(out, "DELETE FROM "+target.Quoted()+" t USING "+st+" s WHERE "+keyOn("t", "s", true))
+		out = append(out, "DELETE FROM "+target.Quoted()+" t USING "+st+" s WHERE s."+change.QuoteIdent(StageOp)+" <> 'i' AND "+keyOn("t", "s", true))
 	}
 	names := make([]string, len(t.Columns))
 	exprs := make([]string, len(t.Columns))

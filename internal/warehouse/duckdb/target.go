@@ -150,11 +150,12 @@ func (t *Target) run(ctx context.Context, b *change.Batch, o warehouse.ApplyOpti
 		res, err = t.apply.Apply(ctx, s, b, o)
 		return err
 	})
-	if err != nil && isConstraint(err) && len(t.fresh) > 0 {
-		// A snapshot batch appended to a fresh table hit a key already
-		// there: a redelivery. Nothing was committed; merge instead.
+	if err != nil && isConstraint(err) {
+		// A key staged as new (first inserted in the batch, or a snapshot
+		// read into a fresh table) was there already: a redelivery.
+		// Nothing was committed; merge every key in full instead.
 		clear(t.fresh)
-		o.Fresh = nil
+		o.Fresh, o.NoShortcut = nil, true
 		err = t.tx(ctx, func(s *session) (err error) {
 			res, err = t.apply.Apply(ctx, s, b, o)
 			return err
@@ -301,8 +302,8 @@ func (s *session) Load(ctx context.Context, stage string, tbl *change.Table, row
 				return err
 			}
 			clear(vals)
+			vals[0] = string(rune(r.Op))
 			if r.Delete {
-				vals[0] = "d"
 				for _, k := range tbl.Key {
 					if vals[k+2], err = stageValue(tbl, k, types[k], r.Values[k]); err != nil {
 						app.Close()
@@ -310,7 +311,6 @@ func (s *session) Load(ctx context.Context, stage string, tbl *change.Table, row
 					}
 				}
 			} else {
-				vals[0] = "u"
 				if m, ok := warehouse.UnchangedMask(r.Values); ok {
 					vals[1] = m
 				}

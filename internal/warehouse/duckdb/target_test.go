@@ -3,6 +3,7 @@ package duckdb
 import (
 	"context"
 	"database/sql"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -63,4 +64,18 @@ func TestConformance(t *testing.T) {
 			return rows(t, tg.(*Target).DB(), table, cols)
 		},
 	})
+}
+
+func benchTarget(b *testing.B) *Target {
+	return open(b, filepath.Join(b.TempDir(), "bench.duckdb"), Options{})
+}
+
+func BenchmarkApplyInserts10k(b *testing.B) {
+	warehousetest.BenchApply(b, benchTarget(b), "insert", 10000)
+}
+func BenchmarkApplyMixed10k(b *testing.B) {
+	warehousetest.BenchApply(b, benchTarget(b), "mixed", 10000)
+}
+func BenchmarkApplySnapshot10k(b *testing.B) {
+	warehousetest.BenchApply(b, benchTarget(b), "snapshot", 10000)
 }

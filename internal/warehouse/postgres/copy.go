@@ -11,8 +11,15 @@ import (
 // appendCopyRow appends one staged row in COPY's text format: op, unchanged
 // mask, then the columns, tab-separated, \N for NULL.
 func appendCopyRow(b []byte, t *change.Table, r warehouse.Row) ([]byte, error) {
+	op := r.Op
+	if op == 0 {
+		op = 'u'
+		if r.Delete {
+			op = 'd'
+		}
+	}
 	if r.Delete {
-		b = append(b, "d\t\\N"...)
+		b = append(b, op, '\t', '\\', 'N')
 		for i := range t.Columns {
 			b = append(b, '\t')
 			if !t.Columns[i].Key || i >= len(r.Values) {
@@ -26,7 +33,7 @@ func appendCopyRow(b []byte, t *change.Table, r warehouse.Row) ([]byte, error) {
 		}
 		return append(b, '\n'), nil
 	}
-	b = append(b, "u\t"...)
+	b = append(b, op, '\t')
 	if m, ok := warehouse.UnchangedMask(r.Values); ok {
 		b = append(b, m...)
 	} else {

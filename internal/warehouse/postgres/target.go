@@ -135,11 +135,12 @@ func (t *Target) run(ctx context.Context, b *change.Batch, o warehouse.ApplyOpti
 		return err
 	})
 	var pe *pgconn.PgError
-	if err != nil && errors.As(err, &pe) && pe.Code == "23505" && len(t.fresh) > 0 {
-		// A snapshot batch appended to a fresh table hit a key already
-		// there: a redelivery. Nothing was committed; merge instead.
+	if err != nil && errors.As(err, &pe) && pe.Code == "23505" {
+		// A key staged as new (first inserted in the batch, or a snapshot
+		// read into a fresh table) was there already: a redelivery.
+		// Nothing was committed; merge every key in full instead.
 		clear(t.fresh)
-		o.Fresh = nil
+		o.Fresh, o.NoShortcut = nil, true
 		err = t.tx(ctx, func(s *session) (err error) {
 			res, err = t.apply.Apply(ctx, s, b, o)
 			return err

@@ -84,3 +84,13 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+func BenchmarkApplyInserts10k(b *testing.B) {
+	warehousetest.BenchApply(b, open(b, newDB(b), Options{}), "insert", 10000)
+}
+func BenchmarkApplyMixed10k(b *testing.B) {
+	warehousetest.BenchApply(b, open(b, newDB(b), Options{}), "mixed", 10000)
+}
+func BenchmarkApplySnapshot10k(b *testing.B) {
+	warehousetest.BenchApply(b, open(b, newDB(b), Options{}), "snapshot", 10000)
+}

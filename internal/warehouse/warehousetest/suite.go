@@ -397,6 +397,12 @@ func testStream(t *testing.T, h Harness) {
 		t.Fatalf("apply stream: %v", err)
 	}
 	want(t, h, tg, Items(), "1|a|1", "2|b|2")
+	// The same records again (a reader that lost its checkpoint): keys
+	// inserted before are merged, not duplicated.
+	if err := tg.ApplyStream(ctx, b, marks); err != nil {
+		t.Fatalf("apply stream again: %v", err)
+	}
+	want(t, h, tg, Items(), "1|a|1", "2|b|2")
 	got, err := tg.StreamMarks(ctx, "s")
 	if err != nil {
 		t.Fatal(err)
