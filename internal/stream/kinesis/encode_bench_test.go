@@ -42,3 +42,27 @@ func BenchmarkPartitionKeyHashed(b *testing.B) {
 		pk = appendPartitionKey(pk[:0], &c)
 	}
 }
+
+// BenchmarkDecode measures what the reader does per record: decode and
+// intern the table.
+func BenchmarkDecode(b *testing.B) {
+	cs := changes(1000, 1000, 0)
+	meta := change.RecordMeta{Pipeline: "bench", Database: "app", Emitted: time.Now()}
+	recs := make([][]byte, len(cs))
+	size := 0
+	for i := range cs {
+		recs[i] = change.AppendRecord(nil, &cs[i], meta)
+		size += len(recs[i])
+	}
+	var in interner
+	b.SetBytes(int64(size / len(cs)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d, err := change.DecodeRecord(recs[i%len(recs)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.Change.Table = in.intern(d.Change.Table)
+	}
+}
