@@ -129,6 +129,7 @@ func TestGoldenRedshift(t *testing.T) {
 		golden(t, base+"_ddl.sql", object(t, p, KindTable, tp.Target.Schema, tp.Target.Name).Create+";\n\n"+
 			object(t, p, KindTable, tp.Deleted.Schema, tp.Deleted.Name).Create+";\n")
 		golden(t, base+"_merge.sql", strings.Join(tp.Merge, ";\n\n")+";\n")
+		golden(t, base+"_pending.sql", PendingSQL(p, tp)+";\n")
 	}
 	golden(t, "redshift_plan.txt", p.String())
 }

@@ -445,3 +445,37 @@ func atoi(s string) int {
 	fmt.Sscan(s, &n)
 	return n
 }
+
+func TestPendingAndSchedule(t *testing.T) {
+	tbl := customers()
+	e := newEnv(t, tbl)
+	e.land(record(cust(tbl, change.OpInsert, 100, 90, 1, "a", "a", nil)),
+		record(cust(tbl, change.OpInsert, 200, 190, 2, "b", "b", nil)))
+	n, err := Pending(e.ctx, e.db, e.plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n[tbl.ID()]; got != 2 {
+		t.Fatalf("pending before the merge = %d, want 2", got)
+	}
+	// The scheduler gets its own connection: pgx closes a connection whose
+	// query is cancelled, as the scheduler's is when it stops.
+	conn, err := pgx.Connect(e.ctx, e.conn.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(e.ctx)
+	sdb, err := NewPgConn(e.ctx, conn, Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := Schedule(ctx, sdb, e.plan, 50*time.Millisecond, nil); err != context.DeadlineExceeded {
+		t.Fatalf("schedule ended with %v, want the context's deadline", err)
+	}
+	if n, err = Pending(e.ctx, e.db, e.plan); err != nil || n[tbl.ID()] != 0 {
+		t.Fatalf("pending after scheduled merges = %v (%v), want 0", n, err)
+	}
+	equalLines(t, "after scheduled merges", e.dump(dumpCustomers), []string{"1|a|a|NULL", "2|b|b|NULL"})
+}
