@@ -52,8 +52,19 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 	switch kind {
 	case config.TargetDuckDB:
 		t, err := duckdb.Open(ctx, where, duckdb.Options{Schema: c.Target.Schema, ReadOnly: readOnly, Logger: log})
+		// A status, verify or query that opened the file read-only while
+		// sluice was stopped holds its lock for a moment: wait it out.
+		for wait := 0; err != nil && !readOnly && isLocked(err) && wait < 60; wait++ {
+			log.Info("DuckDB file is locked by another process; retrying", "file", where)
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+			t, err = duckdb.Open(ctx, where, duckdb.Options{Schema: c.Target.Schema, Logger: log})
+		}
 		if err != nil {
-			if readOnly && strings.Contains(err.Error(), "lock") {
+			if isLocked(err) {
 				return nil, fmt.Errorf("%w\n(another process holds the DuckDB file; if it is sluice, its admin address is in %s)", err, c.AdminFile())
 			}
 			return nil, err
@@ -72,6 +83,8 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 	}
 	return nil, fmt.Errorf("target kind %s is not supported", kind)
 }
+
+func isLocked(err error) bool { return strings.Contains(err.Error(), "Could not set lock") }
 
 // Query runs one read-only statement.
 func (w *warehouseTarget) Query(ctx context.Context, q string) (*admin.Result, error) {

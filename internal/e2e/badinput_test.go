@@ -54,8 +54,12 @@ func TestTargetRejectsDDL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tconn.Close(ctx)
-	// Since Postgres 15 only the owner may create in public: a plain role cannot.
+	// Since Postgres 15 only the owner may create in public: a plain role
+	// may create sluice's own state schema but not the mirrored table.
 	if _, err := tconn.Exec(ctx, `CREATE ROLE mirror_noddl LOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tconn.Exec(ctx, `GRANT CREATE ON DATABASE `+strings.TrimPrefix(admin[strings.LastIndex(admin, "/"):strings.Index(admin, "?")], "/")+` TO mirror_noddl`); err != nil {
 		t.Fatal(err)
 	}
 	e.target = strings.Replace(admin, "postgres@", "mirror_noddl@", 1)

@@ -186,6 +186,21 @@ func (p *proc) exited() bool {
 	}
 }
 
+// waitRunning waits until the process's admin endpoint is up.
+func (e *env) waitRunning(p *proc) {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if strings.Contains(p.out.String(), "sluice running") {
+			return
+		}
+		if p.exited() || time.Now().After(deadline) {
+			e.t.Fatalf("sluice did not start:\n%s", p.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // waitVerified runs verify until it passes or the deadline passes.
 func (e *env) waitVerified(tables string, within time.Duration) string {
 	e.t.Helper()

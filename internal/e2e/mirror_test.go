@@ -79,7 +79,7 @@ func TestMirrorRandomWorkload(t *testing.T) {
 func TestCrashRecovery(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, "duckdb")
-	e.createWorkTables(60000)
+	e.createWorkTables(150000)
 	cfg := filepath.Join(e.dir, "sluice.yaml")
 	writeFile(t, cfg, fmt.Sprintf(`
 pipeline: %s
@@ -93,23 +93,36 @@ batch: {max_changes: 500, interval: 50ms}
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	werr := make(chan error, 1)
-	go func() { werr <- newWorkload(e.src, 3, 60000).run(wctx, 1_000_000) }()
+	go func() { werr <- newWorkload(e.src, 3, 150000).run(wctx, 1_000_000) }()
 	rng := rand.New(rand.NewPCG(7, 7))
+	snapshots := 0
 	for i := 0; i < 6; i++ {
 		p := e.start("run", "--config", cfg)
 		wait := time.Duration(300+rng.IntN(2500)) * time.Millisecond
+		if i < 3 {
+			wait = time.Duration(150+rng.IntN(600)) * time.Millisecond // during the snapshot
+		}
 		time.Sleep(wait)
 		if p.exited() {
 			t.Fatalf("run %d exited by itself:\n%s", i, p.out.String())
 		}
 		p.kill()
-		t.Logf("kill -9 #%d after %s", i+1, wait)
+		phase := "start-up or streaming"
+		if strings.Contains(p.out.String(), "needs a snapshot") {
+			phase = "snapshot (re)started in this run"
+			snapshots++
+		}
+		t.Logf("kill -9 #%d after %s: %s", i+1, wait, phase)
+	}
+	if snapshots == 0 || snapshots == 6 {
+		t.Errorf("%d of 6 kills hit a run that snapshotted: want kills during both snapshot and streaming", snapshots)
 	}
 	stop()
 	if err := <-werr; err != nil && wctx.Err() == nil {
 		t.Fatal(err)
 	}
 	p := e.start("run", "--config", cfg)
+	e.waitRunning(p)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		out, code := e.sluice("verify", "--config", cfg)
