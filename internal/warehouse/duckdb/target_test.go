@@ -79,3 +79,9 @@ func BenchmarkApplyMixed10k(b *testing.B) {
 func BenchmarkApplySnapshot10k(b *testing.B) {
 	warehousetest.BenchApply(b, benchTarget(b), "snapshot", 10000)
 }
+
+func BenchmarkApplySnapshot100k(b *testing.B) {
+	warehousetest.BenchApply(b, benchTarget(b), "snapshot", 100000)
+}
+
+func TestGoldenSQL(t *testing.T) { warehousetest.Golden(t, Dialect{}, "duckdb") }

@@ -94,3 +94,9 @@ func BenchmarkApplyMixed10k(b *testing.B) {
 func BenchmarkApplySnapshot10k(b *testing.B) {
 	warehousetest.BenchApply(b, open(b, newDB(b), Options{}), "snapshot", 10000)
 }
+
+func BenchmarkApplySnapshot100k(b *testing.B) {
+	warehousetest.BenchApply(b, open(b, newDB(b), Options{}), "snapshot", 100000)
+}
+
+func TestGoldenSQL(t *testing.T) { warehousetest.Golden(t, Dialect{}, "postgres") }
