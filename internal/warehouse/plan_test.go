@@ -14,7 +14,9 @@ func tbl() *change.Table {
 	}}
 }
 
-func pos(i int) change.Position { return change.Position{CommitLSN: change.LSN(100 * i), LSN: change.LSN(100*i - 1)} }
+func pos(i int) change.Position {
+	return change.Position{CommitLSN: change.LSN(100 * i), LSN: change.LSN(100*i - 1)}
+}
 
 func vals(k, v string) []change.Value {
 	if v == "<u>" {
