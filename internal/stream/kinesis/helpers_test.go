@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -157,6 +158,10 @@ type faultProxy struct {
 	// decide returns, for the n-th PutRecords call (from 1), a whole-call
 	// failure ("" none, or an error code) and per-record error codes ("" ok).
 	decide func(n int, pks []string) (whole string, perRecord []string)
+	// decideOther returns an error code ("" none, "RESET" to drop the
+	// connection) for the n-th call (from 1) of any other operation.
+	decideOther func(op string, n int) string
+	others      map[string]int
 }
 
 type proxyCall struct {
@@ -167,7 +172,7 @@ type proxyCall struct {
 }
 
 func newFaultProxy(t *testing.T, k *testenv.Kinesis) *faultProxy {
-	p := &faultProxy{t: t, target: k.Endpoint}
+	p := &faultProxy{t: t, target: k.Endpoint, others: map[string]int{}}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(p.srv.Close)
 	return p
@@ -198,7 +203,21 @@ type wirePutResult struct {
 
 func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	if !strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".PutRecords") || p.decide == nil {
+	op := r.Header.Get("X-Amz-Target")
+	op = op[strings.LastIndexByte(op, '.')+1:]
+	if op != "PutRecords" || p.decide == nil {
+		p.mu.Lock()
+		p.others[op]++
+		n := p.others[op]
+		var fault string
+		if p.decideOther != nil {
+			fault = p.decideOther(op, n)
+		}
+		p.mu.Unlock()
+		if fault != "" {
+			p.fail(w, fault)
+			return
+		}
 		p.forward(w, r, body)
 		return
 	}
@@ -227,13 +246,7 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 
 	if whole != "" {
-		status := 400
-		if whole == "InternalFailure" || whole == "ServiceUnavailable" {
-			status = 500
-		}
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		w.WriteHeader(status)
-		fmt.Fprintf(w, `{"__type":%q,"message":"injected by the test"}`, whole)
+		p.fail(w, whole)
 		return
 	}
 	fwd := in
@@ -276,6 +289,28 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// fail answers a call with an error code as Kinesis does, or with "RESET"
+// drops the connection without an answer (the request was never forwarded).
+func (p *faultProxy) fail(w http.ResponseWriter, code string) {
+	if code == "RESET" {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // RST, not FIN
+			}
+			conn.Close()
+		}
+		return
+	}
+	status := 400
+	if code == "InternalFailure" || code == "ServiceUnavailable" {
+		status = 500
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"__type":%q,"message":"injected by the test"}`, code)
 }
 
 func (p *faultProxy) forward(w http.ResponseWriter, r *http.Request, body []byte) {

@@ -239,7 +239,7 @@ func (r *Reader) listShards(ctx context.Context) ([]types.Shard, error) {
 	name, arn := r.stream.ids()
 	in := &kinesis.ListShardsInput{StreamName: name, StreamARN: arn}
 	for attempt := 1; ; {
-		res, err := r.api.ListShards(ctx, in)
+		res, err := r.api.ListShards(ctx, in, noSDKRetries)
 		if err != nil {
 			if _, retry := classify(err); retry && ctx.Err() == nil {
 				if err := r.sleep(ctx, attempt); err != nil {
@@ -277,7 +277,7 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- sh
 			}
 		}
 		last = time.Now()
-		res, err := r.api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(r.cfg.RecordsPerCall), StreamARN: arn})
+		res, err := r.api.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(r.cfg.RecordsPerCall), StreamARN: arn}, noSDKRetries)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -375,6 +375,10 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- sh
 	}
 }
 
+// noSDKRetries turns the SDK's own retries off for one call: the reader
+// retries by itself, with its configured backoff, counting throttles.
+func noSDKRetries(o *kinesis.Options) { o.RetryMaxAttempts = 1 }
+
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -394,7 +398,7 @@ func (r *Reader) iterator(ctx context.Context, shard, seq string) (*string, erro
 		in.StartingSequenceNumber = aws.String(seq)
 	}
 	for attempt := 1; ; attempt++ {
-		res, err := r.api.GetShardIterator(ctx, in)
+		res, err := r.api.GetShardIterator(ctx, in, noSDKRetries)
 		if err == nil {
 			return res.ShardIterator, nil
 		}

@@ -484,3 +484,52 @@ func TestReaderExplainsAMissingStream(t *testing.T) {
 		t.Fatalf("Run on a missing stream: %v", err)
 	}
 }
+
+// Reads that Kinesis refuses are retried: throttled and failed GetRecords,
+// an expired iterator, failed GetShardIterator and ListShards calls, a
+// dropped connection. Nothing is lost or applied twice.
+func TestReaderRidesOutThrottlingAndErrors(t *testing.T) {
+	ctx := context.Background()
+	k := testenv.NewKinesalite(t)
+	if err := k.CreateStream(ctx, "bumpy", 2); err != nil {
+		t.Fatal(err)
+	}
+	all := changes(400, 30, 0)
+	if err := newTestSink(t, directConnection(k, "bumpy"), nil).Apply(ctx, &change.Batch{Changes: all}); err != nil {
+		t.Fatal(err)
+	}
+	p := newFaultProxy(t, k)
+	p.decideOther = func(op string, n int) string {
+		switch {
+		case op == "ListShards" && n == 1:
+			return "RESET"
+		case op == "ListShards" && n == 2:
+			return "LimitExceededException"
+		case op == "GetShardIterator" && n <= 2:
+			return "InternalFailure"
+		case op == "GetRecords" && n%4 == 1:
+			return "ProvisionedThroughputExceededException"
+		case op == "GetRecords" && n == 6:
+			return "ExpiredIteratorException"
+		case op == "GetRecords" && n == 10:
+			return "RESET"
+		}
+		return ""
+	}
+	app := newPGApplier(t, testDB(t))
+	// Small reads so that faults hit in the middle of the shards.
+	r := newTestReader(t, proxiedConnection(k, p, "bumpy"), app, func(c *ReaderConfig) { c.RecordsPerCall = 25 })
+	stop := runReader(t, r)
+	waitFor(t, "400 changes applied", func() bool { return app.count(t) >= 400 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	app.checkApplied(t, all)
+	throttles := int64(0)
+	for _, s := range r.Stats().Shards {
+		throttles += s.Throttles
+	}
+	if throttles == 0 {
+		t.Errorf("no throttled read counted: stats %+v", r.Stats())
+	}
+}

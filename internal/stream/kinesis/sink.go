@@ -4,17 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
@@ -426,7 +427,7 @@ func (s *Sink) putLane(ctx context.Context, queue []*entry) error {
 		s.stats.calls.Add(1)
 		// The sink retries by itself (it must know which records failed):
 		// the SDK's own retries are off for this call.
-		out, err := s.api.PutRecords(ctx, in, func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
+		out, err := s.api.PutRecords(ctx, in, noSDKRetries)
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("put records on Kinesis stream %s: %w", s.stream, ctx.Err())
@@ -535,7 +536,7 @@ func (s *Sink) sleep(ctx context.Context, attempt int) error {
 
 // classify tells whether a failed call is worth retrying, and whether it
 // was throttled.
-func classify(err error) (throttled, retry bool) {
+func classify(err error) (throttled, retryable bool) {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {
@@ -546,14 +547,25 @@ func classify(err error) (throttled, retry bool) {
 			return false, true
 		}
 	}
+	// The request never got an answer (connection refused, reset, timed
+	// out): the SDK reports status 0.
+	var se *smithyhttp.RequestSendError
+	if errors.As(err, &se) {
+		return false, true
+	}
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) {
-		code := re.HTTPStatusCode()
-		return code == 429, code >= 500 || code == 429
+		if code := re.HTTPStatusCode(); code == 429 || code >= 500 {
+			return code == 429, true
+		}
+	}
+	// What the SDK's own retryer retries: connection errors, timeouts,
+	// throttling and transient codes it knows.
+	if retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary {
+		return retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary, true
 	}
 	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "connection reset") ||
-		strings.Contains(err.Error(), "EOF") {
+	if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return false, true
 	}
 	return false, false

@@ -224,6 +224,8 @@ func TestSinkOrderAndCompletenessUnderThrottlingAndPartialFailures(t *testing.T)
 			return "ProvisionedThroughputExceededException", nil
 		case n%7 == 3:
 			return "InternalFailure", nil
+		case n%11 == 5:
+			return "RESET", nil // the connection drops: a network error
 		case n > 60:
 			return "", nil // let it finish
 		}
