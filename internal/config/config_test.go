@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -111,4 +112,16 @@ func FuzzParse(f *testing.F) {
 			_ = c.Validate()
 		}
 	})
+}
+
+// docs/config.md is generated from the declarations; keep it current with
+// `go run ./cmd/sluice config` (see the file's head).
+func TestDocsMatchDeclarations(t *testing.T) {
+	data, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(data), Reference()) {
+		t.Error("docs/config.md is out of date: regenerate it from `sluice config`")
+	}
 }

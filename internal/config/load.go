@@ -336,7 +336,7 @@ func Reference() string {
 				ft = ft.Elem()
 				p += "[]"
 			}
-			if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(Target{}) {
+			if ft.Kind() == reflect.Struct {
 				walk(ft, p)
 			}
 		}
