@@ -43,7 +43,7 @@ type TableSpec struct {
 // Target is where the mirror lives.
 type Target struct {
 	URL    string `yaml:"url" doc:"duckdb:PATH (a local file, created if missing) or postgres://... ."`
-	Schema string `yaml:"schema" doc:"Schema in the target; default: the source table's schema (DuckDB: main for public)."`
+	Schema string `yaml:"schema" doc:"Schema in the target; default: the source table's own schema name (public.customers lands in public.customers, in DuckDB too)."`
 }
 
 // Stream is the optional stream between source and target.
