@@ -2,7 +2,11 @@ package testenv
 
 import (
 	"context"
+	"encoding/hex"
+	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -58,22 +62,59 @@ func roundTrip(t *testing.T, k *Kinesis, byARN bool) {
 	}
 }
 
-// The server must not be reachable on any address but loopback.
+// Every socket the servers listen on is bound to 127.0.0.1 (read from the
+// kernel's socket table; no traffic is sent to any other address).
 func TestKinesisListensOnLoopbackOnly(t *testing.T) {
 	for _, k := range []*Kinesis{NewKinesalite(t), NewKinesisLocal(t)} {
-		port := k.Endpoint[strings.LastIndex(k.Endpoint, ":")+1:]
-		addrs, _ := net.InterfaceAddrs()
-		for _, a := range addrs {
-			ip, _, _ := net.ParseCIDR(a.String())
-			if ip == nil || ip.IsLoopback() || ip.To4() == nil {
-				continue
-			}
-			if c, err := net.Dial("tcp", net.JoinHostPort(ip.String(), port)); err == nil {
-				c.Close()
-				t.Errorf("%s answers on %s:%s; want 127.0.0.1 only", k.Kind, ip, port)
+		socks := listeningSockets(t, k.cmd.Process.Pid)
+		if len(socks) == 0 {
+			t.Fatalf("%s: no listening socket found", k.Kind)
+		}
+		for _, addr := range socks {
+			if !strings.HasPrefix(addr, "127.0.0.1:") {
+				t.Errorf("%s listens on %s; want 127.0.0.1 only", k.Kind, addr)
 			}
 		}
 	}
+}
+
+// listeningSockets returns the local addresses of the TCP sockets in
+// LISTEN state that process pid holds.
+func listeningSockets(t *testing.T, pid int) []string {
+	t.Helper()
+	inodes := map[string]bool{}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(link, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		}
+	}
+	var out []string
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] { // 0A: LISTEN
+				continue
+			}
+			hostHex, portHex, _ := strings.Cut(f[1], ":")
+			port, _ := strconv.ParseUint(portHex, 16, 16)
+			host := hostHex
+			if len(hostHex) == 8 { // IPv4, little-endian
+				b, _ := hex.DecodeString(hostHex)
+				host = net.IPv4(b[3], b[2], b[1], b[0]).String()
+			}
+			out = append(out, fmt.Sprintf("%s:%d", host, port))
+		}
+	}
+	return out
 }
 
 func TestKinesisStopEndsTheProcess(t *testing.T) {
