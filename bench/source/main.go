@@ -96,8 +96,10 @@ func startPostgres(ctx context.Context) (*testenv.Postgres, string, func(), erro
 	return p, url, stop, nil
 }
 
-func newSource(url string) (*postgres.Source, error) {
-	return postgres.New(postgres.Config{URL: url, Pipeline: "bench", Tables: []change.TableID{{Schema: "public", Name: "orders"}},
+func newSource(url string) (*postgres.Source, error) { return newSourceSlot(url, "") }
+
+func newSourceSlot(url, slot string) (*postgres.Source, error) {
+	return postgres.New(postgres.Config{URL: url, Pipeline: "bench", Slot: slot, Tables: []change.TableID{{Schema: "public", Name: "orders"}},
 		Logger: slog.New(slog.DiscardHandler)})
 }
 
@@ -163,15 +165,22 @@ func throughput(ctx context.Context, changes int) error {
 		return err
 	}
 	defer stop()
-	s, err := newSource(url)
-	if err != nil {
-		return err
+	// Two slots for each reader, all created before the workload, so every
+	// reader drains the same WAL; the runs alternate (recv, sluice, sluice,
+	// recv) so neither gains from going second.
+	var sources []*postgres.Source
+	for _, slot := range []string{"sluice_bench_a", "sluice_bench_b"} {
+		s, err := newSourceSlot(url, slot)
+		if err != nil {
+			return err
+		}
+		if _, err := s.Prepare(ctx); err != nil {
+			return err
+		}
+		sources = append(sources, s)
 	}
-	if _, err := s.Prepare(ctx); err != nil {
-		return err
-	}
-	// The baseline's slot is created at the same moment, so both read the same WAL.
-	if err := execAll(ctx, url, "SELECT pg_create_logical_replication_slot('recvlogical_bench', 'pgoutput')"); err != nil {
+	if err := execAll(ctx, url, "SELECT pg_create_logical_replication_slot('recv_a', 'pgoutput')",
+		"SELECT pg_create_logical_replication_slot('recv_b', 'pgoutput')"); err != nil {
 		return err
 	}
 	// Workload: half inserts, 30% updates, 20% deletes, in transactions of 5,000.
@@ -200,29 +209,47 @@ func throughput(ctx context.Context, changes int) error {
 	}
 	fmt.Printf("workload: %d changes (%d inserts, %d updates, %d deletes) in %s, WAL end %s\n", changes, ins, upd, del, time.Since(t0).Round(time.Millisecond), end)
 
-	recv := filepath.Join(p.Bin, "pg_recvlogical")
-	t0 = time.Now()
-	cmd := exec.CommandContext(ctx, recv, "-d", url, "--slot", "recvlogical_bench", "--start", "-E", end.String(),
-		"-o", "proto_version=1", "-o", "publication_names=sluice_bench", "-f", "/dev/null", "--no-loop")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("pg_recvlogical: %w: %s", err, out)
+	recv := func(slot string) (time.Duration, error) {
+		t0 := time.Now()
+		cmd := exec.CommandContext(ctx, filepath.Join(p.Bin, "pg_recvlogical"), "-d", url, "--slot", slot, "--start", "-E", end.String(),
+			"-o", "proto_version=1", "-o", "publication_names=sluice_bench", "-f", "/dev/null", "--no-loop")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("pg_recvlogical: %w: %s", err, out)
+		}
+		d := time.Since(t0)
+		fmt.Printf("  pg_recvlogical (%s): %d changes in %s = %.0f changes/s\n", slot, changes, d.Round(time.Millisecond), float64(changes)/d.Seconds())
+		return d, nil
 	}
-	recvDur := time.Since(t0)
-
-	t0 = time.Now()
-	got, recBytes, err := drain(ctx, s, end)
-	if err != nil {
-		return err
+	sluice := func(s *postgres.Source) (time.Duration, error) {
+		t0 := time.Now()
+		got, recBytes, err := drain(ctx, s, end)
+		if err != nil {
+			return 0, err
+		}
+		d := time.Since(t0)
+		if got != int64(changes) {
+			return 0, fmt.Errorf("sluice emitted %d changes, want %d", got, changes)
+		}
+		fmt.Printf("  sluice source (%s; decode + JSON record encode, %d MB of records): %d changes in %s = %.0f changes/s\n",
+			s.SlotName(), recBytes>>20, got, d.Round(time.Millisecond), float64(got)/d.Seconds())
+		return d, nil
 	}
-	sluiceDur := time.Since(t0)
-	if got != int64(changes) {
-		return fmt.Errorf("sluice emitted %d changes, want %d", got, changes)
+	var recvTotal, sluiceTotal time.Duration
+	steps := []func() error{
+		func() error { d, err := recv("recv_a"); recvTotal += d; return err },
+		func() error { d, err := sluice(sources[0]); sluiceTotal += d; return err },
+		func() error { d, err := sluice(sources[1]); sluiceTotal += d; return err },
+		func() error { d, err := recv("recv_b"); recvTotal += d; return err },
 	}
-	recvRate := float64(changes) / recvDur.Seconds()
-	sluiceRate := float64(changes) / sluiceDur.Seconds()
-	fmt.Printf("pg_recvlogical: %d changes in %s = %.0f changes/s\n", changes, recvDur.Round(time.Millisecond), recvRate)
-	fmt.Printf("sluice source (decode + JSON record encode, %d MB of records): %d changes in %s = %.0f changes/s\n",
-		recBytes>>20, got, sluiceDur.Round(time.Millisecond), sluiceRate)
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	recvRate := float64(2*changes) / recvTotal.Seconds()
+	sluiceRate := float64(2*changes) / sluiceTotal.Seconds()
+	fmt.Printf("pg_recvlogical: %.0f changes/s (mean of 2 runs)\n", recvRate)
+	fmt.Printf("sluice source:  %.0f changes/s (mean of 2 runs)\n", sluiceRate)
 	fmt.Printf("ratio sluice/pg_recvlogical: %.2f\n", sluiceRate/recvRate)
 	return nil
 }
