@@ -439,3 +439,31 @@ func TestSinkSplitsKeyChangingUpdates(t *testing.T) {
 		t.Errorf("records under %d partition keys, want %d: %v", len(got), len(want), got)
 	}
 }
+
+func TestSinkReportsInFlightBytes(t *testing.T) {
+	ctx := context.Background()
+	k := testenv.NewKinesalite(t)
+	if err := k.CreateStream(ctx, "slow", 1); err != nil {
+		t.Fatal(err)
+	}
+	p := newFaultProxy(t, k)
+	release := make(chan struct{})
+	p.decide = func(int, []string) (string, []string) { <-release; return "", nil }
+	s := newTestSink(t, proxiedConnection(k, p, "slow"), nil)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Apply(ctx, &change.Batch{Changes: changes(10, 10, 0)}) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().InFlightBytes == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no bytes reported in flight during a call")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.InFlightBytes != 0 || st.Records != 10 {
+		t.Fatalf("stats after the call = %+v", st)
+	}
+}
