@@ -72,7 +72,7 @@ func (d Dialect) FromStage(ct warehouse.ColType, e string) string {
 	if ct.Array {
 		switch ct.Family {
 		case warehouse.FamBytes:
-			return "list_transform(CAST(CAST(" + e + " AS JSON) AS VARCHAR[]), x -> unhex(x))"
+			return "list_transform(CAST(CAST(" + e + " AS JSON) AS VARCHAR[]), lambda x: unhex(x))"
 		case warehouse.FamJSON:
 			// Elements are staged as JSON strings holding the documents, so
 			// that each is kept verbatim (a direct JSON[] cast would re-print
@@ -96,7 +96,7 @@ func (d Dialect) Canonical(ct warehouse.ColType, e string) string {
 	if ct.Array {
 		el := ct
 		el.Array = false
-		return "'{' || array_to_string(list_transform(" + e + `, "_sluice_e" -> coalesce(` + d.Canonical(el, `"_sluice_e"`) + `, '\N')), ',') || '}'`
+		return "'{' || array_to_string(list_transform(" + e + `, lambda "_sluice_e": coalesce(` + d.Canonical(el, `"_sluice_e"`) + `, '\N')), ',') || '}'`
 	}
 	switch ct.Family {
 	case warehouse.FamChar:
