@@ -76,7 +76,7 @@ func quickstart(ctx context.Context, out io.Writer, duration time.Duration, dir 
 		return err
 	}
 	defer conn.Close(bg)
-	if _, err := conn.Exec(bg, `
+	if _, err := conn.Exec(bg, fmt.Sprintf(`
 CREATE TABLE customers (
   userid     int PRIMARY KEY,
   first_name varchar(63) NOT NULL,
@@ -84,8 +84,8 @@ CREATE TABLE customers (
   phone      varchar(63)
 );
 INSERT INTO customers
-SELECT i, 'first_' || i, 'last_' || i, CASE WHEN i % 3 = 0 THEN NULL ELSE '+1-555-' || lpad(i::text, 7, '0') END
-FROM generate_series(1, $1::int) AS i;`, rows); err != nil {
+SELECT i, 'first_' || i, 'last_' || i, CASE WHEN i %% 3 = 0 THEN NULL ELSE '+1-555-' || lpad(i::text, 7, '0') END
+FROM generate_series(1, %d) AS i;`, rows)); err != nil {
 		return fmt.Errorf("create the customers table: %w", err)
 	}
 	fmt.Fprintf(out, "source: %s, table public.customers with %d rows\n", srcURL, rows)
@@ -178,7 +178,7 @@ func progress(out io.Writer, r *running, rows int, writes int64, tty bool) {
 		}
 		snap = fmt.Sprintf("snapshot %3.0f%% (%d rows)", pct, ts.SnapshotRows)
 	}
-	line := fmt.Sprintf("%-9s | %s | source changes %d | applied %d | lag %.1fs | %.0f changes/s",
+	line := fmt.Sprintf("%-9s | %s | source changes %d | applied %d | lag %.1fs | apply rate %.0f changes/s",
 		st.Phase, snap, writes, st.Applied, st.LagSeconds, st.ChangesPerSecond)
 	if tty {
 		fmt.Fprintf(out, "\r%-110s", line)
