@@ -1,0 +1,28 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The README's first command must keep working: a throwaway Postgres, a
+// live workload, the DuckDB mirror, verify.
+func TestQuickstart(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(binary, "quickstart", "--duration", "3s", "--rows", "5000", "--dir", dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("quickstart: %v\n%s", err, out)
+	}
+	for _, want := range []string{"snapshot 100%", "every table matches", dir + "/customers.duckdb", "sluice query --target duckdb:"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("quickstart output lacks %q:\n%s", want, out)
+		}
+	}
+	q := exec.Command(binary, "query", "--target", "duckdb:"+dir+"/customers.duckdb", "SELECT count(*) AS n FROM customers")
+	qout, err := q.CombinedOutput()
+	if err != nil || !strings.Contains(string(qout), "(1 rows)") {
+		t.Errorf("query after quickstart: %v\n%s", err, qout)
+	}
+}
