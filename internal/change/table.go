@@ -22,6 +22,12 @@ type Column struct {
 	Type     Type
 	Nullable bool
 	Key      bool // part of the primary key or the user-declared key
+	// Missing is the value that rows which existed before the column was
+	// added hold for it (Postgres' fast default, pg_attribute.attmissingval),
+	// nil when they hold NULL. Such rows send no change when the column is
+	// added, so a warehouse adds the column with this value. It is not part
+	// of the column's shape.
+	Missing *Value
 }
 
 // Table is a source table's schema at one moment. A schema change at the
@@ -68,7 +74,8 @@ func (t *Table) SameShape(u *Table) bool {
 		return false
 	}
 	for i := range t.Columns {
-		if t.Columns[i] != u.Columns[i] {
+		a, b := t.Columns[i], u.Columns[i]
+		if a.Name != b.Name || a.Type != b.Type || a.Nullable != b.Nullable || a.Key != b.Key {
 			return false
 		}
 	}
