@@ -173,7 +173,7 @@ type RecordTooLargeError struct {
 
 func (e *RecordTooLargeError) Error() string {
 	return fmt.Sprintf("change record for table %s key %s at %s is %d bytes, over Kinesis' limit of %d bytes per record: "+
-		"exclude or shorten the large column in the pipeline's SQL, or set the Kinesis dead-letter file to set such records aside and go on",
+		"exclude or shorten the large column in the pipeline's SQL, or set a dead-letter file (stream.kinesis.dead_letter_file) to set such records aside and go on",
 		e.Table, e.Key, e.Pos, e.Size, MaxRecordBytes)
 }
 
