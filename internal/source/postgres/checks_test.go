@@ -73,6 +73,15 @@ func TestCapacityErrors(t *testing.T) {
 	s.tables[change.TableID{Schema: "public", Name: "a"}] = &tableMeta{table: &change.Table{Schema: "public", Name: "a"}}
 	err = s.Snapshot(ctx, []*change.Table{{Schema: "public", Name: "a"}}, (&collector{}).emit)
 	wantErr(t, err, ErrNoWALSender, "every WAL sender is in use", "raise max_wal_senders")
+
+	// With every slot taken, the snapshot's temporary slot cannot be made.
+	must(t, pc.Close(ctx))
+	exec(t, url, "SELECT pg_create_logical_replication_slot('someone_else', 'pgoutput')")
+	waitFor(t, "WAL sender to go", 0x10*1e9, func() bool {
+		err = s.Snapshot(ctx, []*change.Table{{Schema: "public", Name: "a"}}, (&collector{}).emit)
+		return !errors.Is(err, ErrNoWALSender)
+	})
+	wantErr(t, err, ErrNoSlot, "all replication slots are in use (a snapshot needs one more, temporarily)", "raise max_replication_slots")
 }
 
 func TestRoleAndTableErrors(t *testing.T) {

@@ -375,7 +375,12 @@ func (s *Source) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 		if slotType != "logical" || plugin != "pgoutput" || slotDB != db {
 			return fmt.Errorf("replication slot %s exists but is not a pgoutput logical slot of database %s (it is %s, plugin %q, database %q): choose another slot name or drop it: %w", slot, db, slotType, plugin, slotDB, ErrForeignObjects)
 		}
-		return checkCapacity(ctx, conn, 1)
+		// Streaming from an existing slot needs no free slot; only a
+		// snapshot does (a temporary one), and Snapshot reports that itself.
+		if err := checkCapacity(ctx, conn, 1); err != nil {
+			s.log.Warn("snapshots may not start", "slot", slot, "reason", err.Error())
+		}
+		return nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("look up replication slot %s: %w", slot, err)

@@ -6,13 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-dev/sluice/internal/change"
@@ -67,7 +67,10 @@ func (s *Source) Snapshot(ctx context.Context, tables []*change.Table, emit pipe
 	name += "_snap_" + hex.EncodeToString(rnd[:])
 	res, err := pglogrepl.ParseCreateReplicationSlot(repl.Exec(ctx, "CREATE_REPLICATION_SLOT "+name+" TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')"))
 	if err != nil {
-		return fmt.Errorf("snapshot: create temporary slot %s: %w%s", name, err, slotLimitHint(err))
+		if hint := slotLimitHint(err); hint != "" {
+			return fmt.Errorf("snapshot: create temporary slot %s: %w%s: %w", name, err, hint, ErrNoSlot)
+		}
+		return fmt.Errorf("snapshot: create temporary slot %s: %w", name, err)
 	}
 	point, err := change.ParseLSN(res.ConsistentPoint)
 	if err != nil {
@@ -141,8 +144,9 @@ func (s *Source) Snapshot(ctx context.Context, tables []*change.Table, emit pipe
 }
 
 func slotLimitHint(err error) string {
-	if err != nil && strings.Contains(err.Error(), "53400") {
-		return ": all replication slots are in use: drop unused slots or raise max_replication_slots"
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "53400" {
+		return ": all replication slots are in use (a snapshot needs one more, temporarily): drop unused slots (SELECT slot_name FROM pg_replication_slots WHERE NOT active) or raise max_replication_slots and restart the server"
 	}
 	return ""
 }
@@ -266,5 +270,3 @@ func (w *snapWorker) row(ctx context.Context, m *tableMeta, line string) error {
 	}
 	return nil
 }
-
-var errStop = errors.New("stop")
