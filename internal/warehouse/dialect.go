@@ -27,6 +27,9 @@ type Dialect interface {
 	StageName(name string) string
 	// Truncate empties a target table inside the transaction.
 	Truncate(target change.TableID) string
+	// Literal is an SQL expression of type ColumnType(ct) holding v, for
+	// a column's default (the value rows that predate an added column hold).
+	Literal(t *change.Table, col int, v change.Value) (string, error)
 }
 
 // Staging columns before the table's own: the op ('d' delete, 'u' upsert,

@@ -257,8 +257,9 @@ func (tp *TablePlan) Final() *change.Table {
 }
 
 // Project rewrites the segment's rows onto another shape of the table,
-// matching columns by name: a column the rows lack becomes NULL (as ADD
-// COLUMN leaves it), a column the shape lacks is dropped.
+// matching columns by name: a column the rows lack takes the value rows
+// that predate it hold (Column.Missing, else NULL), a column the shape
+// lacks is dropped.
 func (s *Segment) Project(to *change.Table) {
 	idx := make([]int, len(to.Columns))
 	for i, c := range to.Columns {
@@ -267,8 +268,11 @@ func (s *Segment) Project(to *change.Table) {
 	for j, r := range s.Rows {
 		vals := make([]change.Value, len(to.Columns))
 		for i, k := range idx {
-			if k >= 0 && k < len(r.Values) {
+			switch {
+			case k >= 0 && k < len(r.Values):
 				vals[i] = r.Values[k]
+			case k < 0 && !r.Delete && to.Columns[i].Missing != nil:
+				vals[i] = *to.Columns[i].Missing
 			}
 		}
 		s.Rows[j].Values = vals

@@ -123,7 +123,20 @@ func AlterTableSQL(d Dialect, target change.TableID, from, to *change.Table) ([]
 	for _, c := range to.Columns {
 		i := from.Column(c.Name)
 		if i < 0 {
-			out = append(out, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", q, change.QuoteIdent(c.Name), d.ColumnType(TypeOf(c))))
+			add := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", q, change.QuoteIdent(c.Name), d.ColumnType(TypeOf(c)))
+			if c.Missing == nil || c.Missing.IsNull() {
+				out = append(out, add)
+				continue
+			}
+			// Rows that predate the column hold its fast default at the
+			// source but send no change: give them the value through a
+			// default, then drop the default (inserts name every column).
+			lit, err := d.Literal(to, to.Column(c.Name), *c.Missing)
+			if err != nil {
+				return nil, fmt.Errorf("default of added column %q of %s: %w", c.Name, to.ID(), err)
+			}
+			out = append(out, add+" DEFAULT "+lit,
+				fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s DROP DEFAULT", q, change.QuoteIdent(c.Name)))
 			continue
 		}
 		old := from.Columns[i]

@@ -140,6 +140,19 @@ func (Dialect) StageName(name string) string { return "temp.main." + change.Quot
 // Truncate implements warehouse.Dialect.
 func (Dialect) Truncate(target change.TableID) string { return "TRUNCATE " + target.Quoted() }
 
+// Literal implements warehouse.Dialect.
+func (d Dialect) Literal(t *change.Table, col int, v change.Value) (string, error) {
+	ct := warehouse.TypeOf(t.Columns[col])
+	s, err := stageValue(t, col, ct, v)
+	if err != nil {
+		return "", err
+	}
+	if s == nil {
+		return "NULL", nil
+	}
+	return d.FromStage(ct, change.QuoteLiteral(s.(string))), nil
+}
+
 // stageValue is the staged text of one value, or nil for NULL (and for an
 // unchanged value, which the mask marks).
 func stageValue(t *change.Table, col int, ct warehouse.ColType, v change.Value) (any, error) {

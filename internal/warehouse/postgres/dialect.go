@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"encoding/hex"
 	"strconv"
 	"strings"
 
@@ -58,6 +59,27 @@ func (d Dialect) Canonical(ct warehouse.ColType, e string) string {
 		return "CASE WHEN " + e + " IS NULL THEN NULL ELSE format('%s', " + e + ") END"
 	}
 	return "CAST(" + e + " AS VARCHAR)"
+}
+
+// Literal implements warehouse.Dialect: the value's input text as a
+// literal cast to the column's type.
+func (Dialect) Literal(t *change.Table, col int, v change.Value) (string, error) {
+	var text string
+	switch v.Kind {
+	case change.KindNull, change.KindUnchanged:
+		return "NULL", nil
+	case change.KindBytes:
+		text = `\x` + hex.EncodeToString([]byte(v.Text))
+	case change.KindArray:
+		b, err := appendArrayLiteral(nil, t, col, v)
+		if err != nil {
+			return "", err
+		}
+		text = string(b)
+	default:
+		text = v.Text
+	}
+	return "CAST(" + change.QuoteLiteral(text) + " AS " + warehouse.TypeOf(t.Columns[col]).PGName + ")", nil
 }
 
 // HexInt implements warehouse.Dialect.

@@ -34,11 +34,13 @@ func Golden(t *testing.T, d warehouse.Dialect, name string) {
 	v2.Columns = append([]change.Column{}, f.Table.Columns[:len(f.Table.Columns)-1]...)
 	v2.Columns[1].Type = change.Type{Name: "bigint", Kind: change.KindInt}
 	v2.Columns = append(v2.Columns, change.Column{Name: "added", Type: change.Type{Name: "timestamp with time zone", Kind: change.KindTimestampTZ}, Nullable: true})
+	missing := change.Array(change.V(change.KindBytes, "\x01\xff"), change.Null)
+	v2.Columns = append(v2.Columns, change.Column{Name: "added_with_default", Type: change.Type{Name: "bytea[]", Kind: change.KindArray, Elem: change.KindBytes, Base: "bytea"}, Nullable: true, Missing: &missing})
 	alter, err := warehouse.AlterTableSQL(d, target, f.Table, &v2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	section("alter table: i2 smallint -> bigint, ajb dropped, added timestamptz added", alter...)
+	section("alter table: i2 smallint -> bigint, ajb dropped, added timestamptz added, added_with_default bytea[] added with a fast default", alter...)
 	section("staging table", warehouse.CreateStageSQL(d, "_sluice_stage_1", f.Table))
 	section("merge", warehouse.MergeSQL(d, target, "_sluice_stage_1", f.Table, nil, false)...)
 	section("merge with unchanged TOAST values in columns t and jb", warehouse.MergeSQL(d, target, "_sluice_stage_1", f.Table, []int{9, 21}, false)...)

@@ -309,14 +309,23 @@ func testSchemaChange(t *testing.T, h Harness) {
 	apply(t, tg, batch(Ins(v4, 7, 7, "g", "x7", "seven")))
 	want(t, h, tg, v4, "1|a|x1|~", "2|b|x2|~", "3|c|x3|~", "5|e|x5|~", "7|g|x7|seven")
 
+	// A column added with a default at the source: rows that predate it
+	// hold the default there (Column.Missing) and send no change.
+	dflt := change.V(change.KindInt, "42")
+	v4b := &change.Table{Schema: "public", Name: "items", Version: 5, Key: []int{0}, Columns: append(slices.Clone(v4.Columns),
+		change.Column{Name: "answer", Type: change.Type{Name: "integer", Kind: change.KindInt}, Nullable: true, Missing: &dflt})}
+	apply(t, tg, batch(Upd(v4, 8, nil, 5, "e", "x5", "five"), Ins(v4b, 9, 9, "i", "x9", "nine", 9)))
+	want(t, h, tg, v4b, "1|a|x1|~|42", "2|b|x2|~|42", "3|c|x3|~|42", "5|e|x5|five|42", "7|g|x7|seven|42", "9|i|x9|nine|9")
+	v4 = v4b
+
 	// A changed key cannot be altered in place: a clear error, nothing applied.
 	v5 := &change.Table{Schema: "public", Name: "items", Version: 5, Key: []int{1}, Columns: slices.Clone(v4.Columns)}
 	v5.Columns[0].Key, v5.Columns[1].Key = false, true
-	err := tg.Apply(context.Background(), batch(Ins(v5, 8, 8, "h", "x8", "eight")))
+	err := tg.Apply(context.Background(), batch(Ins(v5, 10, 8, "h", "x8", "eight", 8)))
 	if err == nil || !strings.Contains(err.Error(), "primary key") || !strings.Contains(err.Error(), "resnapshot") {
 		t.Fatalf("key change: got %v, want an error naming the primary key and the fix", err)
 	}
-	want(t, h, tg, v4, "1|a|x1|~", "2|b|x2|~", "3|c|x3|~", "5|e|x5|~", "7|g|x7|seven")
+	want(t, h, tg, v4, "1|a|x1|~|42", "2|b|x2|~|42", "3|c|x3|~|42", "5|e|x5|five|42", "7|g|x7|seven|42", "9|i|x9|nine|9")
 }
 
 // testRandom applies random operations over a small key space in batches
