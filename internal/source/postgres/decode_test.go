@@ -172,3 +172,20 @@ func BenchmarkDecodeEncode(b *testing.B) {
 		buf = change.AppendRecord(buf[:0], &c, meta)
 	}
 }
+
+// FuzzParseArray: no array literal may panic the parser, and a literal it
+// accepts gives an array value.
+func FuzzParseArray(f *testing.F) {
+	for _, s := range []string{`{}`, `{1,NULL}`, `{{"a\"b",c},{NULL,""}}`, `[0:1]={1,2}`, `{"\\x00"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, elem := range []*typeInfo{tText, tInt, tBytes, tTS} {
+			v, err := parseArray(s, elem, ',')
+			if err == nil && v.Kind != change.KindArray {
+				t.Fatalf("%q: kind %v", s, v.Kind)
+			}
+		}
+		_, _, _ = splitCopyLine(s, nil, nil)
+	})
+}
