@@ -29,7 +29,7 @@ if [ -f tools/kinesis/package.json ]; then
 		$SUDO apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
 	fi
-	if [ ! -d tools/kinesis/node_modules ]; then
+	if [ ! -f tools/kinesis/node_modules/.package-lock.json ] || [ tools/kinesis/package-lock.json -nt tools/kinesis/node_modules/.package-lock.json ]; then
 		echo "setup: installing the local Kinesis-API servers (npm ci in tools/kinesis)"
 		(cd tools/kinesis && npm ci --no-audit --no-fund --loglevel=error)
 	fi

@@ -270,16 +270,33 @@ func (p *Postgres) Stop() {
 		select {
 		case <-p.done:
 		default:
-			_ = p.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
+			// runuser does not pass signals on: signal the postmaster
+			// itself (SIGINT is a fast shutdown), found in its pid file.
+			if pid := p.postmasterPID(); pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGINT)
+			} else {
+				_ = p.cmd.Process.Signal(syscall.SIGINT)
+			}
 			select {
 			case <-p.done:
 			case <-time.After(10 * time.Second):
-				_ = p.cmd.Process.Kill()
+				// Everything we started shares one process group.
+				_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 				<-p.done
 			}
 		}
 	}
 	_ = os.RemoveAll(p.Dir)
+}
+
+func (p *Postgres) postmasterPID() int {
+	data, err := os.ReadFile(filepath.Join(p.Dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(data), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(first))
+	return pid
 }
 
 // TB is the part of testing.TB the helpers need; it keeps this package free
