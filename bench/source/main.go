@@ -133,6 +133,10 @@ func currentLSN(ctx context.Context, url string) (change.LSN, error) {
 // drain streams until the Ack reaches end, encoding every change into a
 // change record as the stream stage would. It returns the change count.
 func drain(ctx context.Context, s *postgres.Source, end change.LSN) (int64, int64, error) {
+	return drainMode(ctx, s, end, true)
+}
+
+func drainMode(ctx context.Context, s *postgres.Source, end change.LSN, encode bool) (int64, int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var count, bytes atomic.Int64
@@ -140,7 +144,7 @@ func drain(ctx context.Context, s *postgres.Source, end change.LSN) (int64, int6
 	buf := make([]byte, 0, 64<<10)
 	err := s.Stream(ctx, func(_ context.Context, b *change.Batch) error {
 		meta.Emitted = time.Now()
-		for i := range b.Changes {
+		for i := 0; encode && i < len(b.Changes); i++ {
 			buf = change.AppendRecord(buf[:0], &b.Changes[i], meta)
 			bytes.Add(int64(len(buf)))
 		}
@@ -166,10 +170,10 @@ func throughput(ctx context.Context, changes int) error {
 	}
 	defer stop()
 	// Two slots for each reader, all created before the workload, so every
-	// reader drains the same WAL; the runs alternate (recv, sluice, sluice,
-	// recv) so neither gains from going second.
+	// reader drains the same WAL; the runs alternate (recv, sluice, sluice
+	// decode-only, sluice, recv) so neither gains from going first or last.
 	var sources []*postgres.Source
-	for _, slot := range []string{"sluice_bench_a", "sluice_bench_b"} {
+	for _, slot := range []string{"sluice_bench_a", "sluice_bench_b", "sluice_bench_c"} {
 		s, err := newSourceSlot(url, slot)
 		if err != nil {
 			return err
@@ -234,10 +238,22 @@ func throughput(ctx context.Context, changes int) error {
 			s.SlotName(), recBytes>>20, got, d.Round(time.Millisecond), float64(got)/d.Seconds())
 		return d, nil
 	}
+	decodeOnly := func(s *postgres.Source) error {
+		t0 := time.Now()
+		got, _, err := drainMode(ctx, s, end, false)
+		if err != nil {
+			return err
+		}
+		d := time.Since(t0)
+		fmt.Printf("  sluice source (%s; decode only, no record encoding): %d changes in %s = %.0f changes/s\n",
+			s.SlotName(), got, d.Round(time.Millisecond), float64(got)/d.Seconds())
+		return nil
+	}
 	var recvTotal, sluiceTotal time.Duration
 	steps := []func() error{
 		func() error { d, err := recv("recv_a"); recvTotal += d; return err },
 		func() error { d, err := sluice(sources[0]); sluiceTotal += d; return err },
+		func() error { return decodeOnly(sources[2]) },
 		func() error { d, err := sluice(sources[1]); sluiceTotal += d; return err },
 		func() error { d, err := recv("recv_b"); recvTotal += d; return err },
 	}
@@ -248,8 +264,8 @@ func throughput(ctx context.Context, changes int) error {
 	}
 	recvRate := float64(2*changes) / recvTotal.Seconds()
 	sluiceRate := float64(2*changes) / sluiceTotal.Seconds()
-	fmt.Printf("pg_recvlogical: %.0f changes/s (mean of 2 runs)\n", recvRate)
-	fmt.Printf("sluice source:  %.0f changes/s (mean of 2 runs)\n", sluiceRate)
+	fmt.Printf("pg_recvlogical: %.0f changes/s (mean of 2 runs, writing pgoutput bytes to /dev/null)\n", recvRate)
+	fmt.Printf("sluice source:  %.0f changes/s (mean of 2 runs, decoding and encoding every change record)\n", sluiceRate)
 	fmt.Printf("ratio sluice/pg_recvlogical: %.2f\n", sluiceRate/recvRate)
 	return nil
 }
