@@ -27,6 +27,13 @@ type Session interface {
 	ReadState(ctx context.Context) (map[change.TableID]StateRow, error)
 }
 
+// DirectLoader is an optional Session ability: bulk-load rows straight into
+// the target table, for a segment whose every row is an insert of a key
+// known new (no staging table, no merge statement).
+type DirectLoader interface {
+	LoadDirect(ctx context.Context, target change.TableID, t *change.Table, rows []Row) error
+}
+
 // StmtError is a statement the warehouse rejected, with the table it was for.
 type StmtError struct {
 	Table change.TableID // the target table; zero for sluice's own tables
@@ -310,9 +317,19 @@ func (a *Applier) merge(ctx context.Context, s Session, target change.TableID, s
 			appendOnly = false
 		}
 	}
+	t := seg.Table
+	if dl, ok := s.(DirectLoader); ok && appendOnly && len(unchangedColumns(seg)) == 0 {
+		if err := dl.LoadDirect(ctx, target, t, seg.Rows); err != nil {
+			var se *StmtError
+			if errors.As(err, &se) {
+				return err
+			}
+			return fmt.Errorf("table %s: load %d rows: %w", target, len(seg.Rows), err)
+		}
+		return nil
+	}
 	a.stages++
 	stage := "_sluice_stage_" + strconv.Itoa(a.stages)
-	t := seg.Table
 	if err := a.exec(ctx, s, target, CreateStageSQL(a.Dialect, stage, t)); err != nil {
 		return err
 	}

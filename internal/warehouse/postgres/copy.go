@@ -53,6 +53,24 @@ func appendCopyRow(b []byte, t *change.Table, r warehouse.Row) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
+// appendCopyValues appends one row of the target table's own columns.
+func appendCopyValues(b []byte, t *change.Table, r warehouse.Row) ([]byte, error) {
+	for i := range t.Columns {
+		if i > 0 {
+			b = append(b, '\t')
+		}
+		if i >= len(r.Values) {
+			b = append(b, `\N`...)
+			continue
+		}
+		var err error
+		if b, err = appendCopyValue(b, t, i, r.Values[i]); err != nil {
+			return b, err
+		}
+	}
+	return append(b, '\n'), nil
+}
+
 func appendCopyValue(b []byte, t *change.Table, col int, v change.Value) ([]byte, error) {
 	switch v.Kind {
 	case change.KindNull, change.KindUnchanged:

@@ -247,6 +247,34 @@ func (s *session) Load(ctx context.Context, stage string, tbl *change.Table, row
 	return nil
 }
 
+var _ warehouse.DirectLoader = (*session)(nil)
+
+// LoadDirect implements warehouse.DirectLoader: COPY straight into the
+// target table (a duplicate key fails the transaction, and the target
+// retries the batch with a full merge).
+func (s *session) LoadDirect(ctx context.Context, target change.TableID, tbl *change.Table, rows []warehouse.Row) error {
+	s.buf.Reset()
+	b := s.buf.AvailableBuffer()
+	var err error
+	for _, r := range rows {
+		if b, err = appendCopyValues(b, tbl, r); err != nil {
+			return err
+		}
+	}
+	cols := make([]string, len(tbl.Columns))
+	for i, c := range tbl.Columns {
+		cols[i] = change.QuoteIdent(c.Name)
+	}
+	q := "COPY " + target.Quoted() + " (" + joinComma(cols) + ") FROM STDIN"
+	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b), q); err != nil {
+		return &warehouse.StmtError{Table: target, SQL: q, Err: err}
+	}
+	if cap(b) <= 64<<20 {
+		s.buf = *bytes.NewBuffer(b[:0])
+	}
+	return nil
+}
+
 func joinComma(s []string) string {
 	var b bytes.Buffer
 	for i, x := range s {
