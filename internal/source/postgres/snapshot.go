@@ -35,6 +35,9 @@ type chunk struct {
 // created by Prepare already exists, so streaming starts at or before that
 // point and the target skips the changes the snapshot already holds.
 func (s *Source) Snapshot(ctx context.Context, tables []*change.Table, emit pipeline.Emit) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
 	if len(tables) == 0 {
 		return nil
 	}

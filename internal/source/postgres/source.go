@@ -67,8 +67,10 @@ func (s *Source) Confirm(lsn change.LSN) {
 	}
 }
 
-// Close releases the source. Connections are owned by the calls that open
-// them (Prepare, Snapshot, Stream) and closed when those return.
+// Close marks the source closed; Snapshot and Stream refuse to start
+// afterwards. Connections are owned by the calls that open them (Prepare,
+// Snapshot, Stream) and closed when those return, so there is nothing else
+// to release.
 func (s *Source) Close() error {
 	s.closed.Store(true)
 	return nil
@@ -123,4 +125,18 @@ func (s *Source) meta(id change.TableID) *tableMeta {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.tables[id]
+}
+
+// usable reports why Snapshot or Stream cannot start.
+func (s *Source) usable() error {
+	if s.closed.Load() {
+		return errors.New("source is closed")
+	}
+	s.mu.Lock()
+	n := len(s.tables)
+	s.mu.Unlock()
+	if n == 0 {
+		return errors.New("source not prepared: call Prepare before Snapshot or Stream")
+	}
+	return nil
 }

@@ -29,6 +29,9 @@ func (p *permanent) Unwrap() error { return p.err }
 // the slot's confirmed position, so a transaction cut short is sent again
 // whole (duplicates, never loss).
 func (s *Source) Stream(ctx context.Context, emit pipeline.Emit) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 10 * time.Second
 	backoff := minBackoff
 	for {
