@@ -128,6 +128,20 @@ func TestKeylessTables(t *testing.T) {
 	if rowKey(d.Key()) != "b" || d.Before[1].Text != "2" {
 		t.Errorf("delete: before %v", d.Before)
 	}
+
+	// Without a declared key: a unique index as replica identity is the
+	// key; under REPLICA IDENTITY FULL the whole row is.
+	exec(t, url, "CREATE TABLE ri (a int NOT NULL, b int)", "CREATE UNIQUE INDEX ri_a ON ri (a)", "ALTER TABLE ri REPLICA IDENTITY USING INDEX ri_a",
+		"CREATE TABLE full_row (a int, b text)", "ALTER TABLE full_row REPLICA IDENTITY FULL")
+	more := newSource(t, url, func(c *Config) { c.Pipeline += "_more" }, "ri", "full_row")
+	tables, err = more.Prepare(ctx)
+	must(t, err)
+	if got := strings.Join(tables[0].KeyNames(), ","); got != "a" {
+		t.Errorf("replica identity index key = %s", got)
+	}
+	if got := strings.Join(tables[1].KeyNames(), ","); got != "a,b" {
+		t.Errorf("replica identity full key = %s", got)
+	}
 }
 
 // TestIdleAck: WAL of tables that are not mirrored moves the Ack forward

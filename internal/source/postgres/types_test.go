@@ -251,8 +251,9 @@ func TestLatin1(t *testing.T) {
 	ctx := context.Background()
 	p := cluster(t)
 	admin := p.URL("postgres")
-	exec(t, admin, "CREATE DATABASE latin1db ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
-	url := strings.Replace(admin, "/postgres?", "/latin1db?", 1)
+	db := pipelineName(t)
+	exec(t, admin, "CREATE DATABASE "+db+" ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
+	url := strings.Replace(admin, "/postgres?", "/"+db+"?", 1)
 	exec(t, url, "CREATE TABLE l (id int PRIMARY KEY, t text, a text[])",
 		"INSERT INTO l VALUES (1, 'café ÿ ñ ½', '{é,ü}')")
 	s := newSource(t, url, nil, "l")
