@@ -15,7 +15,7 @@ import (
 func BenchmarkMerge(b *testing.B) {
 	const perRun, keys = 20000, 5000
 	e := newEnv(b, accounts())
-	w := &workload{rng: newRand(5), tbl: accounts(), model: map[int]acct{}, unchangedKeys: map[int]bool{}}
+	w := &workload{rng: newRand(5), tbl: accounts(), model: map[int]acct{}, unchangedKeys: map[int]bool{}, last: map[int]int{}}
 	landBulk := func() {
 		var parts, shardIDs, seqs, data []string
 		for i := 0; i < perRun; i++ {

@@ -74,14 +74,13 @@ func TestMergeFromKinesalite(t *testing.T) {
 	}
 	client := k.Client()
 	e := newEnv(t, accounts())
-	w := &workload{rng: newRand(11), tbl: accounts(), model: map[int]acct{}, unchangedKeys: map[int]bool{}}
-	for len(w.changes) < 300 {
+	const rounds, per = 4, 75
+	w := &workload{rng: newRand(11), tbl: accounts(), model: map[int]acct{}, unchangedKeys: map[int]bool{}, last: map[int]int{}, chunk: per}
+	for len(w.changes) < rounds*per {
 		w.step()
 	}
 	r := &refresher{client: client, stream: stream, next: map[string]*string{}}
 	total := 0
-	const rounds = 4
-	per := len(w.changes) / rounds
 	for round := 0; round < rounds; round++ {
 		end := (round + 1) * per
 		if round == rounds-1 {

@@ -74,9 +74,22 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 
 	// 2. rows
 	rec := `r."_sluice_data"`
+	var keyMoved []string
+	for _, c := range keys {
+		keyMoved = append(keyMoved, d.Value(rec, []string{"before", c.Name}, c.Kind, c.Type)+" <> "+d.Value(rec, []string{"after", c.Name}, c.Kind, c.Type))
+	}
+	moved := "(" + strings.Join(keyMoved, "\n     OR ") + ")"
 	var up, del strings.Builder
-	up.WriteString("SELECT\n  r." + q(colCommitLSN) + ",\n  r." + q(colLSN) + ",\n  FALSE AS \"_sluice_deleted\"")
-	del.WriteString("SELECT\n  r." + q(colCommitLSN) + ",\n  r." + q(colLSN) + ",\n  TRUE AS \"_sluice_deleted\"")
+	up.WriteString("SELECT\n  r." + q(colCommitLSN) + ",\n  r." + q(colLSN) + ",\n  FALSE AS \"_sluice_deleted\",\n" +
+		"  COALESCE(r.\"_sluice_op\" = 'u' AND " + moved + ", FALSE) AS \"_sluice_moved\"")
+	del.WriteString("SELECT\n  r." + q(colCommitLSN) + ",\n  r." + q(colLSN) + ",\n  TRUE AS \"_sluice_deleted\",\n  FALSE AS \"_sluice_moved\"")
+	for i, c := range cols {
+		if c.Key {
+			// The key a moved row had before, to find its stored values.
+			up.WriteString(",\n  " + d.Value(rec, []string{"before", c.Name}, c.Kind, c.Type) + " AS " + fromCol(i))
+			del.WriteString(",\n  NULL::" + d.Type(c.Type) + " AS " + fromCol(i))
+		}
+	}
 	for i, c := range cols {
 		up.WriteString(",\n  " + d.Value(rec, []string{"after", c.Name}, c.Kind, c.Type) + " AS " + q(c.Name))
 		if c.Key {
@@ -89,12 +102,8 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 			del.WriteString(",\n  FALSE AS " + unchangedCol(i))
 		}
 	}
-	var keyMoved []string
-	for _, c := range keys {
-		keyMoved = append(keyMoved, d.Value(rec, []string{"before", c.Name}, c.Kind, c.Type)+" <> "+d.Value(rec, []string{"after", c.Name}, c.Kind, c.Type))
-	}
 	up.WriteString("\nFROM " + tmpRecords + " AS r\nWHERE r.\"_sluice_op\" IN ('r', 'c', 'u')")
-	del.WriteString("\nFROM " + tmpRecords + " AS r\nWHERE r.\"_sluice_op\" = 'd'\n   OR (r.\"_sluice_op\" = 'u' AND (" + strings.Join(keyMoved, "\n     OR ") + "))")
+	del.WriteString("\nFROM " + tmpRecords + " AS r\nWHERE r.\"_sluice_op\" = 'd'\n   OR (r.\"_sluice_op\" = 'u' AND " + moved + ")")
 	add("CREATE TEMP TABLE " + tmpRows + " AS\n" + up.String() + "\nUNION ALL\n" + del.String())
 
 	// 3. truncates
@@ -128,6 +137,17 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 	var b strings.Builder
 	b.WriteString("CREATE TEMP TABLE " + tmpChanges + " AS\nSELECT\n  s.*,\n")
 	b.WriteString("  COUNT(*) OVER (PARTITION BY " + partS + `) AS "_sluice_last"`)
+	toast := false
+	for _, c := range cols {
+		toast = toast || c.Toastable
+	}
+	if toast {
+		// The latest row that starts the key's history afresh: a delete, or
+		// an update that moved another key's row here. Values before it are
+		// not the row's.
+		b.WriteString(",\n  MAX(CASE WHEN s.\"_sluice_deleted\" OR s.\"_sluice_moved\" THEN s.\"_sluice_seq\" END)" +
+			" OVER (PARTITION BY " + partS + `) AS "_sluice_reset"`)
+	}
 	for i, c := range cols {
 		if c.Toastable {
 			b.WriteString(",\n  MAX(CASE WHEN NOT s.\"_sluice_deleted\" AND NOT s." + unchangedCol(i) + ` THEN s."_sluice_seq" END)` +
@@ -153,15 +173,34 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 			continue
 		}
 		s := fmt.Sprintf("s%d", i)
+		after := func(a, b string) string {
+			return posAfter(a+"."+q(colCommitLSN), a+"."+q(colLSN), b+"."+q(colCommitLSN), b+"."+q(colLSN))
+		}
 		b.WriteString(",\n  CASE\n    WHEN NOT c." + unchangedCol(i) + " THEN c." + col + "\n" +
-			"    WHEN " + s + `."_sluice_seq" IS NOT NULL AND (t.` + q(keys[0].Name) + " IS NULL OR " +
-			posAfter(s+"."+q(colCommitLSN), s+"."+q(colLSN), "t."+q(colCommitLSN), "t."+q(colLSN)) + ") THEN " + s + "." + col + "\n" +
-			"    ELSE t." + col + "\n  END AS " + col)
+			// the latest value of this run, unless the history restarted after it or the stored row is newer
+			"    WHEN " + s + `."_sluice_seq" IS NOT NULL AND (rr."_sluice_seq" IS NULL OR ` + s + `."_sluice_seq" >= rr."_sluice_seq")` +
+			" AND (t." + q(keys[0].Name) + " IS NULL OR " + after(s, "t") + ") THEN " + s + "." + col + "\n" +
+			// no restart newer than the stored row: the stored value
+			"    WHEN rr.\"_sluice_seq\" IS NULL OR (t." + q(keys[0].Name) + " IS NOT NULL AND NOT " + after("rr", "t") + ") THEN t." + col + "\n" +
+			// the row moved here from another key: that key's stored value
+			"    WHEN rr.\"_sluice_moved\" AND o." + q(keys[0].Name) + " IS NOT NULL AND " + after("rr", "o") + " THEN o." + col + "\n" +
+			"  END AS " + col)
 		joins = append(joins, "LEFT JOIN "+tmpChanges+" AS "+s+" ON "+keyJoin(keys, s, "c")+" AND "+s+`."_sluice_seq" = c.`+sourceCol(i))
 	}
 	b.WriteString("\nFROM " + tmpChanges + " AS c\n")
 	b.WriteString("LEFT JOIN " + target + " AS t ON " + keyJoin(keys, "t", "c") + "\n")
 	b.WriteString("LEFT JOIN " + deleted + " AS d ON " + keyJoin(keys, "d", "c") + "\n")
+	if len(joins) > 0 {
+		var fromKey []string
+		for i, c := range cols {
+			if c.Key {
+				fromKey = append(fromKey, "o."+q(c.Name)+" = rr."+fromCol(i))
+			}
+		}
+		joins = append(joins,
+			"LEFT JOIN "+tmpChanges+" AS rr ON "+keyJoin(keys, "rr", "c")+` AND rr."_sluice_seq" = c."_sluice_reset"`,
+			"LEFT JOIN "+target+" AS o ON "+strings.Join(fromKey, " AND "))
+	}
 	for _, j := range joins {
 		b.WriteString(j + "\n")
 	}
@@ -199,6 +238,7 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 
 func unchangedCol(i int) string { return fmt.Sprintf(`"_sluice_u%d"`, i) }
 func sourceCol(i int) string    { return fmt.Sprintf(`"_sluice_s%d"`, i) }
+func fromCol(i int) string      { return fmt.Sprintf(`"_sluice_from%d"`, i) }
 
 func keyJoin(keys []Column, a, b string) string {
 	var parts []string

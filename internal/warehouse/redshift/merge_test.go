@@ -254,8 +254,13 @@ type workload struct {
 	model   map[int]acct
 	pos     uint64
 	changes []change.Change
-	// toastAfter[k] is true once some update of key k carried an unchanged note.
+	// unchangedKeys[k] is true once some update of key k carried an unchanged note.
 	unchangedKeys map[int]bool
+	// chunk is the number of changes per merge run, when known: an update
+	// that moves a key AND leaves the note unchanged is only generated when
+	// the old key's previous change is in an earlier run (the documented limit).
+	chunk int
+	last  map[int]int // key -> index of its last change
 }
 
 func (w *workload) opt(p float64, v string) *string {
@@ -325,6 +330,7 @@ func (w *workload) step() {
 		if len(w.changes) < 10 {
 			op = change.OpRead
 		}
+		w.last[id] = len(w.changes)
 		w.emit(change.Change{Op: op, After: w.values(id, a, false)})
 		w.model[id] = a
 		return
@@ -333,6 +339,7 @@ func (w *workload) step() {
 	case r < 0.15:
 		before := make([]change.Value, len(w.tbl.Columns))
 		before[0] = change.V(change.KindInt, fmt.Sprint(id))
+		w.last[id] = len(w.changes)
 		w.emit(change.Change{Op: change.OpDelete, Before: before})
 		delete(w.model, id)
 	case r < 0.25:
@@ -343,9 +350,16 @@ func (w *workload) step() {
 		a := w.randomRow()
 		before := make([]change.Value, len(w.tbl.Columns))
 		before[0] = change.V(change.KindInt, fmt.Sprint(id))
-		w.emit(change.Change{Op: change.OpUpdate, Before: before, After: w.values(to, a, false)})
+		n := len(w.changes)
+		unchanged := w.chunk > 0 && w.rng.IntN(2) == 0 && w.last[id]/w.chunk < n/w.chunk
+		if unchanged {
+			a.note = cur.note
+			w.unchangedKeys[id], w.unchangedKeys[to] = true, true
+		}
+		w.emit(change.Change{Op: change.OpUpdate, Before: before, After: w.values(to, a, unchanged)})
 		delete(w.model, id)
 		w.model[to] = a
+		w.last[id], w.last[to] = n, n
 	default:
 		a := w.randomRow()
 		unchanged := w.rng.Float64() < 0.4
@@ -353,6 +367,7 @@ func (w *workload) step() {
 			a.note = cur.note
 			w.unchangedKeys[id] = true
 		}
+		w.last[id] = len(w.changes)
 		w.emit(change.Change{Op: change.OpUpdate, After: w.values(id, a, unchanged)})
 		w.model[id] = a
 	}
@@ -374,10 +389,22 @@ func TestMergeRandomWorkload(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			e := newEnv(t, accounts())
-			w := &workload{rng: rand.New(rand.NewPCG(seed, 99)), tbl: accounts(), model: map[int]acct{}, unchangedKeys: map[int]bool{}}
-			for len(w.changes) < 500 {
+			const total, runs = 500, 8
+			per := (total + runs - 1) / runs
+			w := &workload{rng: rand.New(rand.NewPCG(seed, 99)), tbl: accounts(), model: map[int]acct{}, unchangedKeys: map[int]bool{}, chunk: per, last: map[int]int{}}
+			for len(w.changes) < total {
 				w.step()
 			}
+			moves, unch := 0, 0
+			for _, c := range w.changes {
+				if c.Op == change.OpUpdate && len(c.After) > 2 && c.After[2].Kind == change.KindUnchanged {
+					unch++
+					if c.Before != nil {
+						moves++
+					}
+				}
+			}
+			t.Logf("%d changes: %d updates with an unchanged note, %d of them moving the key", len(w.changes), unch, moves)
 			// Records of keys that never see an unchanged TOAST value may be
 			// held back to a later run: a late record must lose to what was
 			// merged after it. (An update with an unchanged value whose row
@@ -392,15 +419,10 @@ func TestMergeRandomWorkload(t *testing.T) {
 			}
 			var held []change.Change
 			var landedSoFar []landed
-			runs := 8
-			per := len(w.changes) / runs
 			for run := 0; run < runs; run++ {
 				batch := append([]change.Change{}, held...)
 				held = nil
-				end := (run + 1) * per
-				if run == runs-1 {
-					end = len(w.changes)
-				}
+				end := min((run+1)*per, len(w.changes))
 				for _, c := range w.changes[run*per : end] {
 					if run < runs-1 && mayDelay(c) && w.rng.Float64() < 0.1 {
 						held = append(held, c)
@@ -478,4 +500,49 @@ func TestPendingAndSchedule(t *testing.T) {
 		t.Fatalf("pending after scheduled merges = %v (%v), want 0", n, err)
 	}
 	equalLines(t, "after scheduled merges", e.dump(dumpCustomers), []string{"1|a|a|NULL", "2|b|b|NULL"})
+}
+
+// Unchanged TOAST values across deletes and key changes: the value comes
+// from the row's own history since it last restarted (a delete, or a key
+// change that moved another row here), or from the moved row's stored
+// value, never from an earlier life of the key.
+func TestMergeUnchangedAcrossKeyChanges(t *testing.T) {
+	tbl := accounts()
+	e := newEnv(t, tbl)
+	w := &workload{tbl: tbl}
+	pos := uint64(100)
+	mk := func(op change.Op, before, after int, note string, unchanged bool) landed {
+		pos += 10
+		c := change.Change{Op: op, Table: tbl, Pos: change.Position{CommitLSN: change.LSN(pos + 5), LSN: change.LSN(pos)}, CommitTime: time.Unix(1700000000, 0)}
+		if before != 0 {
+			c.Before = make([]change.Value, len(tbl.Columns))
+			c.Before[0] = change.V(change.KindInt, itoa(before))
+		}
+		if after != 0 {
+			c.After = w.values(after, acct{name: ptr("n" + itoa(after)), note: ptr(note)}, unchanged)
+		}
+		return record(c)
+	}
+	dump := `SELECT "id", "note" FROM "app"."accounts"`
+	e.land(mk(change.OpInsert, 0, 1, "one", false), mk(change.OpInsert, 0, 6, "six", false))
+	e.merge()
+	e.land(mk(change.OpUpdate, 1, 2, "", true)) // key 1 becomes 2, note not sent
+	e.merge()
+	equalLines(t, "moved with an unchanged note", e.dump(dump), []string{"2|one", "6|six"})
+	// Key 5 lives and dies in this run; then row 6 moves to 5, note not sent.
+	e.land(mk(change.OpInsert, 0, 5, "five", false), mk(change.OpDelete, 5, 0, "", false), mk(change.OpUpdate, 6, 5, "", true))
+	e.merge()
+	equalLines(t, "moved onto a key deleted in the same run", e.dump(dump), []string{"2|one", "5|six"})
+	e.land(mk(change.OpUpdate, 0, 5, "", true))
+	stale := pos
+	e.merge()
+	equalLines(t, "unchanged after the move", e.dump(dump), []string{"2|one", "5|six"})
+	// A late, stale delete of key 5 lands together with a newer update that
+	// leaves the note unchanged: the stored note stays.
+	pos = 50
+	late := mk(change.OpDelete, 5, 0, "", false)
+	pos = stale
+	e.land(late, mk(change.OpUpdate, 0, 5, "", true))
+	e.merge()
+	equalLines(t, "stale delete and an unchanged update", e.dump(dump), []string{"2|one", "5|six"})
 }
