@@ -29,10 +29,15 @@ type Session interface {
 
 // DirectLoader is an optional Session ability: bulk-load rows straight into
 // the target table, for a segment whose every row is an insert of a key
-// known new (no staging table, no merge statement).
+// known new (no staging table, no merge statement). It returns ErrNoDirect,
+// having written nothing, when it cannot load these rows directly; the
+// rows then go through the staging table.
 type DirectLoader interface {
 	LoadDirect(ctx context.Context, target change.TableID, t *change.Table, rows []Row) error
 }
+
+// ErrNoDirect is returned by a DirectLoader that leaves the rows to staging.
+var ErrNoDirect = errors.New("rows cannot be loaded directly")
 
 // StmtError is a statement the warehouse rejected, with the table it was for.
 type StmtError struct {
@@ -319,14 +324,17 @@ func (a *Applier) merge(ctx context.Context, s Session, target change.TableID, s
 	}
 	t := seg.Table
 	if dl, ok := s.(DirectLoader); ok && appendOnly && len(unchangedColumns(seg)) == 0 {
-		if err := dl.LoadDirect(ctx, target, t, seg.Rows); err != nil {
+		err := dl.LoadDirect(ctx, target, t, seg.Rows)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrNoDirect) {
 			var se *StmtError
 			if errors.As(err, &se) {
 				return err
 			}
 			return fmt.Errorf("table %s: load %d rows: %w", target, len(seg.Rows), err)
 		}
-		return nil
 	}
 	a.stages++
 	stage := "_sluice_stage_" + strconv.Itoa(a.stages)

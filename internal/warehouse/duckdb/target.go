@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
@@ -43,6 +44,8 @@ type Target struct {
 	mu    sync.Mutex // one writer: Apply, ApplyStream and Reset take turns
 	apply warehouse.Applier
 	fresh map[change.TableID]bool // emptied by Reset, only snapshot reads appended since
+
+	directRows atomic.Int64 // rows appended without staging, for tests
 }
 
 var _ pipeline.Target = (*Target)(nil)
@@ -259,7 +262,7 @@ func (t *Target) tx(ctx context.Context, fn func(s *session) error) error {
 	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return withHint(err)
 	}
-	s := &session{conn: conn}
+	s := &session{conn: conn, direct: &t.directRows}
 	if err := fn(s); err != nil {
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		return withHint(err)
@@ -273,7 +276,8 @@ func (t *Target) tx(ctx context.Context, fn func(s *session) error) error {
 
 // session is one DuckDB transaction as the shared apply sees it.
 type session struct {
-	conn *sql.Conn
+	conn   *sql.Conn
+	direct *atomic.Int64 // counts rows appended directly; may be nil
 }
 
 func (s *session) Exec(ctx context.Context, q string) error {
@@ -394,7 +398,9 @@ func isConstraint(err error) bool {
 	if errors.As(err, &de) && de.Type == duckdb.ErrorTypeConstraint {
 		return true
 	}
-	return strings.Contains(err.Error(), "Constraint Error")
+	msg := err.Error()
+	// An appender reports a duplicate key as a plain error at close.
+	return strings.Contains(msg, "Constraint Error") || strings.Contains(msg, "violates primary key constraint")
 }
 
 // withHint adds what to do about the errors a user can fix.
@@ -415,7 +421,7 @@ func withHint(err error) error {
 func hint(err error) string {
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "read-only"), strings.Contains(msg, "read only"):
+	case strings.Contains(msg, "read-only"), strings.Contains(msg, "read only"), strings.Contains(msg, "readonly"):
 		return "; the DuckDB database is open read-only: open it writable (no read-only mode, a file the sluice process may write)"
 	case strings.Contains(msg, "No space left"), strings.Contains(msg, "disk is full"), strings.Contains(msg, "Could not write"):
 		return "; the disk holding the DuckDB file is full or not writable: free space or move the file, then restart sluice (nothing was marked applied)"

@@ -164,3 +164,34 @@ func (f ManyTypesFixture) Batch(snap change.Position) *change.Batch {
 	}
 	return b
 }
+
+// Subset keeps the named columns (the key first) and the rows at the given
+// indexes.
+func (f ManyTypesFixture) Subset(name string, cols []string, rows []int) ManyTypesFixture {
+	var idx []int
+	for _, c := range cols {
+		if i := f.Table.Column(c); i >= 0 {
+			idx = append(idx, i)
+		}
+	}
+	t := &change.Table{Schema: f.Table.Schema, Name: name, Version: 1, Key: []int{0}}
+	var ddl []string
+	for _, i := range idx {
+		t.Columns = append(t.Columns, f.Table.Columns[i])
+		ddl = append(ddl, change.QuoteIdent(mtCols[i].name)+" "+mtCols[i].ddl)
+	}
+	out := ManyTypesFixture{Table: t, Setup: []string{
+		"CREATE TABLE " + t.ID().Quoted() + " (" + strings.Join(ddl, ", ") + ")",
+	}}
+	for _, r := range rows {
+		var v []change.Value
+		var q []string
+		for _, i := range idx {
+			v = append(v, f.Rows[r][i])
+			q = append(q, f.SQL[r][i])
+		}
+		out.Rows = append(out.Rows, v)
+		out.SQL = append(out.SQL, q)
+	}
+	return out
+}
