@@ -32,6 +32,8 @@ type Dialect interface {
 	SeqAfter(a, b string) string
 	// SeqDesc is an ORDER BY list putting the highest sequence number first.
 	SeqDesc(col string) string
+	// Literal quotes a string literal.
+	Literal(s string) string
 	// Now is the current time.
 	Now() string
 	// Session lists statements each connection runs before sluice's SQL.
@@ -102,7 +104,7 @@ func (d redshiftDialect) Text(rec string, path ...string) string {
 }
 
 func (d redshiftDialect) Contains(rec string, path []string, s string) string {
-	return "COALESCE(ARRAY_CONTAINS(" + d.Field(rec, path...) + ", " + change.QuoteLiteral(s) + "), FALSE)"
+	return "COALESCE(ARRAY_CONTAINS(" + d.Field(rec, path...) + ", " + d.Literal(s) + "), FALSE)"
 }
 
 func (redshiftDialect) SeqAfter(a, b string) string {
@@ -114,6 +116,12 @@ func (redshiftDialect) SeqDesc(col string) string {
 }
 
 func (redshiftDialect) Now() string { return "GETDATE()" }
+
+// Literal doubles backslashes as well as quotes: Redshift reads a backslash
+// in a string literal as an escape (it has no standard_conforming_strings).
+func (redshiftDialect) Literal(s string) string {
+	return change.QuoteLiteral(strings.ReplaceAll(s, `\`, `\\`))
+}
 
 func (redshiftDialect) Session() []string {
 	return []string{"SET enable_case_sensitive_identifier TO true"}
@@ -140,7 +148,7 @@ func (redshiftDialect) landing(p *Plan) []Object {
 	ext := cfg.ExternalSchema
 	schema := Object{
 		Kind: KindExternalSchema, Schema: ext,
-		Create: "CREATE EXTERNAL SCHEMA " + change.QuoteIdent(ext) + "\nFROM KINESIS\nIAM_ROLE " + change.QuoteLiteral(cfg.RoleARN),
+		Create: "CREATE EXTERNAL SCHEMA " + change.QuoteIdent(ext) + "\nFROM KINESIS\nIAM_ROLE " + redshiftDialect{}.Literal(cfg.RoleARN),
 		Drop:   "DROP SCHEMA " + change.QuoteIdent(ext),
 	}
 	view := Object{
@@ -217,6 +225,8 @@ func (postgresDialect) SeqDesc(col string) string {
 }
 
 func (postgresDialect) Now() string { return "now()" }
+
+func (postgresDialect) Literal(s string) string { return change.QuoteLiteral(s) }
 
 func (postgresDialect) Session() []string { return nil }
 

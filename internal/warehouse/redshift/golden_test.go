@@ -78,7 +78,7 @@ func allTypes() *change.Table {
 		col("docb", "jsonb", change.KindJSON),
 		{Name: "tags", Type: change.Type{Name: "text[]", Kind: change.KindArray, Elem: change.KindText, Base: "text"}, Nullable: true},
 		{Name: "matrix", Type: change.Type{Name: "integer[]", Kind: change.KindArray, Elem: change.KindInt, Base: "integer"}, Nullable: true},
-		{Name: `odd "name"`, Type: change.Type{Name: "text", Kind: change.KindText}},
+		{Name: `odd "name" \ back'slash`, Type: change.Type{Name: "text", Kind: change.KindText}},
 	}}
 	t.Columns[0].Nullable, t.Columns[1].Nullable = false, false
 	return t

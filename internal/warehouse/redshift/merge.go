@@ -46,7 +46,7 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 	d := p.Config.Dialect
 	target := tp.Target.Quoted()
 	deleted := tp.Deleted.Quoted()
-	name := change.QuoteLiteral(target) // the table's name in watermarks and truncations
+	name := d.Literal(target) // the table's name in watermarks and truncations
 	cols := tp.Columns
 	keys := keyColumns(cols)
 	lsnT := WType{Base: "DECIMAL", Args: "(20,0)"}
@@ -68,8 +68,8 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 		"FROM " + p.Landing.Quoted() + " AS v\n" +
 		"LEFT JOIN " + p.Watermarks.Quoted() + " AS w\n" +
 		`  ON w."table_name" = ` + name + ` AND w."shard_id" = v."shard_id"` + "\n" +
-		"WHERE " + d.Text(data, "source", "schema") + " = " + change.QuoteLiteral(tp.Source.Schema) + "\n" +
-		"  AND " + d.Text(data, "source", "table") + " = " + change.QuoteLiteral(tp.Source.Name) + "\n" +
+		"WHERE " + d.Text(data, "source", "schema") + " = " + d.Literal(tp.Source.Schema) + "\n" +
+		"  AND " + d.Text(data, "source", "table") + " = " + d.Literal(tp.Source.Name) + "\n" +
 		`  AND (w."sequence_number" IS NULL OR ` + d.SeqAfter(`v."sequence_number"`, `w."sequence_number"`) + ")")
 
 	// 2. rows

@@ -17,9 +17,9 @@ func PendingSQL(p *Plan, tp *TablePlan) string {
 	data := `v."data"`
 	return "SELECT COUNT(*)\nFROM " + p.Landing.Quoted() + " AS v\n" +
 		"LEFT JOIN " + p.Watermarks.Quoted() + " AS w\n" +
-		`  ON w."table_name" = ` + change.QuoteLiteral(tp.Target.Quoted()) + ` AND w."shard_id" = v."shard_id"` + "\n" +
-		"WHERE " + d.Text(data, "source", "schema") + " = " + change.QuoteLiteral(tp.Source.Schema) + "\n" +
-		"  AND " + d.Text(data, "source", "table") + " = " + change.QuoteLiteral(tp.Source.Name) + "\n" +
+		`  ON w."table_name" = ` + d.Literal(tp.Target.Quoted()) + ` AND w."shard_id" = v."shard_id"` + "\n" +
+		"WHERE " + d.Text(data, "source", "schema") + " = " + d.Literal(tp.Source.Schema) + "\n" +
+		"  AND " + d.Text(data, "source", "table") + " = " + d.Literal(tp.Source.Name) + "\n" +
 		`  AND (w."sequence_number" IS NULL OR ` + d.SeqAfter(`v."sequence_number"`, `w."sequence_number"`) + ")"
 }
 

@@ -12,16 +12,20 @@ import (
 // queries use pg_namespace and pg_class, which Redshift and Postgres both
 // have (external schemas are in pg_namespace; materialized views in
 // pg_class), so the Postgres stand-in checks the same SQL Redshift runs.
-type CatalogInspector struct{ Conn Conn }
+type CatalogInspector struct {
+	Conn    Conn
+	Dialect Dialect
+}
 
 var _ Inspector = CatalogInspector{}
 
 // Exists reports whether o exists.
 func (ci CatalogInspector) Exists(ctx context.Context, o Object) (bool, error) {
-	sql := "SELECT 1 FROM pg_namespace WHERE nspname = " + change.QuoteLiteral(o.Schema)
+	lit := ci.Dialect.Literal
+	sql := "SELECT 1 FROM pg_namespace WHERE nspname = " + lit(o.Schema)
 	if o.Name != "" {
 		sql = "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = " +
-			change.QuoteLiteral(o.Schema) + " AND c.relname = " + change.QuoteLiteral(o.Name)
+			lit(o.Schema) + " AND c.relname = " + lit(o.Name)
 	}
 	rows, err := ci.Conn.Query(ctx, sql)
 	if err != nil {
@@ -36,9 +40,10 @@ func (ci CatalogInspector) Exists(ctx context.Context, o Object) (bool, error) {
 // SCHEMA and a streaming materialized view cannot share a transaction
 // block with other statements in Redshift.
 func Setup(ctx context.Context, conn Conn, p *Plan, log *slog.Logger) error {
-	if err := p.Inspect(ctx, CatalogInspector{Conn: conn}); err != nil {
+	if err := p.Inspect(ctx, CatalogInspector{Conn: conn, Dialect: p.Config.Dialect}); err != nil {
 		return err
 	}
+	lit := p.Config.Dialect.Literal
 	var pending []Object // created before the bookkeeping table existed
 	haveCreated := false
 	for _, o := range p.Objects {
@@ -61,7 +66,7 @@ func Setup(ctx context.Context, conn Conn, p *Plan, log *slog.Logger) error {
 		var recs []string
 		for _, c := range pending {
 			recs = append(recs, "INSERT INTO "+p.Created.Quoted()+` ("kind", "schema_name", "object_name", "created_at") VALUES (`+
-				change.QuoteLiteral(c.Kind.String())+", "+change.QuoteLiteral(c.Schema)+", "+change.QuoteLiteral(c.Name)+", "+p.Config.Dialect.Now()+")")
+				lit(c.Kind.String())+", "+lit(c.Schema)+", "+lit(c.Name)+", "+p.Config.Dialect.Now()+")")
 		}
 		if err := conn.ExecTx(ctx, recs); err != nil {
 			return fmt.Errorf("record created objects: %w", err)
@@ -82,7 +87,7 @@ type TeardownOptions struct {
 // (as recorded), leaving alone everything that existed before. Running it
 // again does nothing.
 func Teardown(ctx context.Context, conn Conn, p *Plan, opt TeardownOptions, log *slog.Logger) error {
-	if err := p.Inspect(ctx, CatalogInspector{Conn: conn}); err != nil {
+	if err := p.Inspect(ctx, CatalogInspector{Conn: conn, Dialect: p.Config.Dialect}); err != nil {
 		return err
 	}
 	created := map[[3]string]bool{}

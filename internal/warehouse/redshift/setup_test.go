@@ -10,7 +10,7 @@ import (
 
 func exists(t *testing.T, db *PgConn, o Object) bool {
 	t.Helper()
-	ok, err := CatalogInspector{Conn: db}.Exists(context.Background(), o)
+	ok, err := CatalogInspector{Conn: db, Dialect: Postgres}.Exists(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestPlanSetupTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := mustPlan(t, seedConfig(Postgres, customers()))
-	if err := p.Inspect(ctx, CatalogInspector{Conn: db}); err != nil {
+	if err := p.Inspect(ctx, CatalogInspector{Conn: db, Dialect: Postgres}); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "postgres_plan_inspected.txt", p.String())

@@ -86,12 +86,12 @@ func MapType(col change.Column) (WType, string, error) {
 		return WType{Base: "DOUBLE PRECISION"}, "", nil
 	case change.KindNumeric:
 		p, s, ok := typeArgs2(name)
-		if ok && p <= maxDecimal {
+		if ok && p >= 1 && p <= maxDecimal && s >= 0 && s <= p {
 			return WType{Base: "DECIMAL", Args: fmt.Sprintf("(%d,%d)", p, s)}, "", nil
 		}
 		why := "has no declared precision"
 		if ok {
-			why = fmt.Sprintf("has precision %d", p)
+			why = fmt.Sprintf("has precision %d and scale %d (Redshift needs 1 <= precision <= 38 and 0 <= scale <= precision)", p, s)
 		}
 		return WType{Base: "VARCHAR", Args: "(65535)"},
 			fmt.Sprintf("column %q is %s, which %s; Redshift DECIMAL holds at most 38 digits, so it is kept exactly as text (VARCHAR). Declare numeric(p,s) with p <= 38 at the source, or cast it in a pipeline, to get DECIMAL", col.Name, col.Type.Name, why), nil

@@ -44,3 +44,34 @@ func TestEveryTypeMerged(t *testing.T) {
 	rows := e.dump(`SELECT row_to_json(t)::text FROM "shop"."every_type" AS t`)
 	golden(t, "postgres_every_type_rows.txt", strings.Join(rows, "\n")+"\n")
 }
+
+func TestMapType(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kind change.Kind
+		base string
+		want string
+		warn bool
+	}{
+		{"numeric(38,0)", change.KindNumeric, "", "DECIMAL(38,0)", false},
+		{"numeric(39,2)", change.KindNumeric, "", "VARCHAR(65535)", true},
+		{"numeric(5,-2)", change.KindNumeric, "", "VARCHAR(65535)", true},
+		{"numeric", change.KindNumeric, "", "VARCHAR(65535)", true},
+		{"character varying(20000)", change.KindText, "", "VARCHAR(65535)", false},
+		{"character varying(1)", change.KindText, "", "VARCHAR(4)", false},
+		{"character", change.KindText, "", "VARCHAR(4)", false},
+		{"time(3) with time zone", change.KindTime, "", "TIMETZ", false},
+		{"us_postal_code", change.KindText, "character varying(10)", "VARCHAR(40)", false},
+		{"int4range", change.KindText, "", "VARCHAR(65535)", false},
+		{"real", change.KindFloat, "", "REAL", false},
+		{"smallint", change.KindInt, "", "SMALLINT", false},
+	} {
+		got, warn, err := MapType(change.Column{Name: "c", Type: change.Type{Name: tc.name, Kind: tc.kind, Base: tc.base}})
+		if err != nil || got.String() != tc.want || (warn != "") != tc.warn {
+			t.Errorf("%s: got %s, warning %q, err %v; want %s (warning %v)", tc.name, got, warn, err, tc.want, tc.warn)
+		}
+	}
+	if _, _, err := MapType(change.Column{Name: "c", Type: change.Type{Name: "x", Kind: change.KindUnchanged}}); err == nil {
+		t.Error("a column of kind unchanged mapped without error")
+	}
+}
