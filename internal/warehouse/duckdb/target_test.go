@@ -3,6 +3,7 @@ package duckdb
 import (
 	"context"
 	"database/sql"
+	"flag"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -83,5 +84,7 @@ func BenchmarkApplySnapshot10k(b *testing.B) {
 func BenchmarkApplySnapshot100k(b *testing.B) {
 	warehousetest.BenchApply(b, benchTarget(b), "snapshot", 100000)
 }
+
+var _ = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func TestGoldenSQL(t *testing.T) { warehousetest.Golden(t, Dialect{}, "duckdb") }

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -98,5 +99,7 @@ func BenchmarkApplySnapshot10k(b *testing.B) {
 func BenchmarkApplySnapshot100k(b *testing.B) {
 	warehousetest.BenchApply(b, open(b, newDB(b), Options{}), "snapshot", 100000)
 }
+
+var _ = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func TestGoldenSQL(t *testing.T) { warehousetest.Golden(t, Dialect{}, "postgres") }

@@ -11,12 +11,12 @@ import (
 	"github.com/sluice-dev/sluice/internal/warehouse"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
 // Golden checks the SQL a dialect generates for the many-types table (DDL,
 // an ALTER, the merge with and without unchanged values, the checksum and
 // bucket queries, the state tables) against testdata/<name>.golden, so a
-// reviewer reads the SQL that will run. go test -update rewrites it.
+// reviewer reads the SQL that will run. go test -update rewrites it; the
+// calling test package defines the -update flag (as Go test packages
+// usually do), so that two suites in one binary cannot define it twice.
 func Golden(t *testing.T, d warehouse.Dialect, name string) {
 	f := ManyTypes("public", "many")
 	target := change.TableID{Schema: "public", Name: "many"}
@@ -49,7 +49,7 @@ func Golden(t *testing.T, d warehouse.Dialect, name string) {
 	section("bucket keys, bucket 3 of 16, first 20", warehouse.BucketKeysSQL(d, target, f.Table, 16, 3, 20))
 	got := b.String()
 	path := filepath.Join("testdata", name+".golden")
-	if *update {
+	if f := flag.Lookup("update"); f != nil && f.Value.String() == "true" {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
 			t.Fatal(err)
 		}
