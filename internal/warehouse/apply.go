@@ -207,7 +207,13 @@ func (a *Applier) Apply(ctx context.Context, s Session, b *change.Batch, o Apply
 			res.Rows += len(seg.Rows)
 		}
 		st := row.State
-		if st.Applied.Less(tp.MaxPos) {
+		switch {
+		case o.Mode == ModeStream:
+			// Only truncates move a table's position in stream mode.
+			if tp.hasTrunc && st.Applied.Less(tp.truncPos) {
+				st.Applied = tp.truncPos
+			}
+		case st.Applied.Less(tp.MaxPos):
 			st.Applied = tp.MaxPos
 		}
 		if tp.Snapshot != nil {

@@ -17,6 +17,12 @@ const (
 	// ModeStream keeps every change: a stream's shards are separate orders,
 	// so a per-table position says nothing about another shard's records.
 	// Replays are caught by the stream checkpoints instead.
+	//
+	// A truncate is the exception: in this mode a table's applied position
+	// is the position of the last truncate applied, and changes before it
+	// are dropped, so records of a lagging shard written before a truncate
+	// cannot resurrect rows after it. A truncate at or before that position
+	// (the same truncate, put on every shard by the producer) is skipped.
 	ModeStream
 )
 
@@ -103,6 +109,11 @@ func Plan(b *change.Batch, state map[change.TableID]change.TableState, mode Mode
 			} else if !st.Applied.Less(c.Pos) {
 				continue
 			}
+		} else if mode == ModeStream {
+			st := state[id]
+			if c.Pos.Less(st.Applied) || (c.Op == change.OpTruncate && !st.Applied.Less(c.Pos)) {
+				continue
+			}
 		}
 		tp := get(id)
 		seg := tp.segment(c.Table)
@@ -155,10 +166,13 @@ func (tp *TablePlan) truncate(pos change.Position, seg *Segment) {
 	seg.Truncate = true
 	seg.reads = false
 	// Rows before the truncate are gone, in this segment and earlier ones.
+	// A row at exactly its position survives: no change shares a WAL
+	// position with a truncate, except the snapshot rows that a stream
+	// producer's reset marker precedes (both at the snapshot's position).
 	for _, s := range tp.Segments {
 		kept := s.Rows[:0]
 		for _, r := range s.Rows {
-			if pos.Less(r.Pos) {
+			if !r.Pos.Less(pos) {
 				kept = append(kept, r)
 			}
 		}
@@ -173,7 +187,7 @@ func (tp *TablePlan) truncate(pos change.Position, seg *Segment) {
 }
 
 func (tp *TablePlan) put(seg *Segment, r Row) {
-	if tp.hasTrunc && !tp.truncPos.Less(r.Pos) {
+	if tp.hasTrunc && r.Pos.Less(tp.truncPos) {
 		return
 	}
 	k := keyString(seg.Table, r)
