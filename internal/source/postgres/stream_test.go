@@ -145,18 +145,28 @@ func TestKeylessTables(t *testing.T) {
 }
 
 // TestIdleAck: WAL of tables that are not mirrored moves the Ack forward
-// through empty batches, so the slot does not hold it.
+// through empty batches, so the slot does not hold it; the slot itself moves
+// only once Confirm is called.
 func TestIdleAck(t *testing.T) {
 	ctx := context.Background()
 	url := newDB(t, cluster(t), "CREATE TABLE m (id int PRIMARY KEY)", "CREATE TABLE unrelated (id int)")
 	s := newSource(t, url, nil, "m")
 	_, err := s.Prepare(ctx)
 	must(t, err)
+	before, err := s.Status(ctx)
+	must(t, err)
 	var c collector
 	stop := startStream(t, s, c.emit)
 	exec(t, url, "INSERT INTO unrelated SELECT generate_series(1, 1000)")
 	end := currentLSN(t, url)
 	waitFor(t, "ack past unrelated WAL", 20*time.Second, func() bool { return c.lastAck() >= end })
+	// Several status updates later the slot has not moved: nothing was confirmed.
+	time.Sleep(4 * s.cfg.StatusInterval)
+	mid, err := s.Status(ctx)
+	must(t, err)
+	if mid.ConfirmedFlush != before.ConfirmedFlush {
+		t.Fatalf("slot moved from %s to %s without Confirm", before.ConfirmedFlush, mid.ConfirmedFlush)
+	}
 	s.Confirm(c.lastAck())
 	waitFor(t, "slot to confirm", 20*time.Second, func() bool {
 		st, err := s.Status(ctx)
