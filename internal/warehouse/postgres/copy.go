@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/warehouse"
@@ -91,10 +92,16 @@ func appendCopyValue(b []byte, t *change.Table, col int, v change.Value) ([]byte
 
 // appendArrayLiteral appends a Postgres array literal: {e1,"e 2",NULL,{...}}.
 func appendArrayLiteral(b []byte, t *change.Table, col int, v change.Value) ([]byte, error) {
+	// Every built-in type separates array elements with a comma but box,
+	// whose values hold commas themselves.
+	delim := byte(',')
+	if ty := t.Columns[col].Type; ty.Base == "box" || strings.HasPrefix(ty.Name, "box[") {
+		delim = ';'
+	}
 	b = append(b, '{')
 	for i, e := range v.Elems {
 		if i > 0 {
-			b = append(b, ',')
+			b = append(b, delim)
 		}
 		switch e.Kind {
 		case change.KindNull:
