@@ -35,7 +35,7 @@ func (redshiftDialect) Canonical(c Column, x string) string {
 	case "DECIMAL":
 		return "CAST(" + x + " AS VARCHAR)" // the scale is kept: 1.50 prints 1.50
 	case "REAL", "DOUBLE PRECISION":
-		return "TO_CHAR(CAST(" + x + " AS DOUBLE PRECISION), 'FM9.9999999999999999EEEE')"
+		return floatCanonical(x)
 	case "VARBYTE":
 		return "FROM_VARBYTE(" + x + ", 'hex')"
 	case "DATE":
@@ -50,6 +50,14 @@ func (redshiftDialect) Canonical(c Column, x string) string {
 		return canonicalText(c, x)
 	}
 	return ""
+}
+
+// floatCanonical is the %.16e form of the widened double, with NaN and the
+// infinities spelled out, as the Postgres warehouse dialect writes it.
+func floatCanonical(x string) string {
+	f := "CAST(" + x + " AS DOUBLE PRECISION)"
+	return "CASE WHEN " + f + " = 'NaN' THEN 'NaN' WHEN " + f + " = 'Infinity' THEN 'Infinity' WHEN " + f +
+		" = '-Infinity' THEN '-Infinity' ELSE TRIM(TO_CHAR(" + f + ", '9.9999999999999999EEEE')) END"
 }
 
 // canonicalText covers the columns kept as text, in both dialects.
@@ -82,7 +90,7 @@ func (postgresDialect) Canonical(c Column, x string) string {
 	case "BOOLEAN":
 		return "CASE WHEN " + x + " THEN 'true' WHEN NOT " + x + " THEN 'false' END"
 	case "REAL", "DOUBLE PRECISION":
-		return "to_char(" + x + "::DOUBLE PRECISION, 'FM9.9999999999999999EEEE')"
+		return floatCanonical(x)
 	case "VARBYTE":
 		return "encode(" + x + ", 'hex')"
 	case "DATE":

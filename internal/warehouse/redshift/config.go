@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/warehouse"
 )
 
 // Config is everything the Redshift plan is rendered from.
@@ -27,7 +28,8 @@ type Config struct {
 	// ExternalSchema is the Redshift schema mapped to Kinesis. Default "sluice_kinesis".
 	ExternalSchema string
 	// StateSchema holds the landing view, the watermarks and the delete
-	// markers. Default "sluice".
+	// markers. Default "_sluice", the schema of sluice's own tables in every
+	// warehouse.
 	StateSchema string
 	// LandingName is the streaming materialized view (a table in the
 	// Postgres dialect). Default "landing".
@@ -68,7 +70,7 @@ func (c Config) normalize() (Config, error) {
 		c.ExternalSchema = "sluice_kinesis"
 	}
 	if c.StateSchema == "" {
-		c.StateSchema = "sluice"
+		c.StateSchema = warehouse.StateSchema
 	}
 	if c.LandingName == "" {
 		c.LandingName = "landing"

@@ -45,7 +45,7 @@ func (r *refresher) refresh(ctx context.Context, e *env) (int, error) {
 				return 0, fmt.Errorf("get records: %w", err)
 			}
 			for _, rec := range out.Records {
-				if _, err := e.conn.Exec(ctx, `INSERT INTO "sluice"."landing" VALUES ($1, $2, $3, $4, now(), $5::jsonb)`,
+				if _, err := e.conn.Exec(ctx, `INSERT INTO "_sluice"."landing" VALUES ($1, $2, $3, $4, now(), $5::jsonb)`,
 					aws.ToTime(rec.ApproximateArrivalTimestamp), aws.ToString(rec.PartitionKey), id,
 					aws.ToString(rec.SequenceNumber), string(rec.Data)); err != nil {
 					return 0, err
@@ -121,7 +121,7 @@ func TestMergeFromKinesalite(t *testing.T) {
 	}
 	equalLines(t, "table merged from kinesalite", e.dump(dumpAccounts), w.want())
 	// Sequence numbers are real: 56 digits, over DECIMAL(38); each shard has a watermark.
-	rows, err := e.db.Query(ctx, `SELECT count(*), min(length("sequence_number")) FROM "sluice"."watermarks"`)
+	rows, err := e.db.Query(ctx, `SELECT count(*), min(length("sequence_number")) FROM "_sluice"."watermarks"`)
 	if err != nil {
 		t.Fatal(err)
 	}

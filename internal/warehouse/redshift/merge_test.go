@@ -79,7 +79,7 @@ func (e *env) land(recs ...landed) {
 	e.t.Helper()
 	for _, r := range recs {
 		seq := e.seq[r.shard]
-		if _, err := e.conn.Exec(e.ctx, `INSERT INTO "sluice"."landing" VALUES (now(), $1, $2, $3, now(), $4::jsonb)`,
+		if _, err := e.conn.Exec(e.ctx, `INSERT INTO "_sluice"."landing" VALUES (now(), $1, $2, $3, now(), $4::jsonb)`,
 			r.partition, r.shard, seq.String(), string(r.data)); err != nil {
 			e.t.Fatal(err)
 		}
@@ -190,7 +190,7 @@ func TestMergeSeedCustomers(t *testing.T) {
 	e.merge()
 	equalLines(t, "after late, older changes", e.dump(dumpCustomers), want)
 	// Lost watermarks: the whole landing table is merged again, same result.
-	if err := e.db.ExecTx(e.ctx, []string{`DELETE FROM "sluice"."watermarks"`}); err != nil {
+	if err := e.db.ExecTx(e.ctx, []string{`DELETE FROM "_sluice"."watermarks"`}); err != nil {
 		t.Fatal(err)
 	}
 	e.merge()
@@ -449,7 +449,7 @@ func TestMergeRandomWorkload(t *testing.T) {
 			}
 			equalLines(t, "final table", e.dump(dumpAccounts), w.want())
 			// Everything replayed from the start (watermarks lost): no change.
-			if err := e.db.ExecTx(e.ctx, []string{`DELETE FROM "sluice"."watermarks"`}); err != nil {
+			if err := e.db.ExecTx(e.ctx, []string{`DELETE FROM "_sluice"."watermarks"`}); err != nil {
 				t.Fatal(err)
 			}
 			e.merge()

@@ -35,7 +35,7 @@ func TestPlanSetupTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The user made the state schema beforehand: sluice must leave it.
-	if err := db.Exec(ctx, `CREATE SCHEMA "sluice"`); err != nil {
+	if err := db.Exec(ctx, `CREATE SCHEMA "_sluice"`); err != nil {
 		t.Fatal(err)
 	}
 	p := mustPlan(t, seedConfig(Postgres, customers()))
@@ -55,11 +55,11 @@ func TestPlanSetupTeardown(t *testing.T) {
 			t.Errorf("after setup, %s %s is %v, want it to exist", o.Kind, o.ID(), o.State)
 		}
 	}
-	rows, err := db.Query(ctx, `SELECT count(*) FROM "sluice"."created"`)
+	rows, err := db.Query(ctx, `SELECT count(*) FROM "_sluice"."created"`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// created, landing, watermarks, truncations, customers, its delete markers; not "public", not "sluice".
+	// created, landing, watermarks, truncations, customers, its delete markers; not "public", not "_sluice".
 	if got := *rows[0][0]; got != "6" {
 		t.Errorf("setup recorded %s created objects, want 6", got)
 	}
