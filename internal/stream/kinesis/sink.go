@@ -68,6 +68,7 @@ type SinkConfig struct {
 // putAPI is the part of the Kinesis client the sink uses.
 type putAPI interface {
 	PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error)
+	ListShards(ctx context.Context, in *kinesis.ListShardsInput, optFns ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
 }
 
 // Sink puts change records on a Kinesis stream. It is a pipeline.Target.
@@ -78,8 +79,13 @@ type Sink struct {
 	log    *slog.Logger
 	dead   *jsonlFile
 
-	mu    sync.Mutex // guards state
+	mu    sync.Mutex // guards state and resets
 	state map[change.TableID]change.TableState
+	// resets are the tables Reset since their last snapshot row was put:
+	// their next snapshot row is preceded by a truncate at the snapshot's
+	// position, so consumers drop what an earlier, unfinished snapshot or
+	// stream left of the table (rows deleted since would otherwise stay).
+	resets map[change.TableID]bool
 
 	stats sinkCounters
 	buf   []byte // record encoding buffer, reused between Applies
@@ -118,7 +124,7 @@ func newSink(cfg SinkConfig, api putAPI, st stream) (*Sink, error) {
 	if cfg.StateFile == "" {
 		cfg.StateFile = "sluice-kinesis-" + st.name + ".state.json"
 	}
-	s := &Sink{cfg: cfg, api: api, stream: st, log: cfg.Logger.With("stream", st.name)}
+	s := &Sink{cfg: cfg, api: api, stream: st, log: cfg.Logger.With("stream", st.name), resets: map[change.TableID]bool{}}
 	if dir := filepath.Dir(cfg.StateFile); dir != "." {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("create directory of sink state file: %w", err)
@@ -158,7 +164,40 @@ func (s *Sink) Reset(_ context.Context, t *change.Table) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.state, t.ID())
+	s.resets[t.ID()] = true
 	return saveState(s.cfg.StateFile, s.stream.name, s.state)
+}
+
+// shardHashKeys returns a hash key inside each open shard, so a record can
+// be put on every shard: truncates travel that way, since a consumer reads
+// shards independently and each shard must carry the truncate before the
+// records that follow it.
+func (s *Sink) shardHashKeys(ctx context.Context) ([]string, error) {
+	name, arn := s.stream.ids()
+	in := &kinesis.ListShardsInput{StreamName: name, StreamARN: arn}
+	var keys []string
+	for {
+		out, err := s.api.ListShards(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list shards of Kinesis stream %s: %w", s.stream, explain(err, s.stream))
+		}
+		for _, sh := range out.Shards {
+			if sh.SequenceNumberRange != nil && sh.SequenceNumberRange.EndingSequenceNumber != nil {
+				continue // closed: nothing more can be put on it
+			}
+			if sh.HashKeyRange != nil {
+				keys = append(keys, aws.ToString(sh.HashKeyRange.StartingHashKey))
+			}
+		}
+		if out.NextToken == nil {
+			break
+		}
+		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("Kinesis stream %s has no open shard", s.stream)
+	}
+	return keys, nil
 }
 
 // RecordTooLargeError is returned by Apply for a record over Kinesis' 1 MiB
@@ -198,6 +237,7 @@ func (j jsonRaw) MarshalJSON() ([]byte, error) { return j, nil }
 type entry struct {
 	data     []byte
 	pk       string
+	hashKey  string // set to put the record on one chosen shard (truncates go to every shard)
 	attempts int
 }
 
@@ -218,7 +258,12 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 	for k, v := range s.state {
 		state[k] = v
 	}
+	resets := make(map[change.TableID]bool, len(s.resets))
+	for k, v := range s.resets {
+		resets[k] = v
+	}
 	s.mu.Unlock()
+	var shardKeys []string // fetched at the first truncate of the batch
 
 	// Encode into one buffer; entries point into it. Segments split the
 	// batch at truncates: a truncate is put alone, after everything before
@@ -227,6 +272,7 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 	type pending struct {
 		off, end int
 		pk       string
+		hashKey  string
 	}
 	var segs [][]pending
 	var cur []pending
@@ -243,9 +289,14 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 		} else if !st.Applied.IsZero() && !st.Applied.Less(c.Pos) {
 			continue // already on the stream
 		}
-		parts := [2]*change.Change{c}
+		parts := [3]*change.Change{c}
 		if del, ins, ok := splitKeyChange(c); ok {
-			parts = [2]*change.Change{del, ins}
+			parts = [3]*change.Change{del, ins}
+		}
+		if c.Op == change.OpRead && resets[id] {
+			marker := &change.Change{Op: change.OpTruncate, Table: c.Table, Pos: c.Pos, TxID: c.TxID, CommitTime: c.CommitTime}
+			parts = [3]*change.Change{marker, c}
+			delete(resets, id)
 		}
 		for _, c := range parts {
 			if c == nil {
@@ -269,10 +320,21 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 				if len(cur) > 0 {
 					segs = append(segs, cur)
 				}
-				segs = append(segs, []pending{{off, len(buf), pk}})
+				if shardKeys == nil {
+					var err error
+					if shardKeys, err = s.shardHashKeys(ctx); err != nil {
+						s.buf = buf[:0]
+						return err
+					}
+				}
+				seg := make([]pending, len(shardKeys))
+				for i, hk := range shardKeys {
+					seg[i] = pending{off, len(buf), pk, hk}
+				}
+				segs = append(segs, seg)
 				cur = nil
 			} else {
-				cur = append(cur, pending{off, len(buf), pk})
+				cur = append(cur, pending{off, len(buf), pk, ""})
 			}
 		}
 		if c.Op != change.OpRead && st.Applied.Less(c.Pos) {
@@ -312,7 +374,7 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 	for _, seg := range segs {
 		lanes := make([][]*entry, s.cfg.Concurrency)
 		for _, p := range seg {
-			e := &entry{data: buf[p.off:p.end:p.end], pk: p.pk}
+			e := &entry{data: buf[p.off:p.end:p.end], pk: p.pk, hashKey: p.hashKey}
 			l := lane(p.pk, s.cfg.Concurrency)
 			lanes[l] = append(lanes[l], e)
 			n++
@@ -324,6 +386,7 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 
 	s.mu.Lock()
 	s.state = state
+	s.resets = resets
 	err := saveState(s.cfg.StateFile, s.stream.name, state)
 	s.mu.Unlock()
 	if err != nil {
@@ -420,6 +483,9 @@ func (s *Sink) putLane(ctx context.Context, queue []*entry) error {
 		in := &kinesis.PutRecordsInput{StreamName: name, StreamARN: arn, Records: make([]types.PutRecordsRequestEntry, n)}
 		for i, e := range call {
 			in.Records[i] = types.PutRecordsRequestEntry{Data: e.data, PartitionKey: aws.String(e.pk)}
+			if e.hashKey != "" {
+				in.Records[i].ExplicitHashKey = aws.String(e.hashKey)
+			}
 			e.attempts++
 		}
 		s.stats.inflightBytes.Add(int64(bytes) - inflight)

@@ -332,8 +332,15 @@ func TestSinkStateSkipsReplayedBatches(t *testing.T) {
 	if err := s2.Apply(ctx, &change.Batch{Changes: append(append([]change.Change{}, snap...), stream...)}); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(readStream(t, k.Client(), "replay")); n != 12 {
-		t.Fatalf("stream holds %d records after a replay, want 12", n)
+	// 2 snapshot rows and 10 changes, after the reset marker: a truncate at
+	// the snapshot's position that tells consumers to drop what an earlier
+	// snapshot left.
+	recs := readStream(t, k.Client(), "replay")
+	if n := len(recs); n != 13 {
+		t.Fatalf("stream holds %d records after a replay, want 13", n)
+	}
+	if r, err := change.DecodeRecord(recs[0].Data); err != nil || r.Change.Op != change.OpTruncate || r.Change.Pos != snapPos {
+		t.Fatalf("first record = %+v, %v; want the reset marker (a truncate at the snapshot position)", r, err)
 	}
 	if err := s2.Reset(ctx, itemsTable); err != nil {
 		t.Fatal(err)
