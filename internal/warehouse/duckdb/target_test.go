@@ -88,3 +88,7 @@ func BenchmarkApplySnapshot100k(b *testing.B) {
 var _ = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func TestGoldenSQL(t *testing.T) { warehousetest.Golden(t, Dialect{}, "duckdb") }
+
+func BenchmarkApplySnapshot250k(b *testing.B) {
+	warehousetest.BenchApply(b, benchTarget(b), "snapshot", 250000)
+}
