@@ -72,7 +72,7 @@ func (d Dialect) FromStage(ct warehouse.ColType, e string) string {
 	if ct.Array {
 		switch ct.Family {
 		case warehouse.FamBytes:
-			return "list_transform(CAST(CAST(" + e + " AS JSON) AS VARCHAR[]), lambda x: unhex(x))"
+			return "list_transform(CAST(CAST(" + e + " AS JSON) AS VARCHAR[]), lambda \"_sluice_x\": unhex(\"_sluice_x\"))"
 		case warehouse.FamJSON:
 			// Elements are staged as JSON strings holding the documents, so
 			// that each is kept verbatim (a direct JSON[] cast would re-print
@@ -135,7 +135,7 @@ func (Dialect) CreateStage(name string, defs []string) string {
 }
 
 // StageName implements warehouse.Dialect.
-func (Dialect) StageName(name string) string { return "temp.main." + change.QuoteIdent(name) }
+func (Dialect) StageName(name string) string { return `"temp"."main".` + change.QuoteIdent(name) }
 
 // Truncate implements warehouse.Dialect.
 func (Dialect) Truncate(target change.TableID) string { return "TRUNCATE " + target.Quoted() }

@@ -96,7 +96,7 @@ func (Dialect) CreateStage(name string, defs []string) string {
 }
 
 // StageName implements warehouse.Dialect.
-func (Dialect) StageName(name string) string { return "pg_temp." + change.QuoteIdent(name) }
+func (Dialect) StageName(name string) string { return `"pg_temp".` + change.QuoteIdent(name) }
 
 // Truncate implements warehouse.Dialect.
 func (Dialect) Truncate(target change.TableID) string { return "TRUNCATE TABLE " + target.Quoted() }
