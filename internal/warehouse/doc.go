@@ -15,4 +15,13 @@
 // that are not deletes, then move the table's state. A replay finds its
 // changes at or before the stored position and drops them, so it changes
 // nothing.
+//
+// Keys known to be new skip the delete: keys whose first change in the
+// batch is an insert, snapshot reads into a table emptied by Reset, and
+// every key after a truncate. A segment of only such keys is loaded
+// straight into the target when the session can (DirectLoader: COPY into
+// the table in Postgres, typed Appender rows in DuckDB). Should such a key
+// exist after all (a redelivered batch), the duplicate key fails the
+// transaction and the target retries the batch with every key merged in
+// full (ApplyOptions.NoShortcut).
 package warehouse
