@@ -2,6 +2,7 @@ package redshift
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/sluice-dev/sluice/internal/change"
@@ -24,6 +25,10 @@ type Dialect interface {
 	Value(rec string, path []string, kind change.Kind, t WType) string
 	// Text is a string field of the record as text.
 	Text(rec string, path ...string) string
+	// ArrayLen is the length of the array at path.
+	ArrayLen(rec string, path ...string) string
+	// ElemText is attribute attr of element i of the array at path, as text.
+	ElemText(rec string, path []string, i int, attr string) string
 	// Contains tests whether the array at path holds the string s.
 	Contains(rec string, path []string, s string) string
 	// SeqAfter tests whether sequence number a is after b. Kinesis sequence
@@ -101,6 +106,14 @@ func (d redshiftDialect) Value(rec string, path []string, kind change.Kind, t WT
 
 func (d redshiftDialect) Text(rec string, path ...string) string {
 	return d.Field(rec, path...) + "::VARCHAR"
+}
+
+func (d redshiftDialect) ArrayLen(rec string, path ...string) string {
+	return "GET_ARRAY_LENGTH(" + d.Field(rec, path...) + ")"
+}
+
+func (d redshiftDialect) ElemText(rec string, path []string, i int, attr string) string {
+	return d.Field(rec, path...) + "[" + strconv.Itoa(i) + "]." + change.QuoteIdent(attr) + "::VARCHAR"
 }
 
 func (d redshiftDialect) Contains(rec string, path []string, s string) string {
@@ -209,6 +222,14 @@ func (d postgresDialect) Text(rec string, path ...string) string {
 		return rec + "::TEXT"
 	}
 	return d.Field(rec, path[:len(path)-1]...) + "->>" + change.QuoteLiteral(path[len(path)-1])
+}
+
+func (d postgresDialect) ArrayLen(rec string, path ...string) string {
+	return "jsonb_array_length(" + d.Field(rec, path...) + ")"
+}
+
+func (d postgresDialect) ElemText(rec string, path []string, i int, attr string) string {
+	return d.Field(rec, path...) + "->" + strconv.Itoa(i) + "->>" + change.QuoteLiteral(attr)
 }
 
 func (d postgresDialect) Contains(rec string, path []string, s string) string {

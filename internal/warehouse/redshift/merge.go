@@ -2,6 +2,7 @@ package redshift
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/sluice-dev/sluice/internal/change"
@@ -64,13 +65,21 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 		"  " + d.Text(data, "op") + ` AS "_sluice_op",` + "\n" +
 		"  " + d.Value(data, []string{"source", "commit_lsn"}, change.KindInt, lsnT) + " AS " + q(colCommitLSN) + ",\n" +
 		"  " + d.Value(data, []string{"source", "lsn"}, change.KindInt, lsnT) + " AS " + q(colLSN) + ",\n" +
-		"  " + data + ` AS "_sluice_data"` + "\n" +
+		"  " + data + ` AS "_sluice_data",` + "\n" +
+		"  " + shapeOK(d, data, tp) + ` AS "_sluice_shape_ok"` + "\n" +
 		"FROM " + p.Landing.Quoted() + " AS v\n" +
 		"LEFT JOIN " + p.Watermarks.Quoted() + " AS w\n" +
 		`  ON w."table_name" = ` + name + ` AND w."shard_id" = v."shard_id"` + "\n" +
 		"WHERE " + d.Text(data, "source", "schema") + " = " + d.Literal(tp.Source.Schema) + "\n" +
 		"  AND " + d.Text(data, "source", "table") + " = " + d.Literal(tp.Source.Name) + "\n" +
 		`  AND (w."sequence_number" IS NULL OR ` + d.SeqAfter(`v."sequence_number"`, `w."sequence_number"`) + ")")
+
+	// A record whose columns are not the mirror's (a schema change at the
+	// source) must not be merged with a column silently dropped. Merge
+	// checks first and says so; this statement fails the transaction if
+	// such a record landed between that check and this read.
+	add("DELETE FROM " + tmpRecords + "\nWHERE NOT \"_sluice_shape_ok\"\n" +
+		"  AND CAST(CASE WHEN NOT \"_sluice_shape_ok\" THEN " + d.Literal("schema of "+tp.Source.ID().String()+" changed at the source") + " END AS INTEGER) IS NOT NULL")
 
 	// 2. rows
 	rec := `r."_sluice_data"`
@@ -234,6 +243,18 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 		add("DROP TABLE " + t)
 	}
 	return out
+}
+
+// shapeOK tests that a record's columns are the mirror's: same count, same
+// names and source types in the same order.
+func shapeOK(d Dialect, rec string, tp *TablePlan) string {
+	parts := []string{d.ArrayLen(rec, "columns") + " = " + strconv.Itoa(len(tp.Columns))}
+	for i, c := range tp.Columns {
+		parts = append(parts,
+			d.ElemText(rec, []string{"columns"}, i, "name")+" = "+d.Literal(c.Name),
+			d.ElemText(rec, []string{"columns"}, i, "type")+" = "+d.Literal(c.Source.Name))
+	}
+	return "COALESCE(" + strings.Join(parts, "\n    AND ") + ", FALSE)"
 }
 
 func unchangedCol(i int) string { return fmt.Sprintf(`"_sluice_u%d"`, i) }

@@ -2,9 +2,11 @@ package redshift
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/change"
@@ -22,6 +24,16 @@ func PendingSQL(p *Plan, tp *TablePlan) string {
 		"  AND " + d.Text(data, "source", "table") + " = " + d.Literal(tp.Source.Name) + "\n" +
 		`  AND (w."sequence_number" IS NULL OR ` + d.SeqAfter(`v."sequence_number"`, `w."sequence_number"`) + ")"
 }
+
+// ShapeCheckSQL counts the landed, unmerged records of a table whose columns
+// are not the mirror's.
+func ShapeCheckSQL(p *Plan, tp *TablePlan) string {
+	return strings.Replace(PendingSQL(p, tp), "WHERE ", "WHERE NOT "+shapeOK(p.Config.Dialect, `v."data"`, tp)+"\n  AND ", 1)
+}
+
+// ErrShapeChanged is returned by Merge when records of a table carry other
+// columns than its mirror has: a schema change at the source.
+var ErrShapeChanged = errors.New("schema changed at the source")
 
 // Pending returns, per source table, the number of landed records not merged yet.
 func Pending(ctx context.Context, conn Conn, p *Plan) (map[change.TableID]int64, error) {

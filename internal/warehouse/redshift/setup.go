@@ -142,6 +142,14 @@ func deref(s *string) string {
 // nothing new landed changes nothing.
 func Merge(ctx context.Context, conn Conn, p *Plan) error {
 	for _, tp := range p.Tables {
+		rows, err := conn.Query(ctx, ShapeCheckSQL(p, tp))
+		if err != nil {
+			return fmt.Errorf("check the records of %s: %w", tp.Source.ID(), err)
+		}
+		if len(rows) == 1 && len(rows[0]) == 1 && deref(rows[0][0]) != "0" {
+			return fmt.Errorf("merge %s into %s: %w: %s records carry columns other than the mirror's; sluice cannot alter a Redshift mirror yet: alter %s by hand to the new schema (the plan of the new schema prints its DDL), then restart sluice with it; nothing was merged, nothing is lost",
+				tp.Source.ID(), tp.Target, ErrShapeChanged, deref(rows[0][0]), tp.Target)
+		}
 		if err := conn.ExecTx(ctx, tp.Merge); err != nil {
 			return fmt.Errorf("merge %s into %s: %w", tp.Source.ID(), tp.Target, err)
 		}
