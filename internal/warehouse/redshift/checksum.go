@@ -182,6 +182,12 @@ func (s *Side) table(t *change.Table) (*TablePlan, error) {
 	return tp, nil
 }
 
+// Checksums returns each non-empty bucket of the mirror of source table t,
+// read through conn: the checksum of `sluice verify` against Redshift.
+func Checksums(ctx context.Context, conn Conn, p *Plan, t *change.Table, buckets int) ([]verify.Bucket, error) {
+	return p.VerifySide(conn).Checksums(ctx, t, buckets)
+}
+
 // Checksums returns each non-empty bucket of the mirrored table.
 func (s *Side) Checksums(ctx context.Context, t *change.Table, buckets int) ([]verify.Bucket, error) {
 	tp, err := s.table(t)

@@ -22,7 +22,9 @@ import (
 //     LSN), never by arrival;
 //  5. merge: per key the latest change, if newer than the stored row and the
 //     stored delete marker; an "unchanged" TOAST column takes the latest value
-//     of that key in this run, or else the stored one;
+//     of that key in this run since its history last restarted (a delete, or
+//     a key change moving another row onto the key), else the stored value,
+//     else, for a moved row, the stored value of the key it moved from;
 //  6. apply: delete, insert, refresh delete markers, move the watermarks.
 //
 // Redshift's MERGE allows one unconditional WHEN MATCHED action, so it cannot
