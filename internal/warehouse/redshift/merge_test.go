@@ -575,3 +575,53 @@ func TestMergeStopsOnSchemaChange(t *testing.T) {
 		t.Fatalf("pending = %v (%v), want both records still pending", n, err)
 	}
 }
+
+// A composite, mixed-case key through inserts, a key change in one column,
+// deletes and a late older change, into a target schema of its own.
+func TestMergeCompositeKey(t *testing.T) {
+	tbl := &change.Table{Schema: "inv", Name: "Stock", Version: 1, Key: []int{0, 1}, Columns: []change.Column{
+		{Name: "Site", Type: change.Type{Name: "integer", Kind: change.KindInt}, Key: true},
+		{Name: "sku", Type: change.Type{Name: "text", Kind: change.KindText}, Key: true},
+		{Name: "qty", Type: change.Type{Name: "bigint", Kind: change.KindInt}, Nullable: true},
+	}}
+	ctx := context.Background()
+	name, err := cluster.CreateDatabase(ctx, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, cluster.URL(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	cfg := seedConfig(Postgres, tbl)
+	cfg.TargetSchema = "mirror"
+	e := &env{t: t, ctx: ctx, conn: conn, plan: mustPlan(t, cfg), seq: map[string]*big.Int{}}
+	if e.db, err = NewPgConn(ctx, conn, Postgres); err != nil {
+		t.Fatal(err)
+	}
+	if err := Setup(ctx, e.db, e.plan, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range shards {
+		e.seq[s] = big.NewInt(1)
+	}
+	row := func(site int, sku string, qty int) []change.Value {
+		return []change.Value{change.V(change.KindInt, itoa(site)), change.V(change.KindText, sku), change.V(change.KindInt, itoa(qty))}
+	}
+	pos := uint64(0)
+	ch := func(op change.Op, before, after []change.Value) landed {
+		pos += 10
+		return record(change.Change{Op: op, Table: tbl, Before: before, After: after, Pos: change.Position{CommitLSN: change.LSN(pos), LSN: change.LSN(pos - 1)}, CommitTime: time.Unix(1700000000, 0)})
+	}
+	dump := `SELECT "Site", "sku", "qty" FROM "mirror"."Stock"`
+	older := ch(change.OpUpdate, nil, row(1, "a", 999))
+	e.land(ch(change.OpInsert, nil, row(1, "a", 5)), ch(change.OpInsert, nil, row(1, "b", 6)), ch(change.OpInsert, nil, row(2, "a", 7)))
+	e.merge()
+	e.land(ch(change.OpUpdate, row(1, "b", 0), row(1, "c", 8)), ch(change.OpDelete, row(2, "a", 0), nil))
+	e.merge()
+	equalLines(t, "after a key change and a delete", e.dump(dump), []string{"1|a|5", "1|c|8"})
+	e.land(older, ch(change.OpInsert, nil, row(2, "a", 9)))
+	e.merge()
+	equalLines(t, "after a late older update and a re-insert", e.dump(dump), []string{"1|a|5", "1|c|8", "2|a|9"})
+}
