@@ -34,7 +34,7 @@ func BenchmarkMerge(b *testing.B) {
 			seq.Add(seq, big.NewInt(1))
 		}
 		w.changes = w.changes[:0]
-		if _, err := e.conn.Exec(e.ctx, `INSERT INTO "_sluice"."landing" SELECT now(), p, s, q, now(), d::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(p, s, q, d)`,
+		if _, err := e.conn.Exec(e.ctx, `INSERT INTO "_sluice"."hubert-redshift" SELECT now(), p, s, q, now(), d::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(p, s, q, d)`,
 			parts, shardIDs, seqs, data); err != nil {
 			b.Fatal(err)
 		}

@@ -32,7 +32,7 @@ type Config struct {
 	// warehouse.
 	StateSchema string
 	// LandingName is the streaming materialized view (a table in the
-	// Postgres dialect). Default "landing".
+	// Postgres dialect). Default: the stream's name.
 	LandingName string
 	// TargetSchema is where mirrored tables are created; default: each
 	// source table's own schema.
@@ -73,7 +73,9 @@ func (c Config) normalize() (Config, error) {
 		c.StateSchema = warehouse.StateSchema
 	}
 	if c.LandingName == "" {
-		c.LandingName = "landing"
+		// One view per stream: pipelines reading other streams into the
+		// same database must not share (or silently reuse) it.
+		c.LandingName = c.StreamName
 	}
 	if !streamRe.MatchString(c.StreamName) {
 		return bad("stream name %q: set the Kinesis stream's name (1-128 of A-Z a-z 0-9 _ . -)", c.StreamName)

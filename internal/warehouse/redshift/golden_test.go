@@ -120,7 +120,7 @@ func TestGoldenRedshift(t *testing.T) {
 	golden(t, "iam_trust_policy.json", string(p.TrustPolicy)+"\n")
 	golden(t, "iam_permission_policy.json", string(p.PermissionPolicy)+"\n")
 	golden(t, "external_schema.sql", object(t, p, KindExternalSchema, "sluice_kinesis", "").Create+";\n")
-	golden(t, "streaming_view.sql", object(t, p, KindMaterializedView, "_sluice", "landing").Create+";\n")
+	golden(t, "streaming_view.sql", object(t, p, KindMaterializedView, "_sluice", "hubert-redshift").Create+";\n")
 	golden(t, "state_tables.sql", object(t, p, KindTable, "_sluice", "watermarks").Create+";\n\n"+
 		object(t, p, KindTable, "_sluice", "truncations").Create+";\n\n"+
 		object(t, p, KindTable, "_sluice", "created").Create+";\n")

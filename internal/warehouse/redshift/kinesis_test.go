@@ -45,7 +45,7 @@ func (r *refresher) refresh(ctx context.Context, e *env) (int, error) {
 				return 0, fmt.Errorf("get records: %w", err)
 			}
 			for _, rec := range out.Records {
-				if _, err := e.conn.Exec(ctx, `INSERT INTO "_sluice"."landing" VALUES ($1, $2, $3, $4, now(), $5::jsonb)`,
+				if _, err := e.conn.Exec(ctx, `INSERT INTO "_sluice"."hubert-redshift" VALUES ($1, $2, $3, $4, now(), $5::jsonb)`,
 					aws.ToTime(rec.ApproximateArrivalTimestamp), aws.ToString(rec.PartitionKey), id,
 					aws.ToString(rec.SequenceNumber), string(rec.Data)); err != nil {
 					return 0, err

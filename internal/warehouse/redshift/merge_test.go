@@ -80,7 +80,7 @@ func (e *env) land(recs ...landed) {
 	e.t.Helper()
 	for _, r := range recs {
 		seq := e.seq[r.shard]
-		if _, err := e.conn.Exec(e.ctx, `INSERT INTO "_sluice"."landing" VALUES (now(), $1, $2, $3, now(), $4::jsonb)`,
+		if _, err := e.conn.Exec(e.ctx, `INSERT INTO "_sluice"."hubert-redshift" VALUES (now(), $1, $2, $3, now(), $4::jsonb)`,
 			r.partition, r.shard, seq.String(), string(r.data)); err != nil {
 			e.t.Fatal(err)
 		}
