@@ -40,6 +40,7 @@ const (
 	Unknown State = iota // not inspected
 	Missing              // will be created
 	Exists               // already there, left alone
+	Conflict             // a table of that name exists with other columns: Setup refuses
 )
 
 // Object is one database object of the plan, with the SQL that creates and
@@ -51,6 +52,10 @@ type Object struct {
 	Create string
 	Drop   string
 	State  State
+	// Columns are a table's column names, in order; Problem says how an
+	// existing table differs from them (State Conflict).
+	Columns []string
+	Problem string
 }
 
 // ID is the object's quoted name.
@@ -178,7 +183,34 @@ func NewPlan(cfg Config) (*Plan, error) {
 }
 
 func tableObject(id change.TableID, create string) Object {
-	return Object{Kind: KindTable, Schema: id.Schema, Name: id.Name, Create: create, Drop: "DROP TABLE " + id.Quoted()}
+	return Object{Kind: KindTable, Schema: id.Schema, Name: id.Name, Create: create, Drop: "DROP TABLE " + id.Quoted(), Columns: ddlColumns(create)}
+}
+
+// ddlColumns reads the column names back from a CREATE TABLE this package
+// rendered (one quoted column per line), so the names have one source.
+func ddlColumns(create string) []string {
+	var out []string
+	for _, line := range strings.Split(create, "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, `"`) {
+			continue
+		}
+		name, i := "", 1
+		for i < len(line) {
+			if line[i] == '"' {
+				if i+1 < len(line) && line[i+1] == '"' {
+					name += `"`
+					i += 2
+					continue
+				}
+				break
+			}
+			name += string(line[i])
+			i++
+		}
+		out = append(out, name)
+	}
+	return out
 }
 
 func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
@@ -324,16 +356,39 @@ type Inspector interface {
 	Exists(ctx context.Context, o Object) (bool, error)
 }
 
-// Inspect marks each object as existing or missing.
+// ColumnLister is an Inspector that can also list an existing table's
+// columns, so the plan can tell a table sluice can use from one that merely
+// has the same name.
+type ColumnLister interface {
+	Columns(ctx context.Context, o Object) ([]string, error)
+}
+
+// Inspect marks each object as existing, missing, or (a table whose columns
+// are not the plan's, when in is a ColumnLister) in conflict.
 func (p *Plan) Inspect(ctx context.Context, in Inspector) error {
+	cl, _ := in.(ColumnLister)
 	for i := range p.Objects {
-		ok, err := in.Exists(ctx, p.Objects[i])
+		o := &p.Objects[i]
+		ok, err := in.Exists(ctx, *o)
 		if err != nil {
-			return fmt.Errorf("inspect %s %s: %w", p.Objects[i].Kind, p.Objects[i].ID(), err)
+			return fmt.Errorf("inspect %s %s: %w", o.Kind, o.ID(), err)
 		}
-		p.Objects[i].State = Missing
-		if ok {
-			p.Objects[i].State = Exists
+		o.State, o.Problem = Missing, ""
+		if !ok {
+			continue
+		}
+		o.State = Exists
+		if cl == nil || o.Kind != KindTable || len(o.Columns) == 0 {
+			continue
+		}
+		have, err := cl.Columns(ctx, *o)
+		if err != nil {
+			return fmt.Errorf("inspect the columns of %s: %w", o.ID(), err)
+		}
+		if strings.Join(have, "\x00") != strings.Join(o.Columns, "\x00") {
+			o.State = Conflict
+			o.Problem = fmt.Sprintf("it has columns (%s), sluice needs (%s): rename or drop it, or choose another target schema",
+				strings.Join(have, ", "), strings.Join(o.Columns, ", "))
 		}
 	}
 	return nil
@@ -346,7 +401,7 @@ func (p *Plan) String() string {
 	c := &p.Config
 	fmt.Fprintf(&b, "Mirror into %s from Kinesis stream %s\n", c.Dialect.Name(), c.StreamARN)
 	fmt.Fprintf(&b, "  IAM role Redshift assumes: %s\n\n", c.RoleARN)
-	create, exist := 0, 0
+	create, exist, conflict := 0, 0, 0
 	for _, o := range p.Objects {
 		mark := "?"
 		switch o.State {
@@ -356,12 +411,21 @@ func (p *Plan) String() string {
 		case Exists:
 			mark = "="
 			exist++
+		case Conflict:
+			mark = "!"
+			conflict++
 		}
 		fmt.Fprintf(&b, "  %s %s %s\n", mark, o.Kind, o.ID())
+		if o.Problem != "" {
+			fmt.Fprintf(&b, "      exists, but %s\n", o.Problem)
+		}
 	}
-	if create+exist == 0 {
+	switch {
+	case create+exist+conflict == 0:
 		fmt.Fprintf(&b, "\nPlan: %d objects (not inspected: connect to see what exists).\n", len(p.Objects))
-	} else {
+	case conflict > 0:
+		fmt.Fprintf(&b, "\nPlan: %d to create, %d already exist, %d in the way (setup refuses until they are resolved).\n", create, exist, conflict)
+	default:
 		fmt.Fprintf(&b, "\nPlan: %d to create, %d already exist.\n", create, exist)
 	}
 	for _, w := range p.Warnings {
@@ -370,7 +434,7 @@ func (p *Plan) String() string {
 	fmt.Fprintf(&b, "\n-- IAM trust policy of %s\n%s\n", c.RoleARN, p.TrustPolicy)
 	fmt.Fprintf(&b, "\n-- IAM permission policy of %s\n%s\n", c.RoleARN, p.PermissionPolicy)
 	for _, o := range p.Objects {
-		if o.State == Exists {
+		if o.State == Exists || o.State == Conflict {
 			continue
 		}
 		fmt.Fprintf(&b, "\n%s;\n", o.Create)

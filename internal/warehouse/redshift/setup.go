@@ -17,7 +17,26 @@ type CatalogInspector struct {
 	Dialect Dialect
 }
 
-var _ Inspector = CatalogInspector{}
+var (
+	_ Inspector    = CatalogInspector{}
+	_ ColumnLister = CatalogInspector{}
+)
+
+// Columns lists a table's columns in order (pg_attribute, in both).
+func (ci CatalogInspector) Columns(ctx context.Context, o Object) ([]string, error) {
+	lit := ci.Dialect.Literal
+	rows, err := ci.Conn.Query(ctx, "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "+
+		"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = "+lit(o.Schema)+" AND c.relname = "+lit(o.Name)+
+		" AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = deref(r[0])
+	}
+	return out, nil
+}
 
 // Exists reports whether o exists.
 func (ci CatalogInspector) Exists(ctx context.Context, o Object) (bool, error) {
@@ -42,6 +61,11 @@ func (ci CatalogInspector) Exists(ctx context.Context, o Object) (bool, error) {
 func Setup(ctx context.Context, conn Conn, p *Plan, log *slog.Logger) error {
 	if err := p.Inspect(ctx, CatalogInspector{Conn: conn, Dialect: p.Config.Dialect}); err != nil {
 		return err
+	}
+	for _, o := range p.Objects {
+		if o.State == Conflict {
+			return fmt.Errorf("set up: %s %s %s", o.Kind, o.ID(), "exists, but "+o.Problem)
+		}
 	}
 	lit := p.Config.Dialect.Literal
 	var pending []Object // created before the bookkeeping table existed

@@ -136,3 +136,36 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatalf("stream ARN %s, want %s", p.Config.StreamARN, want)
 	}
 }
+
+// A table of the mirror's name but other columns is in the way: the plan
+// says so and Setup refuses, creating nothing.
+func TestSetupRefusesATableInTheWay(t *testing.T) {
+	ctx := context.Background()
+	name, err := cluster.CreateDatabase(ctx, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, cluster.URL(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	db, err := NewPgConn(ctx, conn, Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec(ctx, `CREATE TABLE "public"."customers" ("userid" int PRIMARY KEY, "name" text)`); err != nil {
+		t.Fatal(err)
+	}
+	p := mustPlan(t, seedConfig(Postgres, customers()))
+	err = Setup(ctx, db, p, nil)
+	if err == nil || !strings.Contains(err.Error(), `table "public"."customers" exists, but it has columns (userid, name)`) {
+		t.Fatalf("setup: err = %v, want a refusal naming the table and its columns", err)
+	}
+	if !strings.Contains(p.String(), `  ! table "public"."customers"`) {
+		t.Errorf("plan does not mark the table in the way:\n%s", p)
+	}
+	if exists(t, db, object(t, p, KindSchema, "_sluice", "")) {
+		t.Error("setup created the state schema before refusing")
+	}
+}
