@@ -37,10 +37,10 @@ func (k ObjectKind) String() string {
 type State uint8
 
 const (
-	Unknown State = iota // not inspected
-	Missing              // will be created
-	Exists               // already there, left alone
-	Conflict             // a table of that name exists with other columns: Setup refuses
+	Unknown  State = iota // not inspected
+	Missing               // will be created
+	Exists                // already there, left alone
+	Conflict              // a table of that name exists with other columns: Setup refuses
 )
 
 // Object is one database object of the plan, with the SQL that creates and
