@@ -120,6 +120,14 @@ func AlterTableSQL(d Dialect, target change.TableID, from, to *change.Table) ([]
 	}
 	var out []string
 	q := target.Quoted()
+	// Drops first: DuckDB cannot commit a transaction that adds a column
+	// with a default expression and then drops another one ("another
+	// transaction has altered this table").
+	for _, c := range from.Columns {
+		if to.Column(c.Name) < 0 {
+			out = append(out, fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", q, change.QuoteIdent(c.Name)))
+		}
+	}
 	for _, c := range to.Columns {
 		i := from.Column(c.Name)
 		if i < 0 {
@@ -146,11 +154,6 @@ func AlterTableSQL(d Dialect, target change.TableID, from, to *change.Table) ([]
 		if ot, nt := d.ColumnType(TypeOf(old)), d.ColumnType(TypeOf(c)); ot != nt {
 			out = append(out, fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET DATA TYPE %s USING CAST(%s AS %s)", q,
 				change.QuoteIdent(c.Name), nt, change.QuoteIdent(c.Name), nt))
-		}
-	}
-	for _, c := range from.Columns {
-		if to.Column(c.Name) < 0 {
-			out = append(out, fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", q, change.QuoteIdent(c.Name)))
 		}
 	}
 	return out, nil

@@ -385,18 +385,25 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 		return nil
 	}
 	nullable := map[string]bool{}
-	rows, err := st.meta.Query(ctx, `SELECT attname::text, NOT attnotnull FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped`, m.RelationID)
+	// attmissingval is the value rows that predate an added column take (a
+	// "fast default"): they send no change, so the warehouse must be told.
+	missing := map[string]string{}
+	rows, err := st.meta.Query(ctx, `SELECT attname::text, NOT attnotnull, atthasmissing, coalesce(attmissingval::text, '')
+		FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped`, m.RelationID)
 	if err != nil {
 		return fmt.Errorf("read columns of %s: %w", id, err)
 	}
 	for rows.Next() {
-		var n string
-		var null bool
-		if err := rows.Scan(&n, &null); err != nil {
+		var n, miss string
+		var null, hasMissing bool
+		if err := rows.Scan(&n, &null, &hasMissing, &miss); err != nil {
 			rows.Close()
 			return fmt.Errorf("read columns of %s: %w", id, err)
 		}
 		nullable[n] = null
+		if hasMissing {
+			missing[n] = miss
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read columns of %s: %w", id, err)
@@ -413,7 +420,14 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 			return fmt.Errorf("format type of %s.%s: %w", id, c.Name, err)
 		}
 		null, ok := nullable[c.Name]
-		next.table.Columns = append(next.table.Columns, change.Column{Name: c.Name, Type: ti.changeType(name), Nullable: null || !ok})
+		col := change.Column{Name: c.Name, Type: ti.changeType(name), Nullable: null || !ok}
+		if miss, ok := missing[c.Name]; ok {
+			if col.Missing, err = missingValue(miss, ti); err != nil {
+				st.s.log.Warn("cannot read the default of an added column: rows that existed before it will hold NULL in the target until they change",
+					"table", id.String(), "column", c.Name, "err", err)
+			}
+		}
+		next.table.Columns = append(next.table.Columns, col)
 		next.types = append(next.types, ti)
 		next.typmods = append(next.typmods, c.TypeModifier)
 	}
@@ -428,4 +442,21 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 	st.rels[m.RelationID] = next
 	st.s.log.Info("table schema changed", "table", id.String(), "version", next.table.Version, "columns", len(next.table.Columns))
 	return nil
+}
+
+// missingValue decodes pg_attribute.attmissingval, a one-element array of
+// the column's type in text form, into the column's value.
+func missingValue(text string, ti *typeInfo) (*change.Value, error) {
+	if ti.kind == change.KindArray {
+		return nil, fmt.Errorf("array columns are not supported")
+	}
+	arr, err := parseArray(text, ti, ',')
+	if err != nil {
+		return nil, err
+	}
+	if len(arr.Elems) != 1 {
+		return nil, fmt.Errorf("attmissingval %.40q has %d elements, want 1", text, len(arr.Elems))
+	}
+	v := arr.Elems[0]
+	return &v, nil
 }
