@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-dev/sluice/internal/admin"
@@ -131,7 +130,3 @@ func (m markAdapter) ApplyStream(ctx context.Context, b *change.Batch, marks []k
 func (m markAdapter) StreamMarks(ctx context.Context, stream string) (map[string]string, error) {
 	return m.w.StreamMarks(ctx, stream)
 }
-
-func extraCommands() []*cobra.Command { return nil }
-
-func extraTeardown(cmd *cobra.Command, c *config.Config) error { return nil }
