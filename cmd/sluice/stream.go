@@ -69,7 +69,7 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		if rejects == "" {
 			rejects = filepath.Join(c.StateDir, c.Pipeline+".kinesis-rejects.jsonl")
 		}
-		rd, err := kinesis.NewReader(ctx, kinesis.ReaderConfig{Connection: conn, RejectFile: rejects, Logger: log}, markAdapter{app})
+		rd, err := kinesis.NewReader(ctx, kinesis.ReaderConfig{Connection: conn, RejectFile: rejects, Logger: log}, app)
 		if err != nil {
 			return err
 		}
@@ -114,19 +114,4 @@ func databaseOf(u string) string {
 type streamApplier interface {
 	ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error
 	StreamMarks(ctx context.Context, stream string) (map[string]string, error)
-}
-
-// markAdapter converts the reader's marks into the warehouse's.
-type markAdapter struct{ w streamApplier }
-
-func (m markAdapter) ApplyStream(ctx context.Context, b *change.Batch, marks []kinesis.StreamMark) error {
-	out := make([]warehouse.StreamMark, len(marks))
-	for i, mk := range marks {
-		out[i] = warehouse.StreamMark{Stream: mk.Stream, Shard: mk.Shard, Sequence: mk.Sequence}
-	}
-	return m.w.ApplyStream(ctx, b, out)
-}
-
-func (m markAdapter) StreamMarks(ctx context.Context, stream string) (map[string]string, error) {
-	return m.w.StreamMarks(ctx, stream)
 }

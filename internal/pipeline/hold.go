@@ -141,9 +141,7 @@ func split(b *change.Batch, at change.LSN) (before, after *change.Batch) {
 	}
 	before = &change.Batch{Changes: b.Changes[:i]}
 	after = &change.Batch{Changes: b.Changes[i:], Ack: b.Ack}
-	for _, s := range b.Snapshotted {
-		before.Snapshotted = append(before.Snapshotted, s)
-	}
+	before.Snapshotted = append(before.Snapshotted, b.Snapshotted...)
 	if len(after.Changes) == 0 && b.Ack >= at {
 		// Only the ack is past the hold: nothing to hold back but the ack itself.
 		return before, after

@@ -14,13 +14,9 @@ import (
 	"github.com/sluice-dev/sluice/internal/change"
 )
 
-// replica replays changes into memory the way a target does: sorted by
+// replay replays changes into memory the way a target does: sorted by
 // position, snapshot rows first, streamed changes at or before the
 // snapshot's position skipped.
-type replica struct {
-	rows map[string][]change.Value
-}
-
 func replay(changes []change.Change, snapPos change.Position) map[string]string {
 	sorted := append([]change.Change(nil), changes...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Pos.Less(sorted[j].Pos) })

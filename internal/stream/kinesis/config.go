@@ -43,14 +43,14 @@ func parseStream(s string) (stream, error) {
 	}
 	if !strings.HasPrefix(s, "arn:") {
 		if len(s) > 128 || strings.ContainsAny(s, "/: ") {
-			return stream{}, fmt.Errorf("Kinesis stream name %q is not valid: want 1-128 characters of a-z A-Z 0-9 _ . -, or the stream's ARN", s)
+			return stream{}, fmt.Errorf("the Kinesis stream name %q is not valid: want 1-128 characters of a-z A-Z 0-9 _ . -, or the stream's ARN", s)
 		}
 		return stream{name: s}, nil
 	}
 	// arn:partition:kinesis:region:account:stream/name
 	parts := strings.SplitN(s, ":", 6)
 	if len(parts) != 6 || parts[2] != "kinesis" || !strings.HasPrefix(parts[5], "stream/") || len(parts[5]) == len("stream/") {
-		return stream{}, fmt.Errorf("Kinesis stream ARN %q is not valid: want arn:aws:kinesis:REGION:ACCOUNT:stream/NAME", s)
+		return stream{}, fmt.Errorf("the Kinesis stream ARN %q is not valid: want arn:aws:kinesis:REGION:ACCOUNT:stream/NAME", s)
 	}
 	return stream{name: strings.TrimPrefix(parts[5], "stream/"), arn: s}, nil
 }

@@ -322,7 +322,7 @@ func (p *faultProxy) forward(w http.ResponseWriter, r *http.Request, body []byte
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		http.Error(w, err.Error(), 502)
+		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
 	defer resp.Body.Close()

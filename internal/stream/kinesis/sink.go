@@ -195,7 +195,7 @@ func (s *Sink) shardHashKeys(ctx context.Context) ([]string, error) {
 		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("Kinesis stream %s has no open shard", s.stream)
+		return nil, fmt.Errorf("the Kinesis stream %s has no open shard", s.stream)
 	}
 	return keys, nil
 }
