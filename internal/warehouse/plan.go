@@ -92,11 +92,39 @@ func Plan(b *change.Batch, state map[change.TableID]change.TableState, mode Mode
 		}
 		return tp
 	}
+	// A table's snapshot position, learnt from this batch's snapshot rows
+	// and markers, is a floor too: the stream may start before it (at the
+	// slot's confirmed position), and a change at or before it that shares
+	// the batch with the snapshot's rows is already in them. Without this
+	// floor a replayed insert of a row deleted before the snapshot would
+	// come back.
+	var floor map[change.TableID]change.Position
+	if mode == ModeReplication {
+		raise := func(id change.TableID, p change.Position) {
+			if floor == nil {
+				floor = map[change.TableID]change.Position{}
+			}
+			if f, ok := floor[id]; !ok || f.Less(p) {
+				floor[id] = p
+			}
+		}
+		for i := range b.Changes {
+			if c := &b.Changes[i]; c.Op == change.OpRead && !state[c.Table.ID()].Snapshotted {
+				raise(c.Table.ID(), c.Pos)
+			}
+		}
+		for i := range b.Snapshotted {
+			raise(b.Snapshotted[i].Table.ID(), b.Snapshotted[i].Pos)
+		}
+	}
 	for i := range b.Changes {
 		c := &b.Changes[i]
 		id := c.Table.ID()
 		if mode == ModeReplication {
 			st := state[id]
+			if f, ok := floor[id]; ok && st.Applied.Less(f) {
+				st.Applied = f
+			}
 			if c.Op == change.OpRead {
 				// Snapshot rows all carry the snapshot's position and may
 				// span many batches: they are replays only once the

@@ -95,6 +95,14 @@ func TestPlanReduce(t *testing.T) {
 		{name: "unchanged with no earlier value stays unchanged",
 			cs:   []change.Change{ch(change.OpUpdate, 1, "1", "<u>")},
 			want: []string{"1=<unchanged>@" + pos(1).String()}},
+		{name: "changes at or before the snapshot's rows in the same batch are in the snapshot",
+			cs: []change.Change{
+				ch(change.OpInsert, 1, "7", "deleted before the snapshot"), // a replay from before the snapshot
+				{Op: change.OpRead, Table: tbl(), After: vals("1", "r"), Pos: pos(2)},
+				ch(change.OpDelete, 2, "1", ""), // at the snapshot's position: in it already
+				ch(change.OpUpdate, 3, "1", "after"),
+			},
+			want: []string{"1=after@" + pos(3).String()}},
 		{name: "snapshot reads are replays once the table is snapshotted",
 			cs:    []change.Change{{Op: change.OpRead, Table: tbl(), After: vals("1", "r"), Pos: pos(1)}},
 			state: change.TableState{Snapshotted: true, Applied: pos(1)}},
