@@ -250,22 +250,40 @@ func (p *Pipeline) apply(ctx context.Context, b *change.Batch) error {
 		}
 		p.stats.LastApply = now
 	}
-	var newest time.Time
+	// Per-table figures, looked up once per run of one table's changes: this
+	// loop sees every change, so it must stay cheap.
+	var (
+		newest  time.Time
+		lastTbl *change.Table
+		ts      *TableStats
+		last    *change.Change
+	)
+	flush := func() {
+		if ts != nil && last != nil {
+			ts.AppliedLSN = last.Pos.String()
+			ts.LastAppliedAt = now
+		}
+	}
 	for i := range tb.Changes {
 		c := &tb.Changes[i]
-		ts := p.table(c.Table.ID().String())
+		if c.Table != lastTbl {
+			flush()
+			lastTbl, ts = c.Table, p.table(c.Table.ID().String())
+		}
+		last = c
 		ts.Changes++
 		if c.Op == change.OpRead {
 			ts.SnapshotRows++
-		} else if c.CommitTime.After(newest) {
+			continue
+		}
+		if c.CommitTime.After(newest) {
 			newest = c.CommitTime
 		}
-		ts.AppliedLSN = c.Pos.String()
 		if c.CommitTime.After(ts.LastCommit) {
 			ts.LastCommit = c.CommitTime
 		}
-		ts.LastAppliedAt = now
 	}
+	flush()
 	for _, s := range tb.Snapshotted {
 		ts := p.table(s.Table.ID().String())
 		ts.Snapshotted = true
