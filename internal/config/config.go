@@ -18,6 +18,7 @@ type Config struct {
 	Tables   []TableSpec   `yaml:"tables" doc:"Tables to mirror: \"schema.table\", or {name: schema.table, key: [col, ...]} to declare a key for a table without a primary key (its REPLICA IDENTITY must then be FULL)."`
 	Target   Target        `yaml:"target" doc:"Where the mirror lives: duckdb:PATH or a postgres:// URL, or {url: ..., schema: ...}."`
 	Stream   *Stream       `yaml:"stream" doc:"Optional stream between source and target. Without one, batches go straight to the target in-process and the replication slot is the durable buffer."`
+	Redshift *Redshift     `yaml:"redshift" doc:"Settings of a Redshift target (target: redshift://...): the IAM role, the merge schedule, the Data API. A Redshift target reads the changes from stream.kinesis."`
 	Batch    Batch         `yaml:"batch" doc:"How changes are grouped on their way to the target."`
 	Snapshot Snapshot      `yaml:"snapshot" doc:"The initial copy of each table."`
 	Admin    Admin         `yaml:"admin" doc:"The local admin endpoint of a running sluice (status, verify and read-only queries go through it)."`
@@ -42,7 +43,7 @@ type TableSpec struct {
 
 // Target is where the mirror lives.
 type Target struct {
-	URL    string `yaml:"url" doc:"duckdb:PATH (a local file, created if missing) or postgres://... ."`
+	URL    string `yaml:"url" doc:"duckdb:PATH (a local file, created if missing), postgres://... or redshift://user:password@host:5439/database (redshift: alone with redshift.data_api)."`
 	Schema string `yaml:"schema" doc:"Schema in the target; default: the source table's own schema name (public.customers lands in public.customers, in DuckDB too)."`
 }
 
@@ -50,7 +51,7 @@ type Target struct {
 type Stream struct {
 	Kinesis *Kinesis `yaml:"kinesis" doc:"Amazon Kinesis Data Streams."`
 	// Role says which half of the pipeline this process runs.
-	Role string `yaml:"role" default:"both" doc:"producer (Postgres -> stream), consumer (stream -> target), or both in one process."`
+	Role string `yaml:"role" default:"both" doc:"producer (Postgres -> stream), consumer (stream -> target), or both in one process. With a Redshift target, consumer (or merge) runs only the merge schedule."`
 }
 
 // Kinesis addresses a Kinesis data stream.
@@ -87,6 +88,7 @@ type TargetKind string
 const (
 	TargetDuckDB   TargetKind = "duckdb"
 	TargetPostgres TargetKind = "postgres"
+	TargetRedshift TargetKind = "redshift"
 )
 
 // Kind parses the target URL's scheme.
@@ -100,10 +102,12 @@ func (t Target) Kind() (TargetKind, string, error) {
 		return TargetDuckDB, p, nil
 	case strings.HasPrefix(t.URL, "postgres://"), strings.HasPrefix(t.URL, "postgresql://"):
 		return TargetPostgres, t.URL, nil
+	case strings.HasPrefix(t.URL, "redshift:"):
+		return TargetRedshift, t.URL, nil
 	case t.URL == "":
-		return "", "", fmt.Errorf("no target: set target (duckdb:PATH or postgres://...) in the config or pass --target")
+		return "", "", fmt.Errorf("no target: set target (duckdb:PATH, postgres://... or redshift://...) in the config or pass --target")
 	}
-	return "", "", fmt.Errorf("target %q: want duckdb:PATH or a postgres:// URL", Redact(t.URL))
+	return "", "", fmt.Errorf("target %q: want duckdb:PATH, a postgres:// URL or a redshift:// URL", Redact(t.URL))
 }
 
 // Tables returns the parsed table ids and declared keys.
@@ -158,13 +162,18 @@ func (c *Config) Validate() error {
 	if c.Stream != nil {
 		switch c.Stream.Role {
 		case "producer", "consumer", "both":
+		case "merge":
+			if !c.IsRedshift() {
+				add("stream.role merge runs the Redshift merge schedule: it needs target: redshift://...; use consumer for other targets")
+			}
 		default:
-			add("stream.role %q: want producer, consumer or both", c.Stream.Role)
+			add("stream.role %q: want producer, consumer or both (merge with a Redshift target)", c.Stream.Role)
 		}
 		if c.Stream.Kinesis == nil || c.Stream.Kinesis.Stream == "" {
 			add("stream.kinesis.stream is empty: give the Kinesis stream name or ARN")
 		}
 	}
+	c.validateRedshift(add)
 	if c.Batch.MaxChanges < 1 {
 		add("batch.max_changes must be at least 1")
 	}
@@ -217,4 +226,110 @@ func Redact(s string) string {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	return u.String()
+}
+
+// Redshift configures a Redshift target. Redshift reads the changes from
+// the Kinesis stream itself (streaming ingestion); sluice creates the
+// objects that do so (`sluice setup`) and merges what landed into the
+// mirrored tables on a schedule.
+type Redshift struct {
+	RoleARN        string           `yaml:"role_arn" doc:"Required. ARN of the IAM role Redshift assumes to read the stream (arn:aws:iam::<account>:role/<name>), associated with the cluster or workgroup; sluice plan prints its trust and permission policies."`
+	Account        string           `yaml:"account" doc:"12-digit AWS account that owns the stream; default: taken from stream.kinesis.stream when that is an ARN."`
+	Region         string           `yaml:"region" doc:"AWS region of the stream; default: stream.kinesis.region, the stream ARN's region, or AWS_REGION."`
+	KMSKeyARN      string           `yaml:"kms_key_arn" doc:"The stream's customer-managed KMS key, if any; the permission policy then grants kms:Decrypt on it."`
+	ExternalSchema string           `yaml:"external_schema" default:"sluice_kinesis" doc:"Redshift schema mapped to Kinesis (CREATE EXTERNAL SCHEMA ... FROM KINESIS)."`
+	TargetSchema   string           `yaml:"target_schema" doc:"Schema of the mirrored tables in Redshift; default: target.schema, else each source table's own schema."`
+	MergeInterval  time.Duration    `yaml:"merge_interval" default:"1m" doc:"How often the landed records are merged into the mirrored tables."`
+	DataAPI        *RedshiftDataAPI `yaml:"data_api" doc:"Reach Redshift through the Redshift Data API (IAM, HTTPS) instead of the wire protocol; the target is then just redshift:."`
+	Dialect        string           `yaml:"dialect" doc:"For tests only: postgres runs the same plan and merge against a Postgres database standing in for Redshift. Leave empty."`
+}
+
+// RedshiftDataAPI addresses Redshift through the Data API.
+type RedshiftDataAPI struct {
+	ClusterIdentifier string `yaml:"cluster_identifier" doc:"Provisioned cluster identifier (or set workgroup_name)."`
+	WorkgroupName     string `yaml:"workgroup_name" doc:"Redshift Serverless workgroup (or set cluster_identifier)."`
+	Database          string `yaml:"database" doc:"Database name."`
+	SecretARN         string `yaml:"secret_arn" doc:"Secrets Manager secret with the database credentials."`
+	DbUser            string `yaml:"db_user" doc:"Database user for temporary credentials (provisioned clusters only; or set secret_arn)."`
+}
+
+// IsRedshift reports whether the target is Redshift.
+func (c *Config) IsRedshift() bool {
+	k, _, err := c.Target.Kind()
+	return err == nil && k == TargetRedshift
+}
+
+var (
+	roleARNRE   = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$`)
+	accountRE   = regexp.MustCompile(`^[0-9]{12}$`)
+	awsRegionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+)
+
+// validateRedshift checks the redshift section and what a Redshift target
+// needs of the rest.
+func (c *Config) validateRedshift(add func(string, ...any)) {
+	if !c.IsRedshift() {
+		if c.Redshift != nil && (c.Stream == nil || c.Stream.Role != "producer") {
+			add("redshift is set but the target is not Redshift: set target: redshift://user:password@host:5439/database, or remove the redshift section")
+		}
+		return
+	}
+	if c.Stream == nil || c.Stream.Kinesis == nil || c.Stream.Kinesis.Stream == "" {
+		add("a Redshift target needs a Kinesis stream (Redshift reads the changes from it natively): add stream: {kinesis: {stream: NAME, region: REGION}}")
+	}
+	if c.Source.URL == "" {
+		add("source.url is empty: a Redshift target needs the source even for the merge, to build the plan from the tables' schemas")
+	}
+	r := c.Redshift
+	if r == nil {
+		r = &Redshift{}
+	}
+	switch {
+	case r.RoleARN == "":
+		add("redshift.role_arn is empty: set the ARN of the IAM role Redshift assumes to read the stream, arn:aws:iam::<account>:role/<name> (`sluice plan` prints its trust and permission policies)")
+	case strings.Contains(r.RoleARN, ":kinesis:"):
+		add("redshift.role_arn %q is a Kinesis stream ARN: set the ARN of the IAM role Redshift assumes (arn:aws:iam::<account>:role/<name>); the stream goes in stream.kinesis.stream", r.RoleARN)
+	case !roleARNRE.MatchString(r.RoleARN):
+		add("redshift.role_arn %q: want an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>", r.RoleARN)
+	}
+	streamIsARN := c.Stream != nil && c.Stream.Kinesis != nil && strings.HasPrefix(c.Stream.Kinesis.Stream, "arn:")
+	if r.Account == "" && !streamIsARN {
+		add("redshift.account is empty: set the 12-digit AWS account that owns the stream, or give stream.kinesis.stream as the stream's ARN")
+	} else if r.Account != "" && !accountRE.MatchString(r.Account) {
+		add("redshift.account %q: want the 12-digit AWS account ID", r.Account)
+	}
+	if r.Region != "" && !awsRegionRE.MatchString(r.Region) {
+		add("redshift.region %q: want an AWS region such as us-east-1", r.Region)
+	}
+	if r.MergeInterval <= 0 {
+		add("redshift.merge_interval must be positive, e.g. 1m")
+	}
+	switch r.Dialect {
+	case "", "redshift", "postgres":
+	default:
+		add("redshift.dialect %q: leave it empty (postgres is for tests only)", r.Dialect)
+	}
+	u, err := url.Parse(c.Target.URL)
+	if err != nil {
+		add("target %q: want redshift://user:password@host:5439/database", Redact(c.Target.URL))
+		return
+	}
+	if d := r.DataAPI; d != nil {
+		if u.Host != "" {
+			add("target %q names a host and redshift.data_api is set: use one way to reach Redshift (target: redshift: with the Data API)", Redact(c.Target.URL))
+		}
+		if (d.ClusterIdentifier == "") == (d.WorkgroupName == "") {
+			add("redshift.data_api: set exactly one of cluster_identifier (provisioned) and workgroup_name (serverless)")
+		}
+		if d.Database == "" {
+			add("redshift.data_api.database is empty: set the database name")
+		}
+		if d.ClusterIdentifier != "" && d.SecretARN == "" && d.DbUser == "" {
+			add("redshift.data_api: set secret_arn or db_user for cluster %s", d.ClusterIdentifier)
+		}
+		return
+	}
+	if u.Host == "" || strings.Trim(u.Path, "/") == "" {
+		add("target %q: want redshift://user:password@host:5439/database (or target: redshift: with redshift.data_api)", Redact(c.Target.URL))
+	}
 }
