@@ -60,7 +60,11 @@ func main() {
 }
 
 func run(ctx context.Context, rows, changes, rate, seconds int) error {
-	pg, err := testenv.StartPostgres(ctx, testenv.PostgresOptions{Settings: []string{"max_wal_size = 4GB", "checkpoint_timeout = 30min"}})
+	pg, err := testenv.StartPostgres(ctx, testenv.PostgresOptions{Settings: []string{"max_wal_size = 4GB", "checkpoint_timeout = 30min",
+		// Commits are flushed at once, as on a production server: logical
+		// decoding only sees flushed WAL, and with asynchronous commit the WAL
+		// writer would add up to wal_writer_delay (200ms) to every latency.
+		"synchronous_commit = on"}})
 	if err != nil {
 		return err
 	}

@@ -140,6 +140,11 @@ func (st *streamer) run(ctx context.Context) error {
 	st.lastEmit = time.Now()
 	interval, flush := s.cfg.StatusInterval, s.cfg.FlushInterval
 	nextStatus := time.Now()
+	// idle is set when a read found nothing to read for idleFlush: a batch
+	// that ends at a transaction boundary then goes out at once instead of
+	// waiting out the flush interval, which keeps latency low when changes
+	// trickle in and batches large when they pour in.
+	idle := false
 	for {
 		now := time.Now()
 		if ctx.Err() != nil {
@@ -153,7 +158,7 @@ func (st *streamer) run(ctx context.Context) error {
 			nextStatus = now.Add(interval)
 		}
 		pending := len(st.batch.Changes) > 0
-		if pending && now.Sub(st.pendingSince) >= flush {
+		if pending && (now.Sub(st.pendingSince) >= flush || (idle && !st.inTxn)) {
 			if err := st.flush(ctx); err != nil {
 				return err
 			}
@@ -164,9 +169,13 @@ func (st *streamer) run(ctx context.Context) error {
 				return err
 			}
 		}
+		idle = false
 		wake := nextStatus
 		if pending {
 			wake = minTime(wake, st.pendingSince.Add(flush))
+			if !st.inTxn {
+				wake = minTime(wake, now.Add(idleFlush))
+			}
 		} else if !st.inTxn && st.safe > st.lastAck {
 			wake = minTime(wake, st.lastEmit.Add(flush))
 		}
@@ -178,6 +187,7 @@ func (st *streamer) run(ctx context.Context) error {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
+				idle = true
 				continue
 			}
 			return fmt.Errorf("receive: %w", err)
@@ -443,6 +453,10 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 	st.s.log.Info("table schema changed", "table", id.String(), "version", next.table.Version, "columns", len(next.table.Columns))
 	return nil
 }
+
+// idleFlush is how long the stream must be quiet after a transaction
+// before a partial batch is sent (see idle in Stream).
+const idleFlush = 5 * time.Millisecond
 
 // missingValue decodes pg_attribute.attmissingval, a one-element array of
 // the column's type in text form, into the column's value.
