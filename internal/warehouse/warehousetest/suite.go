@@ -307,10 +307,15 @@ func testSchemaChange(t *testing.T, h Harness) {
 	v2.Columns = append(v2.Columns, change.Column{Name: "extra", Type: change.Type{Name: "character varying(10)", Kind: change.KindText}, Nullable: true})
 	apply(t, tg, batch(
 		Ins(v1, 2, 2, "b", 2),
+		Ins(v1, 3, 10, "ten", 10),
 		Ins(v2, 3, 3, "c", 3, "x3"),
 		Upd(v2, 4, nil, 1, "a", 1, "x1"),
+		Upd(v2, 4, nil, 10, "ten", 11, "x10"), // the same key in both segments
 	))
-	want(t, h, tg, v2, "1|a|1|x1", "2|b|2|~", "3|c|3|x3")
+	want(t, h, tg, v2, "1|a|1|x1", "10|ten|11|x10", "2|b|2|~", "3|c|3|x3")
+	del := Del(v2, 4, 10)
+	del.Pos.CommitLSN += 5 // between Pos(4) and Pos(5)
+	apply(t, tg, batch(del))
 
 	// DROP COLUMN in a later batch, with a schema built anew (as a stream
 	// reader decodes it: another pointer, same shape as v3).
