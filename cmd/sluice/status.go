@@ -100,7 +100,9 @@ func collectStatus(ctx context.Context, c *config.Config) (*statusReport, error)
 			rep.SlotError = err.Error()
 		}
 	}
-	if c.Stream == nil || c.Stream.Role != "producer" {
+	if c.IsRedshift() && c.Stream.Role != "producer" {
+		rep.Stream = redshiftStoppedStatus(ctx, c)
+	} else if c.Stream == nil || c.Stream.Role != "producer" {
 		tgt, err := openTargetReadOnly(ctx, c, discardLog())
 		if err != nil {
 			return nil, err

@@ -27,6 +27,16 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	r := &running{cfg: c, log: log}
 	g, gctx := errgroup.WithContext(ctx)
 	var stats []func() any
+	// A Redshift target is merged, not consumed: Redshift reads the stream.
+	// Its merger connects and checks setup before the producer starts.
+	var merger *redshiftMerger
+	if c.IsRedshift() && role != "producer" {
+		var err error
+		if merger, err = openRedshiftMerger(ctx, c, log); err != nil {
+			return err
+		}
+		defer merger.Close()
+	}
 	if role == "producer" || role == "both" {
 		src, err := openSource(c, log)
 		if err != nil {
@@ -55,7 +65,9 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		g.Go(func() error { return r.p.Run(gctx, tables) })
 		go r.watchWAL(gctx)
 	}
-	if role == "consumer" || role == "both" {
+	if merger != nil {
+		merger.start(gctx, g, &stats)
+	} else if role == "consumer" || role == "both" {
 		tgt, err := openTarget(ctx, c, log)
 		if err != nil {
 			return err

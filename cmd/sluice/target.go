@@ -80,6 +80,10 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 		return &warehouseTarget{warehouseImpl: t, query: func(ctx context.Context, q string) (*admin.Result, error) {
 			return queryPostgres(ctx, where, q)
 		}}, nil
+	case config.TargetRedshift:
+		// sluice writes nothing into Redshift itself (it reads the stream):
+		// plan, setup, merge, status and verify reach it in redshift.go.
+		return nil, fmt.Errorf("sluice does not open a Redshift target for this command: query Redshift with its own client (psql, the query editor); sluice status, verify and merge read it")
 	}
 	return nil, fmt.Errorf("target kind %s is not supported", kind)
 }

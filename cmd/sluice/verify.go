@@ -69,7 +69,9 @@ func runVerify(ctx context.Context, c *config.Config, opt verify.Options) (*veri
 		return nil, err
 	}
 	cl, dialErr := admin.Dial(ctx, c.AdminFile())
-	running := dialErr == nil
+	// Redshift cannot be held at a source position (the stream and the
+	// merge are in between): verify reads it directly, without a hold.
+	running := dialErr == nil && !c.IsRedshift()
 	var (
 		snap *verify.SourceSnapshot
 		note string
@@ -111,7 +113,14 @@ func runVerify(ctx context.Context, c *config.Config, opt verify.Options) (*veri
 	}
 
 	var dst verify.Side
-	if running {
+	if c.IsRedshift() {
+		side, closeSide, rnote, err := openRedshiftSide(ctx, c, tables)
+		if err != nil {
+			return nil, err
+		}
+		defer closeSide()
+		dst, note = side, rnote
+	} else if running {
 		dst = remoteSide{cl}
 	} else {
 		tgt, err := openTargetReadOnly(ctx, c, discardLog())
