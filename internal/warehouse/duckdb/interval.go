@@ -15,6 +15,11 @@ func (iv interval) duck() string {
 	return fmt.Sprintf("%d months %d days %d microseconds", iv.months, iv.days, iv.micros)
 }
 
+// iso prints the interval in ISO 8601 form (for tests: a second spelling).
+func (iv interval) iso() string {
+	return fmt.Sprintf("P%dM%dDT%sS", iv.months, iv.days, new(big.Rat).SetFrac64(iv.micros, 1e6).FloatString(6))
+}
+
 // parseInterval reads an interval as Postgres prints it in any IntervalStyle
 // but sql_standard: postgres ("1 year 2 mons -3 days +04:05:06.5"),
 // postgres_verbose ("@ 1 year 2 mons 4 hours 5.5 secs ago") and iso_8601
@@ -117,7 +122,12 @@ func parseClock(tok string) (int64, error) {
 }
 
 // scaled returns the decimal number s times mult, exactly, as an integer.
+// Only plain decimals of bounded length are taken (no exponents: a huge
+// one would make the exact arithmetic arbitrarily slow).
 func scaled(s string, mult int64) (int64, error) {
+	if !plainDecimal(s) {
+		return 0, fmt.Errorf("%q is not a number", s)
+	}
 	r, ok := new(big.Rat).SetString(strings.TrimPrefix(s, "+"))
 	if !ok {
 		return 0, fmt.Errorf("%q is not a number", s)
@@ -175,4 +185,24 @@ func parseISOInterval(s string) (interval, error) {
 		}
 	}
 	return iv, nil
+}
+
+// plainDecimal reports whether s is [+-]digits[.digits] with at most 18
+// digits before the point and 9 after.
+func plainDecimal(s string) bool {
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	whole, frac, dot := strings.Cut(s, ".")
+	if whole == "" && frac == "" || len(whole) > 18 || len(frac) > 9 || dot && frac == "" && whole == "" {
+		return false
+	}
+	for _, part := range []string{whole, frac} {
+		for i := 0; i < len(part); i++ {
+			if part[i] < '0' || part[i] > '9' {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -48,3 +48,21 @@ func TestMultiDimensionalArray(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// FuzzParseInterval: any text either parses or errors, never panics, and
+// what Postgres prints in one style parses to what it prints in another.
+func FuzzParseInterval(f *testing.F) {
+	for _, s := range []string{"1 year 2 mons 3 days 04:05:06.789", "@ 1 year ago", "P1Y2M3DT4H5M6.5S", "-00:00:01", "", "P", "1 :"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		iv, err := parseInterval(s)
+		if err != nil {
+			return
+		}
+		back, err := parseInterval(iv.iso())
+		if err != nil || back != iv {
+			t.Fatalf("%q -> %+v -> %q -> %+v, %v", s, iv, iv.iso(), back, err)
+		}
+	})
+}
