@@ -1,0 +1,477 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluice-dev/sluice/internal/testenv"
+)
+
+const (
+	testRoleARN  = "arn:aws:iam::123456789012:role/sluice-redshift-streaming"
+	seedCustomer = `CREATE TABLE customers (userid int PRIMARY KEY, first_name varchar(63) NOT NULL, last_name varchar(63) NOT NULL, phone varchar(63))`
+)
+
+// `sluice plan` for the seed tutorial's customers table, with no Redshift
+// reachable: the policies, the external schema with the IAM role, the
+// streaming view, the DDL and the merge, everything marked to be created.
+func TestRedshiftPlan(t *testing.T) {
+	e := newEnv(t, "")
+	e.exec(seedCustomer)
+	cfg := filepath.Join(e.dir, "redshift.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`
+pipeline: %s
+source: {url: %q}
+tables: [public.customers]
+target: redshift://sluice:topsecret@127.0.0.1:1/dev
+state_dir: %q
+stream:
+  kinesis: {stream: hubert-redshift, region: us-east-1}
+redshift:
+  role_arn: %s
+  account: "123456789012"
+`, e.name, e.src, filepath.Join(e.dir, "state"), testRoleARN))
+	out, code := e.sluice("plan", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("plan: exit %d\n%s", code, out)
+	}
+	const streamARN = "arn:aws:kinesis:us-east-1:123456789012:stream/hubert-redshift"
+	for _, want := range []string{
+		"Could not inspect Redshift", "127.0.0.1:1",
+		`+ external schema "sluice_kinesis"`,
+		`+ materialized view "_sluice"."hubert-redshift"`,
+		`+ table "public"."customers"`,
+		"-- IAM trust policy of " + testRoleARN,
+		`"Service": "redshift.amazonaws.com"`,
+		`"sts:AssumeRole"`,
+		"-- IAM permission policy of " + testRoleARN,
+		"CREATE EXTERNAL SCHEMA \"sluice_kinesis\"\nFROM KINESIS\nIAM_ROLE '" + testRoleARN + "';",
+		"CREATE MATERIALIZED VIEW \"_sluice\".\"hubert-redshift\"\nAUTO REFRESH YES\nAS",
+		`FROM "sluice_kinesis"."hubert-redshift"`,
+		"CREATE TABLE \"public\".\"customers\" (\n  \"userid\" INTEGER NOT NULL,\n  \"first_name\" VARCHAR(252) NOT NULL,",
+		"DISTKEY(\"userid\")",
+		"-- Merge of public.customers into \"public\".\"customers\", every 1m0s, in one transaction:",
+		`INSERT INTO "public"."customers" ("userid", "first_name", "last_name", "phone", "_sluice_commit_lsn", "_sluice_lsn")`,
+		`DELETE FROM "_sluice"."watermarks"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q", want)
+		}
+	}
+	// The permission policy names the one stream and nothing else but the
+	// name listing that IAM cannot scope.
+	pol := section(out, "-- IAM permission policy of ")
+	if n := strings.Count(pol, "arn:aws:kinesis:"); n != 1 || !strings.Contains(pol, `"`+streamARN+`"`) {
+		t.Errorf("permission policy should name exactly %s:\n%s", streamARN, pol)
+	}
+	if strings.Contains(out, "topsecret") {
+		t.Errorf("the password reached the output:\n%s", out)
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("plan output:\n%s", out)
+	}
+}
+
+// section returns the text from the line starting with head to the next blank line.
+func section(out, head string) string {
+	i := strings.Index(out, head)
+	if i < 0 {
+		return ""
+	}
+	s := out[i:]
+	if j := strings.Index(s, "\n\n"); j >= 0 {
+		s = s[:j]
+	}
+	return s
+}
+
+func TestRedshiftBadConfig(t *testing.T) {
+	e := newEnv(t, "")
+	e.exec(seedCustomer)
+	write := func(name, body string) string {
+		path := filepath.Join(e.dir, name+".yaml")
+		writeFile(t, path, fmt.Sprintf("pipeline: %s\nsource: {url: %q}\ntables: [public.customers]\nstate_dir: %q\n",
+			e.name, e.src, filepath.Join(e.dir, "state"))+body)
+		return path
+	}
+	const stream = "stream:\n  kinesis: {stream: hubert-redshift, region: us-east-1}\n"
+	cases := []struct {
+		name, body, want string
+	}{
+		{"no role", "target: redshift://u:p@h/dev\n" + stream + "redshift: {account: \"123456789012\"}\n",
+			"redshift.role_arn is empty: set the ARN of the IAM role Redshift assumes"},
+		{"no redshift section", "target: redshift://u:p@h/dev\n" + stream,
+			"redshift.role_arn is empty"},
+		{"stream ARN as role", "target: redshift://u:p@h/dev\n" + stream +
+			"redshift: {account: \"123456789012\", role_arn: \"arn:aws:kinesis:us-east-1:123456789012:stream/hubert-redshift\"}\n",
+			"is a Kinesis stream ARN: set the ARN of the IAM role Redshift assumes"},
+		{"no stream", "target: redshift://u:p@h/dev\nredshift: {account: \"123456789012\", role_arn: " + testRoleARN + "}\n",
+			"a Redshift target needs a Kinesis stream (Redshift reads the changes from it natively): add stream:"},
+		{"no account", "target: redshift://u:p@h/dev\n" + stream + "redshift: {role_arn: " + testRoleARN + "}\n",
+			"redshift.account is empty: set the 12-digit AWS account that owns the stream, or give stream.kinesis.stream as the stream's ARN"},
+		{"no database", "target: redshift://u:p@h\n" + stream + "redshift: {account: \"123456789012\", role_arn: " + testRoleARN + "}\n",
+			"want redshift://user:password@host:5439/database"},
+		{"data api half", "target: \"redshift:\"\n" + stream + "redshift: {account: \"123456789012\", role_arn: " + testRoleARN + ", data_api: {database: dev}}\n",
+			"redshift.data_api: set exactly one of cluster_identifier (provisioned) and workgroup_name (serverless)"},
+		{"merge role elsewhere", "target: duckdb:x.duckdb\nstream:\n  role: merge\n  kinesis: {stream: s, region: us-east-1}\n",
+			"stream.role merge runs the Redshift merge schedule"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := e.sluice("validate", "--config", write(strings.ReplaceAll(tc.name, " ", "_"), tc.body))
+			if code != 2 || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, want 2 and %q in:\n%s", code, tc.want, out)
+			}
+		})
+	}
+	// The stream's ARN supplies the account and region.
+	out, code := e.sluice("validate", "--config", write("arn", "target: redshift://u:p@h/dev\nstream:\n  kinesis: {stream: \"arn:aws:kinesis:eu-west-1:123456789012:stream/s\"}\nredshift: {role_arn: "+testRoleARN+"}\n"))
+	if code != 0 {
+		t.Errorf("a stream ARN should stand for account and region: exit %d\n%s", code, out)
+	}
+	// An unreachable Redshift: setup says where and what to check, without the password.
+	cfg := write("unreachable", "target: redshift://sluice:topsecret@127.0.0.1:1/dev\n"+stream+
+		"redshift: {account: \"123456789012\", role_arn: "+testRoleARN+"}\n")
+	out, code = e.sluice("setup", "--config", cfg)
+	if code != 2 || !strings.Contains(out, "connect to Redshift at 127.0.0.1:1") || !strings.Contains(out, "security group") {
+		t.Errorf("setup against an unreachable Redshift: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "topsecret") {
+		t.Errorf("the password reached the output:\n%s", out)
+	}
+}
+
+// Postgres -> sluice (producer + merge schedule) -> kinesalite -> (the
+// streaming view, played by this test) -> landing table -> merge, against
+// the Postgres stand-in for Redshift, with kill -9 of sluice while a random
+// workload runs. At the end verify passes and a second merge changes nothing.
+func TestRedshiftEndToEndWithKills(t *testing.T) {
+	ctx := context.Background()
+	k := testenv.NewKinesalite(t)
+	const stream = "changes"
+	if err := k.CreateStream(ctx, stream, 3); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "")
+	const rows = 2000
+	e.exec(seedCustomer + fmt.Sprintf(`;
+CREATE TABLE notes (account int, seq int, body text, PRIMARY KEY (account, seq));
+INSERT INTO customers SELECT i, 'first ' || i, 'last ' || i, CASE WHEN i %% 3 = 0 THEN NULL ELSE '555-' || i END FROM generate_series(1, %d) i;
+INSERT INTO notes SELECT i %% 100, i, repeat('x', i %% 50) FROM generate_series(1, %d) i;`, rows, rows))
+	dstDB, err := pg.CreateDatabase(ctx, "dst_"+t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := pg.URL(dstDB)
+	cfg := filepath.Join(e.dir, "redshift.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`
+pipeline: %s
+source: {url: %q}
+tables: [public.customers, public.notes]
+target: %q
+state_dir: %q
+snapshot: {chunk_rows: 500}
+batch: {max_changes: 500, interval: 50ms}
+stream:
+  kinesis: {stream: %s, endpoint: %q, region: %s}
+redshift:
+  role_arn: %s
+  account: %q
+  merge_interval: 300ms
+  dialect: postgres
+`, e.name, e.src, strings.Replace(dst, "postgres://", "redshift://", 1), filepath.Join(e.dir, "state"),
+		stream, k.Endpoint, k.Region, testRoleARN, k.Account))
+
+	out, code := e.sluice("run", "--config", cfg)
+	if code != 2 || !strings.Contains(out, "run `sluice setup` with this config first") {
+		t.Errorf("run before setup: exit %d\n%s", code, out)
+	}
+	out, code = e.sluice("setup", "--config", cfg)
+	if code != 0 || !strings.Contains(out, `created table "_sluice"."changes"`) {
+		t.Fatalf("setup: exit %d\n%s", code, out)
+	}
+	out, code = e.sluice("setup", "--config", cfg)
+	if code != 0 || !strings.Contains(out, ": 0 created") {
+		t.Fatalf("second setup: exit %d\n%s", code, out)
+	}
+	out, code = e.sluice("plan", "--config", cfg)
+	if code != 0 || !strings.Contains(out, `= table "public"."customers"`) || !strings.Contains(out, "Plan: 0 to create") {
+		t.Fatalf("plan after setup: exit %d\n%s", code, out)
+	}
+
+	// The streaming view's job: read every shard and land each record.
+	landing, err := pgx.Connect(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer landing.Close(ctx)
+	ref := &viewRefresher{client: k.Client(), stream: stream, conn: landing, next: map[string]*string{}}
+	rctx, stopRefresh := context.WithCancel(ctx)
+	var refreshWG sync.WaitGroup
+	refreshWG.Add(1)
+	var refreshErr error
+	go func() {
+		defer refreshWG.Done()
+		for rctx.Err() == nil {
+			if _, err := ref.refresh(rctx); err != nil && rctx.Err() == nil {
+				refreshErr = err
+				return
+			}
+			select {
+			case <-rctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	stopRefresher := func() {
+		stopRefresh()
+		refreshWG.Wait()
+		if refreshErr != nil {
+			t.Fatalf("refresh the landing table: %v", refreshErr)
+		}
+	}
+	defer stopRefresh()
+
+	wctx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	werr := make(chan error, 1)
+	go func() { werr <- runCustomerWorkload(wctx, e.src, 7, rows) }()
+	rng := rand.New(rand.NewPCG(3, 3))
+	for i := 0; i < 2; i++ {
+		p := e.start("run", "--config", cfg)
+		e.waitRunning(p)
+		time.Sleep(time.Duration(1000+rng.IntN(1500)) * time.Millisecond)
+		if p.exited() {
+			t.Fatalf("sluice exited by itself:\n%s", p.out.String())
+		}
+		p.kill()
+		t.Logf("kill -9 of sluice, round %d", i+1)
+	}
+	p := e.start("run", "--config", cfg)
+	e.waitRunning(p)
+	time.Sleep(time.Second)
+	stopWork()
+	if err := <-werr; err != nil && wctx.Err() == nil {
+		t.Fatal(err)
+	}
+
+	out, code = e.sluice("status", "--config", cfg)
+	if code != 0 || !strings.Contains(out, `"pending_records"`) || !strings.Contains(out, `"last_merge"`) || !strings.Contains(out, `"public.customers"`) {
+		t.Errorf("status while running: exit %d\n%s", code, out)
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		out, code = e.sluice("verify", "--config", cfg)
+		if code == 0 {
+			t.Logf("verify after the kills:\n%s", out)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verify never passed (exit %d):\n%s\nsluice:\n%s", code, out, p.out.String())
+		}
+		time.Sleep(time.Second)
+	}
+	p.stop(t)
+	stopRefresher()
+	if _, err := ref.refresh(ctx); err != nil { // anything put after the last refresh
+		t.Fatal(err)
+	}
+	out, code = e.sluice("merge", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("merge: exit %d\n%s", code, out)
+	}
+	out, code = e.sluice("verify", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("verify after the last merge: exit %d\n%s", code, out)
+	}
+
+	// A second merge with nothing new changes nothing: rows, their
+	// positions, delete markers and watermarks.
+	before := dumpMirror(t, landing)
+	out, code = e.sluice("merge", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "public.customers: 0 records") || !strings.Contains(out, "public.notes: 0 records") {
+		t.Fatalf("second merge: exit %d\n%s", code, out)
+	}
+	if after := dumpMirror(t, landing); after != before {
+		t.Errorf("the second merge changed the mirror")
+	}
+	if n := strings.Count(before, "\n"); n < rows {
+		t.Errorf("mirror dump has %d lines, want at least %d", n, rows)
+	}
+
+	out, code = e.sluice("teardown", "--config", cfg)
+	if code != 0 || !strings.Contains(out, `removed redshift table "_sluice"."changes"`) || !strings.Contains(out, "mirrored tables in Redshift are kept") {
+		t.Errorf("teardown: exit %d\n%s", code, out)
+	}
+	var n int
+	if err := landing.QueryRow(ctx, `SELECT count(*) FROM public.customers`).Scan(&n); err != nil || n == 0 {
+		t.Errorf("the mirrored table should survive teardown: %d rows, %v", n, err)
+	}
+	out, code = e.sluice("teardown", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "nothing to remove in Redshift") {
+		t.Errorf("second teardown: exit %d\n%s", code, out)
+	}
+}
+
+// dumpMirror is the stand-in's mirrored tables and bookkeeping, as text.
+func dumpMirror(t *testing.T, conn *pgx.Conn) string {
+	t.Helper()
+	var b strings.Builder
+	for _, q := range []string{
+		`SELECT * FROM public.customers ORDER BY userid`,
+		`SELECT * FROM public.notes ORDER BY account, seq`,
+		`SELECT * FROM "_sluice"."public.customers.deleted" ORDER BY 1`,
+		`SELECT * FROM "_sluice"."public.notes.deleted" ORDER BY 1, 2`,
+		`SELECT table_name, shard_id, sequence_number FROM "_sluice"."watermarks" ORDER BY 1, 2`,
+		`SELECT table_name, commit_lsn, lsn FROM "_sluice"."truncations" ORDER BY 1`,
+	} {
+		rows, err := conn.Query(context.Background(), q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintln(&b, vals...)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.String()
+}
+
+// viewRefresher plays Redshift's streaming view: it reads each shard of
+// the stream from where it stopped and appends the records, with their real
+// shard ids and sequence numbers, to the landing table (the columns the
+// view has), each shard in sequence order.
+type viewRefresher struct {
+	client *kinesis.Client
+	stream string
+	conn   *pgx.Conn
+	next   map[string]*string // shard -> iterator to continue from
+}
+
+func (r *viewRefresher) refresh(ctx context.Context) (int, error) {
+	shards, err := r.client.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(r.stream)})
+	if err != nil {
+		return 0, fmt.Errorf("list shards: %w", err)
+	}
+	n := 0
+	for _, sh := range shards.Shards {
+		id := aws.ToString(sh.ShardId)
+		it := r.next[id]
+		if it == nil {
+			out, err := r.client.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
+				StreamName: aws.String(r.stream), ShardId: sh.ShardId, ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+			if err != nil {
+				return 0, fmt.Errorf("shard iterator: %w", err)
+			}
+			it = out.ShardIterator
+		}
+		for {
+			out, err := r.client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(1000)})
+			if err != nil {
+				return 0, fmt.Errorf("get records: %w", err)
+			}
+			if len(out.Records) > 0 {
+				var b pgx.Batch
+				for _, rec := range out.Records {
+					b.Queue(`INSERT INTO "_sluice"."changes" VALUES ($1, $2, $3, $4, now(), $5::jsonb)`,
+						aws.ToTime(rec.ApproximateArrivalTimestamp), aws.ToString(rec.PartitionKey), id,
+						aws.ToString(rec.SequenceNumber), string(rec.Data))
+				}
+				if err := r.conn.SendBatch(ctx, &b).Close(); err != nil {
+					return 0, fmt.Errorf("land records: %w", err)
+				}
+				n += len(out.Records)
+			}
+			it = out.NextShardIterator
+			if len(out.Records) == 0 || aws.ToInt64(out.MillisBehindLatest) == 0 {
+				break
+			}
+		}
+		r.next[id] = it
+	}
+	return n, nil
+}
+
+// runCustomerWorkload makes random transactions on customers and notes
+// until ctx ends: inserts, updates, key changes, deletes, a delete and
+// re-insert of one key, upserts and, now and then, a truncate.
+func runCustomerWorkload(ctx context.Context, src string, seed uint64, rows int) error {
+	conn, err := pgx.Connect(ctx, src)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	rng := rand.New(rand.NewPCG(seed, seed))
+	next := rows + 1
+	for ctx.Err() == nil {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		for j, size := 0, 1+rng.IntN(15); j < size; j++ {
+			id := 1 + rng.IntN(next)
+			var q string
+			var args []any
+			switch p := rng.IntN(100); {
+			case p < 30:
+				q, args = `INSERT INTO customers VALUES ($1, $2, 'new', NULL) ON CONFLICT (userid) DO NOTHING`, []any{next, fmt.Sprintf("f%d", next)}
+				next++
+			case p < 60:
+				q, args = `UPDATE customers SET phone = $2, last_name = last_name || '.' WHERE userid = $1`, []any{id, fmt.Sprintf("555-%d", rng.IntN(1e6))}
+			case p < 66:
+				q, args = `UPDATE customers SET userid = $2 WHERE userid = $1`, []any{id, next}
+				next++
+			case p < 76:
+				q, args = `DELETE FROM customers WHERE userid = $1`, []any{id}
+			case p < 80:
+				q, args = `WITH d AS (DELETE FROM customers WHERE userid = $1 RETURNING *) INSERT INTO customers SELECT userid, first_name || ' again', last_name, phone FROM d`, []any{id}
+			case p < 95:
+				q, args = `INSERT INTO notes VALUES ($1, $2, $3) ON CONFLICT (account, seq) DO UPDATE SET body = excluded.body`, []any{id % 100, rng.IntN(5000), fmt.Sprintf("note %d", rng.IntN(1e6))}
+			default:
+				q, args = `DELETE FROM notes WHERE account = $1`, []any{id % 100}
+			}
+			if _, err := tx.Exec(ctx, q, args...); err != nil {
+				_ = tx.Rollback(context.Background())
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		if rng.IntN(150) == 0 {
+			if _, err := tx.Exec(ctx, `TRUNCATE notes`); err != nil {
+				_ = tx.Rollback(context.Background())
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
+	}
+	return nil
+}
