@@ -79,7 +79,15 @@ func runPipeline(ctx context.Context, c *config.Config, hooks runHooks) error {
 	if err != nil {
 		return err
 	}
-	defer tgt.Close()
+	// A target that failed to write is not closed: closing a DuckDB file
+	// checkpoints it, which on a full disk can leave it damaged. Its log
+	// is replayed when it is next opened, with room to spare by then.
+	var runErr error
+	defer func() {
+		if runErr == nil {
+			tgt.Close()
+		}
+	}()
 	p := pipeline.New(src, tgt, pipeline.Options{
 		QueueBytes:   int(c.Batch.QueueBytes),
 		ApplyChanges: 5 * c.Batch.MaxChanges,
@@ -103,15 +111,16 @@ func runPipeline(ctx context.Context, c *config.Config, hooks runHooks) error {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx, tables) }()
 	select {
-	case err := <-done:
-		return err
+	case runErr = <-done:
+		return runErr
 	case <-ctx.Done():
 		log.Info("stopping: finishing the batch in flight", "timeout", c.Shutdown)
 		select {
-		case err := <-done:
+		case runErr = <-done:
 			log.Info("stopped")
-			return err
+			return runErr
 		case <-time.After(c.Shutdown):
+			runErr = errors.New("shutdown timed out")
 			return fmt.Errorf("the batch in flight did not finish within shutdown_timeout %s: nothing is lost, the next run replays it", c.Shutdown)
 		}
 	}

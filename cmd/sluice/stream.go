@@ -20,7 +20,7 @@ import (
 
 // runStream runs a pipeline through Kinesis: the producer half (Postgres to
 // the stream), the consumer half (the stream to the target), or both.
-func runStream(ctx context.Context, c *config.Config, log *slog.Logger) error {
+func runStream(ctx context.Context, c *config.Config, log *slog.Logger) (runErr error) {
 	k := c.Stream.Kinesis
 	conn := kinesis.Connection{Stream: k.Stream, Region: k.Region, Endpoint: k.Endpoint}
 	role := c.Stream.Role
@@ -72,7 +72,12 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		defer tgt.Close()
+		// Not closed after a failure: see runPipeline.
+		defer func() {
+			if runErr == nil {
+				tgt.Close()
+			}
+		}()
 		app, ok := tgt.warehouseImpl.(streamApplier)
 		if !ok {
 			return fmt.Errorf("target %s cannot apply a stream", config.Redact(c.Target.URL))
