@@ -56,12 +56,6 @@ func TestTargetDiskFull(t *testing.T) {
 	if lsnAfter(t, after, end) {
 		t.Errorf("the slot moved to %s, past the transaction (ending by %s) the target could not commit", after, end)
 	}
-	if os.Getenv("DEBUGFULL") != "" {
-		st, _ := e.sluice(e.args("status", "public.events")...)
-		t.Logf("status after failure:\n%s", st)
-		wd, _ := exec.Command("bash", "-c", "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_waldump -p "+pg.Dir+"/data/pg_wal -s "+before+" -r Transaction 2>&1 | tail -5").CombinedOutput()
-		t.Logf("waldump:\n%s", wd)
-	}
 	e.exec(`UPDATE events SET payload = 'changed while the disk was full' WHERE id <= 10`)
 
 	if out, err := exec.Command("mount", "-o", "remount,size=512m", disk).CombinedOutput(); err != nil {
