@@ -56,9 +56,9 @@ type running struct {
 
 	streamStats func() any // stream producer/consumer figures, when there is a stream
 
-	holdMu  sync.Mutex
-	release func()
-	timer   *time.Timer
+	holdMu sync.Mutex
+	hold   *pipeline.Hold
+	timer  *time.Timer
 }
 
 func runPipeline(ctx context.Context, c *config.Config, hooks runHooks) error {
@@ -213,6 +213,11 @@ func (r *running) Call(ctx context.Context, op string, args json.RawMessage) (an
 		}
 	}
 	switch op {
+	case "pause":
+		if r.p == nil {
+			return nil, errNoHold
+		}
+		return nil, r.pause(ctx)
 	case "hold":
 		if r.p == nil {
 			return nil, errNoHold
@@ -258,31 +263,49 @@ type callArgs struct {
 	Limit   int           `json:"limit"`
 }
 
-// holdAt holds the pipeline at lsn for verify; the hold lifts itself after
-// two minutes in case the verify that asked for it died.
-func (r *running) holdAt(ctx context.Context, lsn change.LSN) error {
+// pause stops the target for verify; the hold lifts itself after two
+// minutes in case the verify that asked for it died.
+func (r *running) pause(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	release, err := r.p.HoldAt(ctx, lsn)
+	h, err := r.p.Pause(ctx)
 	if err != nil {
+		return err
+	}
+	r.holdMu.Lock()
+	defer r.holdMu.Unlock()
+	r.hold = h
+	r.timer = time.AfterFunc(2*time.Minute, r.releaseHold)
+	return nil
+}
+
+// holdAt moves the paused target to lsn: it applies every change committed
+// before lsn and stops there.
+func (r *running) holdAt(ctx context.Context, lsn change.LSN) error {
+	r.holdMu.Lock()
+	h := r.hold
+	r.holdMu.Unlock()
+	if h == nil {
+		return fmt.Errorf("the pipeline is not paused: call pause first")
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := h.Move(ctx, lsn); err != nil {
+		r.releaseHold()
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("the pipeline did not reach source position %s within a minute", lsn)
 		}
 		return err
 	}
-	r.holdMu.Lock()
-	defer r.holdMu.Unlock()
-	r.release = release
-	r.timer = time.AfterFunc(2*time.Minute, r.releaseHold)
 	return nil
 }
 
 func (r *running) releaseHold() {
 	r.holdMu.Lock()
 	defer r.holdMu.Unlock()
-	if r.release != nil {
-		r.release()
-		r.release = nil
+	if r.hold != nil {
+		r.hold.Release()
+		r.hold = nil
 		r.timer.Stop()
 	}
 }

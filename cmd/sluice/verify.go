@@ -77,11 +77,26 @@ func runVerify(ctx context.Context, c *config.Config, opt verify.Options) (*veri
 		note string
 		held bool
 	)
-	for attempt := 1; ; attempt++ {
-		ids := make([]change.TableID, len(tables))
-		for i, t := range tables {
-			ids[i] = t.ID()
+	// A running pipeline is paused first, then the source snapshot is taken
+	// (its position is after everything the target applied), then the
+	// target is moved to exactly that position.
+	if running {
+		err := cl.Call(ctx, "pause", nil, nil)
+		switch {
+		case err == nil:
+			held = true
+			defer func() { _ = cl.Call(context.WithoutCancel(ctx), "release", nil, nil) }()
+		case strings.Contains(err.Error(), errNoHold.Error()):
+			note = "compared while a stream consumer runs, without a common point: a difference may be changes still in the stream; run verify again once the stream is drained"
+		default:
+			return nil, fmt.Errorf("pause the running pipeline: %w", err)
 		}
+	}
+	ids := make([]change.TableID, len(tables))
+	for i, t := range tables {
+		ids[i] = t.ID()
+	}
+	for attempt := 1; ; attempt++ {
 		snap, err = verify.OpenSourceSnapshot(ctx, c.Source.URL, ids)
 		if errors.Is(err, verify.ErrRewritten) && attempt < 5 {
 			continue
@@ -89,28 +104,15 @@ func runVerify(ctx context.Context, c *config.Config, opt verify.Options) (*veri
 		if err != nil {
 			return nil, err
 		}
-		if !running {
-			break
-		}
-		err = cl.Call(ctx, "hold", map[string]uint64{"lsn": uint64(snap.At)}, nil)
-		if err == nil {
-			held = true
-			break
-		}
-		if strings.Contains(err.Error(), errNoHold.Error()) {
-			note = "compared while a stream consumer runs, without a common point: a difference may be changes still in the stream; run verify again once the stream is drained"
-			break
-		}
-		snap.Close(ctx)
-		// Passed: the pipeline outran the snapshot between the two steps; take a newer one.
-		if attempt == 5 || !strings.Contains(err.Error(), "past that position") {
+		break
+	}
+	if held {
+		if err := cl.Call(ctx, "hold", map[string]uint64{"lsn": uint64(snap.At)}, nil); err != nil {
+			snap.Close(ctx)
 			return nil, fmt.Errorf("hold the running pipeline at the source snapshot: %w", err)
 		}
 	}
 	defer snap.Close(ctx)
-	if held {
-		defer func() { _ = cl.Call(context.WithoutCancel(ctx), "release", nil, nil) }()
-	}
 
 	var dst verify.Side
 	if c.IsRedshift() {

@@ -2,108 +2,191 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/sluice-dev/sluice/internal/change"
 )
 
-// hold is a request to stop applying at a source position: every change
-// committed before at is applied, nothing after it, until release. Verify
-// uses it to compare source and target at one consistent point while
-// changes keep flowing.
-type hold struct {
-	at      change.LSN
-	reached chan struct{} // closed once the target holds exactly the changes before at
-	release chan struct{} // closed by the requester
+// Hold is a grip on the target's progress that verify takes to compare
+// source and target at one consistent point while changes keep flowing:
+// Pause stops the target, the verify takes a source snapshot at some later
+// position, Move lets the target apply exactly the changes committed before
+// that position, and Release lets the pipeline go on. Meanwhile the source
+// keeps its position and pauses when the queue fills (back-pressure).
+type Hold struct {
+	p       *Pipeline
+	mu      sync.Mutex
+	at      change.LSN    // apply only changes committed before at
+	reached chan struct{} // closed once the target holds exactly those changes
+	moved   chan struct{} // closed when at moves
+	release chan struct{}
+	once    sync.Once
 }
 
-// HoldAt makes the target stop at lsn: once it has applied every change
-// committed before lsn and none after, HoldAt returns a release function that
-// lets the pipeline go on. The source keeps its position meanwhile and pauses
-// when the queue fills (back-pressure). If ctx ends first, the hold is
-// dropped and ctx's error returned.
-func (p *Pipeline) HoldAt(ctx context.Context, lsn change.LSN) (release func(), err error) {
-	h := &hold{at: lsn, reached: make(chan struct{}), release: make(chan struct{})}
+// ErrHeld is returned by Pause while another hold exists.
+var ErrHeld = errors.New("another verify holds the pipeline: wait for it to finish")
+
+// Pause stops applying after the batch in flight and returns once the target
+// is still. Snapshot rows still flow (a table's snapshot is not a point in
+// the stream). If ctx ends first, the hold is released and ctx's error
+// returned.
+func (p *Pipeline) Pause(ctx context.Context) (*Hold, error) {
+	h := &Hold{p: p, reached: make(chan struct{}), moved: make(chan struct{}), release: make(chan struct{})}
 	p.mu.Lock()
 	if p.hold != nil {
 		p.mu.Unlock()
-		return nil, fmt.Errorf("another verify holds the pipeline: wait for it to finish")
+		return nil, ErrHeld
 	}
 	p.hold = h
-	if p.seen >= lsn {
-		// Already past: the target may hold changes after lsn.
-		p.hold = nil
-		p.mu.Unlock()
-		return nil, errPassed
+	if !p.applying {
+		close(h.reached) // idle: the next batch will see the hold
 	}
 	p.mu.Unlock()
-	var once bool
-	rel := func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if !once {
-			once = true
-			close(h.release)
-			if p.hold == h {
-				p.hold = nil
-			}
-		}
+	if err := h.wait(ctx, h.reached); err != nil {
+		return nil, err
 	}
+	return h, nil
+}
+
+// Move lets the target apply every change committed before lsn and stop
+// there; it returns once the target holds exactly those changes. lsn may
+// only grow.
+func (h *Hold) Move(ctx context.Context, lsn change.LSN) error {
+	h.mu.Lock()
+	if lsn < h.at {
+		h.mu.Unlock()
+		return fmt.Errorf("hold position can only move forward (from %s to %s)", h.at, lsn)
+	}
+	h.at = lsn
+	h.reached = make(chan struct{})
+	reached := h.reached
+	close(h.moved)
+	h.moved = make(chan struct{})
+	h.mu.Unlock()
+
+	h.p.mu.Lock()
+	if !h.p.applying && h.p.seen >= lsn {
+		h.signal(reached)
+	}
+	h.p.mu.Unlock()
+	return h.wait(ctx, reached)
+}
+
+// Release lets the pipeline go on. It may be called more than once.
+func (h *Hold) Release() {
+	h.once.Do(func() {
+		h.p.mu.Lock()
+		if h.p.hold == h {
+			h.p.hold = nil
+		}
+		h.p.mu.Unlock()
+		close(h.release)
+	})
+}
+
+func (h *Hold) wait(ctx context.Context, ch chan struct{}) error {
 	select {
-	case <-h.reached:
-		return rel, nil
+	case <-ch:
+		return nil
 	case <-ctx.Done():
-		rel()
-		return nil, ctx.Err()
+		h.Release()
+		return ctx.Err()
 	}
 }
 
-// errPassed: the pipeline already applied past the requested position.
-var errPassed = fmt.Errorf("the target already applied changes past that position")
+func (h *Hold) state() (change.LSN, chan struct{}, chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.at, h.reached, h.moved
+}
+
+func (h *Hold) signal(ch chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// HoldAt is Pause then Move(lsn): the target stops exactly before lsn. It
+// returns ErrPassed when the target had already applied changes at or after
+// lsn before the pause.
+func (p *Pipeline) HoldAt(ctx context.Context, lsn change.LSN) (release func(), err error) {
+	h, err := p.Pause(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	passed := p.seenChange >= lsn
+	p.mu.Unlock()
+	if passed {
+		h.Release()
+		return nil, ErrPassed
+	}
+	if err := h.Move(ctx, lsn); err != nil {
+		return nil, err
+	}
+	return h.Release, nil
+}
 
 // ErrPassed is returned by HoldAt when the target is already beyond lsn.
-var ErrPassed = errPassed
+var ErrPassed = errors.New("the target already applied changes past that position")
 
 // applyHolding applies b, honouring a hold: the part of b committed before
-// the hold position is applied, then the writer waits for release with the
-// rest in hand.
+// the hold position is applied, then the writer waits, with the rest in
+// hand, for the hold to move or be released.
 func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b *change.Batch) error {
-	// Reading the hold and noting what is about to be applied happen under
-	// one lock, so a HoldAt racing with this batch either sees the batch's
-	// position (and reports ErrPassed) or is honoured by it.
+	// Reading the hold and marking the writer busy happen under one lock,
+	// so a Pause racing with this batch is either seen here or waits for it.
 	p.mu.Lock()
 	h := p.hold
+	p.applying = true
 	if h == nil {
 		p.noteSeenLocked(b)
 	}
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.applying = false
+		p.mu.Unlock()
+	}()
 	if h == nil {
 		return p.apply(applyCtx, b)
 	}
-	before, after := split(b, h.at)
-	if err := p.apply(applyCtx, before); err != nil {
-		return err
-	}
-	p.noteSeen(before)
-	if after == nil {
-		if p.seenAtLeast(h.at) {
-			p.waitRelease(runCtx, h)
+	for b != nil {
+		at, reached, moved := h.state()
+		before, after := split(b, at)
+		if len(before.Changes) > 0 || len(before.Snapshotted) > 0 || before.Ack > 0 {
+			if err := p.apply(applyCtx, before); err != nil {
+				return err
+			}
+			p.noteSeen(before)
 		}
-		return nil
+		b = after
+		if b == nil && !p.seenAtLeast(at) {
+			return nil // more batches are needed to know the stream passed at
+		}
+		// Something at or after the hold position arrived (the source
+		// delivers in commit order), or the stream is known to be past it:
+		// the target holds exactly the changes committed before at.
+		h.signal(reached)
+		select {
+		case <-h.release:
+			if b == nil {
+				return nil
+			}
+			p.noteSeen(b)
+			return p.apply(applyCtx, b)
+		case <-moved:
+		case <-runCtx.Done():
+			return nil // the held rest stays in the slot
+		}
 	}
-	// Something at or after the hold position arrived: everything before it
-	// is applied, since the source delivers in commit order.
-	p.waitRelease(runCtx, h)
-	p.noteSeen(after)
-	return p.apply(applyCtx, after)
-}
-
-func (p *Pipeline) waitRelease(ctx context.Context, h *hold) {
-	close(h.reached)
-	select {
-	case <-h.release:
-	case <-ctx.Done():
-	}
+	return nil
 }
 
 func (p *Pipeline) noteSeen(b *change.Batch) {
@@ -119,6 +202,9 @@ func (p *Pipeline) noteSeenLocked(b *change.Batch) {
 	if n := len(b.Changes); n > 0 && b.Changes[n-1].Op != change.OpRead && b.Changes[n-1].Pos.CommitLSN > p.seen {
 		p.seen = b.Changes[n-1].Pos.CommitLSN
 	}
+	if n := len(b.Changes); n > 0 && b.Changes[n-1].Op != change.OpRead && b.Changes[n-1].Pos.CommitLSN > p.seenChange {
+		p.seenChange = b.Changes[n-1].Pos.CommitLSN
+	}
 }
 
 func (p *Pipeline) seenAtLeast(l change.LSN) bool {
@@ -127,10 +213,10 @@ func (p *Pipeline) seenAtLeast(l change.LSN) bool {
 	return p.seen >= l
 }
 
-// split cuts b before its first change committed at or after at. The ack
-// stays with the part it was sent with: a batch's Ack covers its last
-// complete transaction, which may lie in either part, so the first part
-// only keeps it when it is below at.
+// split cuts b before its first change committed at or after at. Snapshot
+// rows always go first. The ack stays with the part it was sent with: a
+// batch's Ack covers its last complete transaction, which may lie in either
+// part, so the first part only keeps it when it is below at.
 func split(b *change.Batch, at change.LSN) (before, after *change.Batch) {
 	i := 0
 	for i < len(b.Changes) && (b.Changes[i].Op == change.OpRead || b.Changes[i].Pos.CommitLSN < at) {
@@ -139,12 +225,7 @@ func split(b *change.Batch, at change.LSN) (before, after *change.Batch) {
 	if i == len(b.Changes) && b.Ack < at {
 		return b, nil
 	}
-	before = &change.Batch{Changes: b.Changes[:i]}
+	before = &change.Batch{Changes: b.Changes[:i], Snapshotted: b.Snapshotted}
 	after = &change.Batch{Changes: b.Changes[i:], Ack: b.Ack}
-	before.Snapshotted = append(before.Snapshotted, b.Snapshotted...)
-	if len(after.Changes) == 0 && b.Ack >= at {
-		// Only the ack is past the hold: nothing to hold back but the ack itself.
-		return before, after
-	}
 	return before, after
 }

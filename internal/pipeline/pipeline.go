@@ -58,10 +58,12 @@ type Pipeline struct {
 	opt Options
 	q   *queue
 
-	mu    sync.Mutex
-	stats Stats
-	hold  *hold      // a requested stop at a position, for verify
-	seen  change.LSN // highest commit or ack position handed to the writer
+	mu         sync.Mutex
+	stats      Stats
+	hold       *Hold      // a verify's grip on the target, if any
+	applying   bool       // the writer is applying a batch
+	seen       change.LSN // highest commit or ack position applied
+	seenChange change.LSN // highest commit position of a change applied
 }
 
 // New wires src to dst. Nothing runs until Run.

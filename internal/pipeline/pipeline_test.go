@@ -260,3 +260,44 @@ func (s *gatedSource) Stream(ctx context.Context, emit Emit) error {
 	<-ctx.Done()
 	return ctx.Err()
 }
+
+func TestPauseThenMove(t *testing.T) {
+	// Verify pauses first, then takes its snapshot at some later position
+	// and moves the hold there: changes committed before it are applied,
+	// later ones wait for release.
+	gate := make(chan struct{})
+	src := &gatedSource{gate: gate, batches: []*change.Batch{{Changes: []change.Change{row("1", 20), row("2", 40)}, Ack: 41}}}
+	dst := &fakeTarget{state: map[change.TableID]change.TableState{tbl.ID(): {Snapshotted: true}}}
+	p := New(src, dst, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, []*change.Table{tbl}) }()
+	time.Sleep(20 * time.Millisecond)
+	h, err := p.Pause(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Pause(ctx); err != ErrHeld {
+		t.Errorf("second Pause = %v, want ErrHeld", err)
+	}
+	close(gate)
+	time.Sleep(50 * time.Millisecond)
+	if n := dst.count(); n != 0 {
+		t.Fatalf("paused, yet %d changes applied", n)
+	}
+	if err := h.Move(ctx, 30); err != nil {
+		t.Fatal(err)
+	}
+	if n := dst.count(); n != 1 {
+		t.Fatalf("held at 30: %d changes applied, want the one committed at 20", n)
+	}
+	if err := h.Move(ctx, 10); err == nil {
+		t.Error("moving the hold backwards succeeded")
+	}
+	h.Release()
+	waitFor(t, func() bool { return dst.count() == 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
