@@ -174,7 +174,7 @@ or workgroup first (plan prints its policies).`,
 				return err
 			}
 			defer closeConn()
-			if err := redshift.Setup(ctx, conn, p, slog.Default()); err != nil {
+			if err := redshift.Setup(ctx, conn, p, discardLog()); err != nil {
 				return err
 			}
 			created, existed := 0, 0

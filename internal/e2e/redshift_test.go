@@ -296,6 +296,8 @@ redshift:
 	out, code = e.sluice("status", "--config", cfg)
 	if code != 0 || !strings.Contains(out, `"pending_records"`) || !strings.Contains(out, `"last_merge"`) || !strings.Contains(out, `"public.customers"`) {
 		t.Errorf("status while running: exit %d\n%s", code, out)
+	} else if testing.Verbose() {
+		t.Logf("status:\n%s", out)
 	}
 	deadline := time.Now().Add(45 * time.Second)
 	for {
