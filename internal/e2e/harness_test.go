@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 var (
 	binary string
 	pg     *testenv.Postgres
+	envs   atomic.Int64
 )
 
 func TestMain(m *testing.M) {
@@ -73,6 +75,8 @@ func newEnv(t *testing.T, targetKind string) *env {
 	if len(e.name) > 30 {
 		e.name = e.name[:30]
 	}
+	// Slots are per cluster: a test run again (-count) gets its own.
+	e.name = fmt.Sprintf("%s_%d", e.name, envs.Add(1))
 	switch targetKind {
 	case "duckdb":
 		e.target = "duckdb:" + filepath.Join(e.dir, "mirror.duckdb")
