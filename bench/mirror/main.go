@@ -100,10 +100,15 @@ func run(ctx context.Context, rows, changes, rate, seconds int) error {
 	if err != nil {
 		return err
 	}
-	snapRate, err := timeSnapshot(ctx, url, filepath.Join(dir, "snap.duckdb"), rows)
+	snapRate, err := timeSnapshot(ctx, url, filepath.Join(dir, "snap.duckdb"), rows, false)
 	if err != nil {
 		return err
 	}
+	srcRate, err := timeSnapshot(ctx, url, "", rows, true)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("snapshot  source alone (rows decoded, then dropped): %.0f rows/s, ratio %.2f\n", srcRate, srcRate/copyRate)
 	fmt.Printf("snapshot  %d rows x 7 columns: COPY TO binary %.0f rows/s, sluice into DuckDB %.0f rows/s, ratio %.2f\n",
 		rows, copyRate, snapRate, snapRate/copyRate)
 
@@ -162,8 +167,19 @@ func (o observed) Apply(ctx context.Context, b *change.Batch) error {
 	return nil
 }
 
-func timeSnapshot(ctx context.Context, url, file string, rows int) (float64, error) {
-	src, err := newSource(url, "bench_snap", "snap")
+// discard is a target that keeps nothing: it isolates the source's share.
+type discard struct{}
+
+func (discard) State(context.Context) (map[change.TableID]change.TableState, error) { return nil, nil }
+func (discard) Reset(context.Context, *change.Table) error                          { return nil }
+func (discard) Apply(context.Context, *change.Batch) error                          { return nil }
+
+func timeSnapshot(ctx context.Context, url, file string, rows int, sourceOnly bool) (float64, error) {
+	name := "bench_snap"
+	if sourceOnly {
+		name = "bench_snap_src"
+	}
+	src, err := newSource(url, name, "snap")
 	if err != nil {
 		return 0, err
 	}
@@ -171,11 +187,15 @@ func timeSnapshot(ctx context.Context, url, file string, rows int) (float64, err
 	if err != nil {
 		return 0, err
 	}
-	tgt, err := duckdb.Open(ctx, file, duckdb.Options{})
-	if err != nil {
-		return 0, err
+	var tgt pipeline.Target = discard{}
+	if !sourceOnly {
+		t, err := duckdb.Open(ctx, file, duckdb.Options{})
+		if err != nil {
+			return 0, err
+		}
+		defer t.Close()
+		tgt = t
 	}
-	defer tgt.Close()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var end time.Time
