@@ -237,12 +237,22 @@ redshift:
 	rctx, stopRefresh := context.WithCancel(ctx)
 	var refreshWG sync.WaitGroup
 	refreshWG.Add(1)
-	var refreshErr error
+	var (
+		refreshMu  sync.Mutex
+		refreshErr error
+	)
+	refreshFailed := func() error {
+		refreshMu.Lock()
+		defer refreshMu.Unlock()
+		return refreshErr
+	}
 	go func() {
 		defer refreshWG.Done()
 		for rctx.Err() == nil {
 			if _, err := ref.refresh(rctx); err != nil && rctx.Err() == nil {
+				refreshMu.Lock()
 				refreshErr = err
+				refreshMu.Unlock()
 				return
 			}
 			select {
@@ -254,8 +264,8 @@ redshift:
 	stopRefresher := func() {
 		stopRefresh()
 		refreshWG.Wait()
-		if refreshErr != nil {
-			t.Fatalf("refresh the landing table: %v", refreshErr)
+		if err := refreshFailed(); err != nil {
+			t.Fatalf("refresh the landing table: %v", err)
 		}
 	}
 	defer stopRefresh()
@@ -306,6 +316,9 @@ redshift:
 			t.Logf("verify after the kills:\n%s", out)
 			break
 		}
+		if err := refreshFailed(); err != nil {
+			t.Fatalf("refresh the landing table (the streaming view's stand-in): %v", err)
+		}
 		if time.Now().After(deadline) {
 			debugRedshift(t, landing, out)
 			t.Fatalf("verify never passed (exit %d):\n%s\nsluice:\n%s", code, out, p.out.String())
@@ -354,6 +367,8 @@ redshift:
 	}
 }
 
+// debugRedshift logs, for the first keys verify reports missing, their
+// records in the landing table, and the truncation floors.
 func debugRedshift(t *testing.T, conn *pgx.Conn, out string) {
 	i := strings.Index(out, "missing in target: ")
 	if i < 0 {
@@ -362,7 +377,7 @@ func debugRedshift(t *testing.T, conn *pgx.Conn, out string) {
 	line := out[i+len("missing in target: "):]
 	line = line[:strings.Index(line, "\n")]
 	keys := strings.Split(line, ", ")
-	for _, k := range keys[:3] {
+	for _, k := range keys[:min(3, len(keys))] {
 		k = strings.Trim(k, "()")
 		rows, err := conn.Query(context.Background(), `SELECT shard_id, sequence_number, data->>'op', data->'source'->>'commit_lsn', data->'source'->>'lsn', data->'before'->>'userid', data->'after'->>'userid', data->'source'->>'snapshot' FROM "_sluice"."changes" WHERE data->'source'->>'table' = 'customers' AND (data->'before'->>'userid' = $1 OR data->'after'->>'userid' = $1 OR data->>'op' = 't') ORDER BY shard_id, length(sequence_number), sequence_number`, k)
 		if err != nil {
