@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -14,8 +15,10 @@ import (
 	"github.com/sluice-dev/sluice/internal/admin"
 	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/config"
+	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/internal/pipeline"
 	"github.com/sluice-dev/sluice/internal/source/postgres"
+	"github.com/sluice-dev/sluice/internal/stream/kinesis"
 	"github.com/sluice-dev/sluice/internal/verify"
 )
 
@@ -55,6 +58,8 @@ type running struct {
 	log    *slog.Logger
 
 	streamStats func() any // stream producer/consumer figures, when there is a stream
+	sink        *kinesis.Sink
+	reader      *kinesis.Reader
 
 	holdMu sync.Mutex
 	hold   *pipeline.Hold
@@ -191,6 +196,24 @@ func (r *running) Status(ctx context.Context) (any, error) {
 		rep.Stream = r.streamStats()
 	}
 	return rep, nil
+}
+
+// Metrics serves the pipeline's, the slot's and the stream's figures.
+func (r *running) Metrics() http.Handler {
+	var src metrics.Sources
+	if r.p != nil {
+		src.Pipeline = r.p.Stats
+	}
+	if r.src != nil {
+		src.Slot = r.src.Status
+	}
+	if r.sink != nil {
+		src.Producer = r.sink.Stats
+	}
+	if r.reader != nil {
+		src.Consumer = r.reader.Stats
+	}
+	return metrics.Handler(r.cfg.Pipeline, src)
 }
 
 // Query runs a read-only statement against the target.

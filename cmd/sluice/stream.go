@@ -59,7 +59,7 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger) (runErr 
 			return err
 		}
 		defer sink.Close()
-		r.src, r.tables = src, tables
+		r.src, r.tables, r.sink = src, tables, sink
 		r.p = pipeline.New(src, sink, pipeline.Options{QueueBytes: int(c.Batch.QueueBytes), Logger: log})
 		stats = append(stats, func() any { return map[string]any{"producer": sink.Stats()} })
 		g.Go(func() error { return r.p.Run(gctx, tables) })
@@ -91,7 +91,7 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger) (runErr 
 			return err
 		}
 		defer rd.Close()
-		r.tgt = tgt
+		r.tgt, r.reader = tgt, rd
 		stats = append(stats, func() any { return map[string]any{"consumer": rd.Stats()} })
 		g.Go(func() error { return stopped(gctx, rd.Run(gctx)) })
 	}

@@ -32,6 +32,11 @@ type Querier interface {
 	Query(ctx context.Context, sql string) (*Result, error)
 }
 
+// Metricser serves the process's metrics in the Prometheus text format.
+type Metricser interface {
+	Metrics() http.Handler
+}
+
 // Caller runs a named target operation with JSON arguments (verify's
 // checksums), so the endpoint needs no knowledge of each operation.
 type Caller interface {
@@ -62,6 +67,9 @@ func Start(addr, file string, b Backend) (*Server, error) {
 		v, err := b.Status(r.Context())
 		reply(w, v, err)
 	})
+	if m, ok := b.(Metricser); ok {
+		mux.Handle("GET /metrics", m.Metrics())
+	}
 	mux.HandleFunc("POST /query", func(w http.ResponseWriter, r *http.Request) {
 		q, ok := b.(Querier)
 		if !ok {

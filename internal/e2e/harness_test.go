@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -296,4 +298,20 @@ func (w *workload) run(ctx context.Context, n int) error {
 		}
 	}
 	return nil
+}
+
+// metrics fetches /metrics from the running sluice of pipeline name.
+func (e *env) metrics(name string) string {
+	e.t.Helper()
+	addr, err := os.ReadFile(filepath.Join(e.dir, "state", name+".admin"))
+	if err != nil {
+		e.t.Fatalf("admin address of %s: %v", name, err)
+	}
+	resp, err := http.Get("http://" + strings.TrimSpace(string(addr)) + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
 }

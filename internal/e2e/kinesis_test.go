@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,7 +83,16 @@ stream:
 		}
 		time.Sleep(2 * time.Second)
 	}
+	if m := e.metrics(e.name + "_producer"); !strings.Contains(m, "sluice_kinesis_producer_in_flight_bytes") {
+		t.Errorf("producer metrics lack in-flight bytes:\n%s", m)
+	}
+	if m := e.metrics(e.name + "_consumer"); !strings.Contains(m, "sluice_kinesis_shard_millis_behind_latest") {
+		t.Errorf("consumer metrics lack per-shard lag:\n%s", m)
+	}
 	out, code := e.sluice("status", "--config", consumer)
+	if !strings.Contains(out, "millis_behind_latest") {
+		t.Errorf("consumer status lacks per-shard lag:\n%s", out)
+	}
 	if code != 0 {
 		t.Errorf("status of the consumer: exit %d\n%s", code, out)
 	}

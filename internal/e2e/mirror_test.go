@@ -57,6 +57,9 @@ func TestMirrorRandomWorkload(t *testing.T) {
 			if code != 0 || json.Unmarshal([]byte(out), &st) != nil || !st.Running || st.Slot.Name == "" || st.Stats.Applied == 0 {
 				t.Errorf("status while running: exit %d\n%s", code, out)
 			}
+			if m := e.metrics(e.name); !strings.Contains(m, `sluice_applied_changes_total{pipeline="`+e.name+`"}`) || !strings.Contains(m, "sluice_slot_retained_wal_bytes") {
+				t.Errorf("metrics while running lack the pipeline's figures:\n%s", m)
+			}
 			out, code = e.sluice(e.args("query", workTables, "SELECT count(*) AS n FROM accounts")...)
 			if code != 0 || !strings.Contains(out, "(1 rows)") {
 				t.Errorf("query while running: exit %d\n%s", code, out)
