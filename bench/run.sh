@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every benchmark in this directory; each starts its own throwaway
+# servers and prints its figures as ratios against a baseline measured in
+# the same run. See bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+echo "=== source (vs pg_recvlogical)"
+./bench/source/run.sh
+echo "=== mirror into DuckDB (vs COPY TO binary, pg_recvlogical)"
+go run ./bench/mirror
+echo "=== Kinesis sink (vs a bare PutRecords loop)"
+go run ./bench/kinesis
