@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -51,6 +53,11 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 	}
 	switch kind {
 	case config.TargetDuckDB:
+		if readOnly {
+			if _, err := os.Stat(where); errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("no mirror at %s yet: start it with sluice run (or check the target path)", where)
+			}
+		}
 		t, err := duckdb.Open(ctx, where, duckdb.Options{Schema: c.Target.Schema, ReadOnly: readOnly, Logger: log})
 		// A status, verify or query that opened the file read-only while
 		// sluice was stopped holds its lock for a moment: wait it out.
