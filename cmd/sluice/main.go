@@ -58,6 +58,9 @@ change, applied exactly once. Start with: sluice quickstart`,
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
 			}
+			if cmd.Name() == "quickstart" && !cmd.Flags().Changed("log-level") {
+				lvl = slog.LevelWarn // its progress line says what the log would
+			}
 			opts := &slog.HandlerOptions{Level: lvl}
 			var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
 			if logJSON {
