@@ -21,13 +21,10 @@ import (
 
 // snapshotThroughRedshift puts the initial rows in the source before the
 // first run, so they reach Redshift through the snapshot, and kills may hit
-// the snapshot. Off until the merge keeps snapshot rows at the position of
-// the producer's reset marker: every snapshot through Kinesis is preceded
-// by a truncate record at the snapshot rows' own position (commit LSN P,
-// LSN 0), and the merge only keeps changes strictly after a truncate, so
-// it drops the snapshot's rows (most of them: all that are merged in or
-// after the run that sees the marker).
-const snapshotThroughRedshift = false
+// the snapshot. Every snapshot through Kinesis is preceded by a reset
+// marker, a truncate record at the snapshot rows' own position (commit LSN
+// P, LSN 0); the merge keeps rows at that position (it once dropped them).
+const snapshotThroughRedshift = true
 
 const (
 	testRoleARN  = "arn:aws:iam::123456789012:role/sluice-redshift-streaming"

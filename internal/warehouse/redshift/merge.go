@@ -169,7 +169,12 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 	b.WriteString("    ROW_NUMBER() OVER (PARTITION BY " + partX + " ORDER BY x." + q(colCommitLSN) + ", x." + q(colLSN) + `) AS "_sluice_seq"` + "\n")
 	b.WriteString("  FROM " + tmpRows + " AS x\n")
 	b.WriteString("  LEFT JOIN " + tmpFloor + " AS f ON 1 = 1\n")
-	b.WriteString("  WHERE f.\"commit_lsn\" IS NULL\n     OR " + posAfter("x."+q(colCommitLSN), "x."+q(colLSN), `f."commit_lsn"`, `f."lsn"`) + "\n) AS s")
+	// Rows after the latest truncate survive it, and so do the snapshot rows
+	// at a reset marker's own position (both at the snapshot's consistent
+	// point with LSN 0: only snapshot rows and reset markers have LSN 0; a
+	// source truncate never does).
+	b.WriteString("  WHERE f.\"commit_lsn\" IS NULL\n     OR " + posAfter("x."+q(colCommitLSN), "x."+q(colLSN), `f."commit_lsn"`, `f."lsn"`) +
+		"\n     OR (x." + q(colCommitLSN) + ` = f."commit_lsn" AND x.` + q(colLSN) + ` = 0 AND f."lsn" = 0)` + "\n) AS s")
 	add(b.String())
 
 	// 5. merge
