@@ -53,7 +53,7 @@ stream:
 		time.Sleep(time.Duration(500+rng.IntN(2000)) * time.Millisecond)
 		for _, p := range []*proc{pp, cp} {
 			if p.exited() {
-				t.Fatalf("a half exited by itself:\n%s", p.out.String())
+				t.Fatalf("a half exited by itself:\n%s\nkinesalite:\n%s", p.out.String(), k.Output())
 			}
 		}
 		// Kill the halves in a random order.

@@ -200,9 +200,11 @@ func startKinesis(ctx context.Context, kind, dir string, env []string, args ...s
 	cmd := exec.Command(node, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	// Own process group (a terminal's ^C reaches the test, not the server);
-	// killed if the test process dies without Stop.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Own process group (a terminal's ^C reaches the test, not the server).
+	// No Pdeathsig: it fires when the OS thread that started the server
+	// exits, not the process; the server exits instead when its stdin
+	// closes, which the kernel does when this process goes away.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

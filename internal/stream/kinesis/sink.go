@@ -176,11 +176,23 @@ func (s *Sink) shardHashKeys(ctx context.Context) ([]string, error) {
 	name, arn := s.stream.ids()
 	in := &kinesis.ListShardsInput{StreamName: name, StreamARN: arn}
 	var keys []string
-	for {
+	for attempt := 1; ; {
 		out, err := s.api.ListShards(ctx, in)
 		if err != nil {
+			// Transient failures are ridden out as PutRecords' are.
+			if _, retry := classify(err); retry && ctx.Err() == nil && (s.cfg.MaxAttempts == 0 || attempt < s.cfg.MaxAttempts) {
+				if attempt%10 == 0 {
+					s.log.Warn("Kinesis keeps refusing ListShards; retrying", "attempts", attempt, "error", err)
+				}
+				if err := s.sleep(ctx, attempt); err != nil {
+					return nil, err
+				}
+				attempt++
+				continue
+			}
 			return nil, fmt.Errorf("list shards of Kinesis stream %s: %w", s.stream, explain(err, s.stream))
 		}
+		attempt = 1
 		for _, sh := range out.Shards {
 			if sh.SequenceNumberRange != nil && sh.SequenceNumberRange.EndingSequenceNumber != nil {
 				continue // closed: nothing more can be put on it
