@@ -80,7 +80,7 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 			return queryDuckDB(ctx, t.DB(), q)
 		}}, nil
 	case config.TargetPostgres:
-		t, err := whpg.Open(ctx, where, whpg.Options{Schema: c.Target.Schema, Logger: log})
+		t, err := whpg.Open(ctx, where, whpg.Options{Schema: c.Target.Schema, Logger: log, ReadOnly: readOnly})
 		if err != nil {
 			return nil, err
 		}

@@ -14,12 +14,12 @@ func TestAddTableSnapshotsOnlyIt(t *testing.T) {
 INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 500) i;
 INSERT INTO b SELECT i, 'b' || i FROM generate_series(1, 700) i;`)
 	p := e.start(e.args("run", "public.a")...)
-	e.waitVerified("public.a", 60*time.Second)
+	e.waitVerified("public.a", 60*time.Second, p)
 	p.stop(t)
 	e.exec(`UPDATE a SET v = 'changed while stopped' WHERE id <= 50; DELETE FROM a WHERE id > 490; INSERT INTO b VALUES (701, 'new')`)
 
 	p = e.start(e.args("run", "public.a,public.b")...)
-	out := e.waitVerified("public.a,public.b", 60*time.Second)
+	out := e.waitVerified("public.a,public.b", 60*time.Second, p)
 	log := p.out.String()
 	if !strings.Contains(log, "table needs a snapshot") || !strings.Contains(log, "table=public.b") || strings.Contains(log, "table=public.a") {
 		t.Errorf("want a snapshot of public.b only:\n%s", log)

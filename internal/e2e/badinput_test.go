@@ -56,13 +56,14 @@ func TestTargetRejectsDDL(t *testing.T) {
 	defer tconn.Close(ctx)
 	// Since Postgres 15 only the owner may create in public: a plain role
 	// may create sluice's own state schema but not the mirrored table.
-	if _, err := tconn.Exec(ctx, `CREATE ROLE mirror_noddl LOGIN`); err != nil {
+	role := "noddl_" + e.name // roles are per cluster
+	if _, err := tconn.Exec(ctx, `CREATE ROLE `+role+` LOGIN`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tconn.Exec(ctx, `GRANT CREATE ON DATABASE `+strings.TrimPrefix(admin[strings.LastIndex(admin, "/"):strings.Index(admin, "?")], "/")+` TO mirror_noddl`); err != nil {
+	if _, err := tconn.Exec(ctx, `GRANT CREATE ON DATABASE `+strings.TrimPrefix(admin[strings.LastIndex(admin, "/"):strings.Index(admin, "?")], "/")+` TO `+role); err != nil {
 		t.Fatal(err)
 	}
-	e.target = strings.Replace(admin, "postgres@", "mirror_noddl@", 1)
+	e.target = strings.Replace(admin, "postgres@", role+"@", 1)
 	out, code := e.sluice(e.args("run", "public.items")...)
 	if code == 0 || !strings.Contains(out, "items") || !strings.Contains(strings.ToLower(out), "permission denied") {
 		t.Fatalf("exit %d, want an error naming the table and the refusal:\n%s", code, out)
@@ -77,11 +78,11 @@ func TestTargetRejectsDDL(t *testing.T) {
 	if err := sconn.QueryRow(ctx, `SELECT coalesce(confirmed_flush_lsn::text, '') FROM pg_replication_slots WHERE slot_name = $1`, "sluice_"+e.name).Scan(&confirmed); err != nil {
 		t.Fatalf("the slot should exist after the failed run: %v", err)
 	}
-	if _, err := tconn.Exec(ctx, `GRANT CREATE ON SCHEMA public TO mirror_noddl`); err != nil {
+	if _, err := tconn.Exec(ctx, `GRANT CREATE ON SCHEMA public TO `+role); err != nil {
 		t.Fatal(err)
 	}
 	p := e.start(e.args("run", "public.items")...)
-	out = e.waitVerified("public.items", 60*time.Second)
+	out = e.waitVerified("public.items", 60*time.Second, p)
 	if !strings.Contains(out, "101") && !strings.Contains(out, "match") {
 		t.Errorf("verify:\n%s", out)
 	}

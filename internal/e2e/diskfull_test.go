@@ -34,7 +34,7 @@ func TestTargetDiskFull(t *testing.T) {
 	e.exec(`CREATE TABLE events (id int PRIMARY KEY, payload text)`)
 	e.exec(`INSERT INTO events SELECT i, md5(i::text) FROM generate_series(1, 1000) i`)
 	p := e.start(e.args("run", "public.events")...)
-	e.waitVerified("public.events", 60*time.Second)
+	e.waitVerified("public.events", 60*time.Second, p)
 
 	before := confirmed(t, e)
 	e.exec(`INSERT INTO events SELECT i, repeat(md5(i::text), 20) FROM generate_series(1001, 60000) i`)
@@ -67,7 +67,7 @@ func TestTargetDiskFull(t *testing.T) {
 	if p.exited() {
 		t.Fatalf("the run after the disk was freed stopped:\n%s", p.out.String())
 	}
-	out := e.waitVerified("public.events", 90*time.Second)
+	out := e.waitVerified("public.events", 90*time.Second, p)
 	if !strings.Contains(out, "60000") {
 		t.Errorf("verify after the disk was freed:\n%s", out)
 	}

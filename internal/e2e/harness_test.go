@@ -208,10 +208,15 @@ func (e *env) waitRunning(p *proc) {
 }
 
 // waitVerified runs verify until it passes or the deadline passes.
-func (e *env) waitVerified(tables string, within time.Duration) string {
+func (e *env) waitVerified(tables string, within time.Duration, running ...*proc) string {
 	e.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
+		for _, p := range running {
+			if p.exited() {
+				e.t.Fatalf("sluice stopped while waiting for verify to pass:\n%s", p.out.String())
+			}
+		}
 		out, code := e.sluice(e.args("verify", tables)...)
 		if code == 0 {
 			return out

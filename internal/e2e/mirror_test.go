@@ -24,7 +24,7 @@ func TestMirrorRandomWorkload(t *testing.T) {
 			if err := newWorkload(e.src, 1, 3000).run(ctx, 300); err != nil {
 				t.Fatal(err)
 			}
-			out := e.waitVerified(workTables, 90*time.Second)
+			out := e.waitVerified(workTables, 90*time.Second, p)
 			if !strings.Contains(out, "every table matches") || !strings.Contains(out, "compared at source position") {
 				t.Errorf("verify while running did not compare at a consistent point:\n%s", out)
 			}
@@ -43,7 +43,7 @@ func TestMirrorRandomWorkload(t *testing.T) {
 			}
 
 			// Caught up once the workload stops.
-			e.waitVerified(workTables, 60*time.Second)
+			e.waitVerified(workTables, 60*time.Second, p)
 			out, code = e.sluice(e.args("status", workTables, "--json")...)
 			var st struct {
 				Running bool `json:"running"`

@@ -16,7 +16,7 @@ func TestSchemaChangeAndToast(t *testing.T) {
 ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
 INSERT INTO docs SELECT i, 't' || i, repeat(md5(i::text), 1000) FROM generate_series(1, 50) i;`)
 			p := e.start(e.args("run", "public.docs")...)
-			e.waitVerified("public.docs", 60*time.Second)
+			e.waitVerified("public.docs", 60*time.Second, p)
 			// body is TOASTed and unchanged by this update: it must survive.
 			e.exec(`UPDATE docs SET title = title || '!' WHERE id <= 25`)
 			e.exec(`ALTER TABLE docs ADD COLUMN rating int DEFAULT 3`)
@@ -25,7 +25,7 @@ INSERT INTO docs SELECT i, 't' || i, repeat(md5(i::text), 1000) FROM generate_se
 			e.exec(`ALTER TABLE docs DROP COLUMN title`)
 			e.exec(`INSERT INTO docs VALUES (101, 'after drop', 1)`)
 			e.exec(`UPDATE docs SET rating = 0 WHERE id = 1`)
-			out := e.waitVerified("public.docs", 60*time.Second)
+			out := e.waitVerified("public.docs", 60*time.Second, p)
 			if p.exited() {
 				t.Fatalf("run stopped on a schema change:\n%s", p.out.String())
 			}

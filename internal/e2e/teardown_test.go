@@ -17,7 +17,7 @@ func TestTeardown(t *testing.T) {
 	e.exec(`CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')`)
 	e.exec(`SELECT pg_create_logical_replication_slot('someone_elses', 'pgoutput')`)
 	p := e.start(e.args("run", "public.t")...)
-	e.waitVerified("public.t", 60*time.Second)
+	e.waitVerified("public.t", 60*time.Second, p)
 	out, code := e.sluice(e.args("teardown", "public.t")...)
 	if code == 0 || !strings.Contains(out, "stop it first") {
 		t.Errorf("teardown while running: exit %d\n%s", code, out)

@@ -25,6 +25,9 @@ type Options struct {
 	// Logger receives actionable events (tables created or altered). Nil
 	// discards them.
 	Logger *slog.Logger
+	// ReadOnly opens the target for status, verify and queries: no DDL,
+	// not even sluice's state tables (a missing state table reads as empty).
+	ReadOnly bool
 }
 
 // Target is a Postgres database that mirrored tables are applied to.
@@ -62,7 +65,19 @@ func Open(ctx context.Context, url string, opts Options) (*Target, error) {
 	}
 	t := &Target{pool: pool, name: name, log: log, fresh: map[change.TableID]bool{},
 		apply: warehouse.Applier{Dialect: Dialect{}, Schema: opts.Schema, Log: log}}
-	if err := t.tx(ctx, func(s *session) error { return t.apply.Setup(ctx, s) }); err != nil {
+	if opts.ReadOnly {
+		return t, nil
+	}
+	// Several sluice processes may set up one target at once (a pipeline
+	// per source, a restart racing a verify): CREATE ... IF NOT EXISTS is
+	// not safe against itself, so they take turns.
+	err = t.tx(ctx, func(s *session) error {
+		if err := s.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('sluice state setup'))"); err != nil {
+			return err
+		}
+		return t.apply.Setup(ctx, s)
+	})
+	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("set up sluice state in Postgres target %s: %w", name, err)
 	}
@@ -313,6 +328,17 @@ type Querier interface {
 }
 
 func readState(ctx context.Context, q Querier) (map[change.TableID]warehouse.StateRow, error) {
+	out, err := readStateRows(ctx, q)
+	// A target that sluice never applied to has no state table yet
+	// (read-only opens create nothing): it holds no table.
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P01" {
+		return map[change.TableID]warehouse.StateRow{}, nil
+	}
+	return out, err
+}
+
+func readStateRows(ctx context.Context, q Querier) (map[change.TableID]warehouse.StateRow, error) {
 	rows, err := q.Query(ctx, warehouse.SelectStateSQL())
 	if err != nil {
 		return nil, err
