@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -153,13 +154,17 @@ loop:
 	if err := <-runErr; err != nil {
 		return err
 	}
+	self := "sluice"
+	if exe, err := os.Executable(); err == nil && !strings.Contains(exe, "go-build") {
+		self = exe // the binary as built, e.g. bin/sluice, when it is not on PATH
+	}
 	fmt.Fprintf(out, `
 The mirror is in %s
 Query it (the DuckDB CLI works too, once sluice has stopped):
 
-  sluice query --target duckdb:%s "SELECT count(*), count(phone) FROM customers"
+  %s query --target duckdb:%s "SELECT count(*), count(phone) FROM customers"
 
-`, dbFile, dbFile)
+`, dbFile, self, dbFile)
 	if !rep.Match {
 		return &exitError{code: 1, err: errors.New("verify found differences")}
 	}

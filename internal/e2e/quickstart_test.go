@@ -15,7 +15,7 @@ func TestQuickstart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("quickstart: %v\n%s", err, out)
 	}
-	for _, want := range []string{"snapshot 100%", "every table matches", dir + "/customers.duckdb", "sluice query --target duckdb:"} {
+	for _, want := range []string{"snapshot 100%", "every table matches", dir + "/customers.duckdb", "query --target duckdb:"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("quickstart output lacks %q:\n%s", want, out)
 		}
