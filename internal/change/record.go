@@ -19,7 +19,7 @@ import (
 //	           "lsn":<change LSN>,"commit_lsn":<commit LSN>,"txId":...,"ts_ms":<commit time>,
 //	           "snapshot":true|false},
 //	 "key":[<key column names>],
-//	 "columns":[{"name":...,"type":...,"kind":...,"elem":...,"nullable":...}, ...],
+//	 "columns":[{"name":...,"type":...,"kind":...,"elem":...,"num":...,"nullable":...}, ...],
 //	 "unchanged":[<columns whose TOASTed value was not sent>]}
 //
 // LSNs are JSON numbers (as in Debezium) so a warehouse can compare them
@@ -93,6 +93,10 @@ func AppendRecord(dst []byte, c *Change, m RecordMeta) []byte {
 		if col.Type.Base != "" {
 			dst = append(dst, `,"base":`...)
 			dst = appendString(dst, col.Type.Base)
+		}
+		if col.Num != 0 {
+			dst = append(dst, `,"num":`...)
+			dst = strconv.AppendInt(dst, int64(col.Num), 10)
 		}
 		dst = append(dst, `,"nullable":`...)
 		dst = strconv.AppendBool(dst, col.Nullable)
@@ -267,6 +271,7 @@ type wireColumn struct {
 	Kind     string `json:"kind"`
 	Elem     string `json:"elem"`
 	Base     string `json:"base"`
+	Num      int    `json:"num"`
 	Nullable bool   `json:"nullable"`
 }
 
@@ -305,7 +310,7 @@ func DecodeRecord(data []byte) (*Record, error) {
 		if err != nil {
 			return bad("column %q: %v", wc.Name, err)
 		}
-		col := Column{Name: wc.Name, Nullable: wc.Nullable, Type: Type{Name: wc.Type, Kind: k, Base: wc.Base}}
+		col := Column{Name: wc.Name, Nullable: wc.Nullable, Num: wc.Num, Type: Type{Name: wc.Type, Kind: k, Base: wc.Base}}
 		if k == KindArray {
 			if col.Type.Elem, err = ParseKind(wc.Elem); err != nil {
 				return bad("column %q: %v", wc.Name, err)

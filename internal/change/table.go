@@ -22,6 +22,10 @@ type Column struct {
 	Type     Type
 	Nullable bool
 	Key      bool // part of the primary key or the user-declared key
+	// Num is the column's number at the source (pg_attribute.attnum), 0 when
+	// unknown. A column dropped and added again under the same name gets a
+	// new number: its old values are not its values.
+	Num int
 	// Missing is the value that rows which existed before the column was
 	// added hold for it (Postgres' fast default, pg_attribute.attmissingval),
 	// nil when they hold NULL. Such rows send no change when the column is
@@ -77,6 +81,9 @@ func (t *Table) SameShape(u *Table) bool {
 		a, b := t.Columns[i], u.Columns[i]
 		if a.Name != b.Name || a.Type != b.Type || a.Nullable != b.Nullable || a.Key != b.Key {
 			return false
+		}
+		if a.Num != 0 && b.Num != 0 && a.Num != b.Num {
+			return false // dropped and added again under the same name
 		}
 	}
 	for i := range t.Key {

@@ -306,6 +306,11 @@ func (s *Segment) Project(to *change.Table) {
 	idx := make([]int, len(to.Columns))
 	for i, c := range to.Columns {
 		idx[i] = s.Table.Column(c.Name)
+		// The same name with another number is another column (dropped and
+		// added again): the segment holds none of its values.
+		if k := idx[i]; k >= 0 && c.Num != 0 && s.Table.Columns[k].Num != 0 && c.Num != s.Table.Columns[k].Num {
+			idx[i] = -1
+		}
 	}
 	for j, r := range s.Rows {
 		vals := make([]change.Value, len(to.Columns))

@@ -123,14 +123,21 @@ func AlterTableSQL(d Dialect, target change.TableID, from, to *change.Table) ([]
 	// Drops first: DuckDB cannot commit a transaction that adds a column
 	// with a default expression and then drops another one ("another
 	// transaction has altered this table").
+	// A column dropped and added again under the same name (a new number
+	// at the source) is dropped and added here too: its old values are not
+	// its values.
+	renumbered := func(name string) bool {
+		i, j := from.Column(name), to.Column(name)
+		return i >= 0 && j >= 0 && from.Columns[i].Num != 0 && to.Columns[j].Num != 0 && from.Columns[i].Num != to.Columns[j].Num
+	}
 	for _, c := range from.Columns {
-		if to.Column(c.Name) < 0 {
+		if to.Column(c.Name) < 0 || renumbered(c.Name) {
 			out = append(out, fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", q, change.QuoteIdent(c.Name)))
 		}
 	}
 	for _, c := range to.Columns {
 		i := from.Column(c.Name)
-		if i < 0 {
+		if i < 0 || renumbered(c.Name) {
 			add := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", q, change.QuoteIdent(c.Name), d.ColumnType(TypeOf(c)))
 			if c.Missing == nil || c.Missing.IsNull() {
 				out = append(out, add)

@@ -45,13 +45,14 @@ type shapeColumn struct {
 	Base     string `json:"base,omitempty"`
 	Nullable bool   `json:"nullable,omitempty"`
 	Key      bool   `json:"key,omitempty"`
+	Num      int    `json:"num,omitempty"`
 }
 
 // EncodeShape is the JSON form of a table's columns kept in the state table.
 func EncodeShape(t *change.Table) string {
 	cols := make([]shapeColumn, len(t.Columns))
 	for i, c := range t.Columns {
-		cols[i] = shapeColumn{Name: c.Name, Type: c.Type.Name, Kind: c.Type.Kind.String(), Base: c.Type.Base, Nullable: c.Nullable, Key: c.Key}
+		cols[i] = shapeColumn{Name: c.Name, Type: c.Type.Name, Kind: c.Type.Kind.String(), Base: c.Type.Base, Nullable: c.Nullable, Key: c.Key, Num: c.Num}
 		if c.Type.Kind == change.KindArray {
 			cols[i].Elem = c.Type.Elem.String()
 		}
@@ -77,7 +78,7 @@ func DecodeShape(id change.TableID, s string) (*change.Table, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decode stored shape of %s: %w", id, err)
 		}
-		col := change.Column{Name: c.Name, Type: change.Type{Name: c.Type, Kind: k, Base: c.Base}, Nullable: c.Nullable, Key: c.Key}
+		col := change.Column{Name: c.Name, Type: change.Type{Name: c.Type, Kind: k, Base: c.Base}, Nullable: c.Nullable, Key: c.Key, Num: c.Num}
 		if c.Elem != "" {
 			if col.Type.Elem, err = change.ParseKind(c.Elem); err != nil {
 				return nil, fmt.Errorf("decode stored shape of %s: %w", id, err)

@@ -180,7 +180,7 @@ func (s *Source) loadTable(ctx context.Context, conn *pgx.Conn, id change.TableI
 	}
 	m := &tableMeta{relid: relid, table: &change.Table{Schema: id.Schema, Name: id.Name, Version: 1}}
 	// Generated columns are left out: pgoutput does not send them (Postgres 15).
-	rows, err := conn.Query(ctx, `SELECT a.attname::text, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
+	rows, err := conn.Query(ctx, `SELECT a.attname::text, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.attnum::int
 		FROM pg_catalog.pg_attribute a
 		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 		ORDER BY a.attnum`, relid)
@@ -192,11 +192,12 @@ func (s *Source) loadTable(ctx context.Context, conn *pgx.Conn, id change.TableI
 		oid       uint32
 		typmod    int32
 		nullable  bool
+		num       int
 	}
 	var cols []col
 	for rows.Next() {
 		var c col
-		if err := rows.Scan(&c.name, &c.oid, &c.typmod, &c.typ, &c.nullable); err != nil {
+		if err := rows.Scan(&c.name, &c.oid, &c.typmod, &c.typ, &c.nullable, &c.num); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read columns of %s: %w", id, err)
 		}
@@ -210,7 +211,7 @@ func (s *Source) loadTable(ctx context.Context, conn *pgx.Conn, id change.TableI
 		if err != nil {
 			return nil, fmt.Errorf("column %s of %s: %w", c.name, id, err)
 		}
-		m.table.Columns = append(m.table.Columns, change.Column{Name: c.name, Type: ti.changeType(c.typ), Nullable: c.nullable})
+		m.table.Columns = append(m.table.Columns, change.Column{Name: c.name, Type: ti.changeType(c.typ), Nullable: c.nullable, Num: c.num})
 		m.types = append(m.types, ti)
 		m.typmods = append(m.typmods, c.typmod)
 	}

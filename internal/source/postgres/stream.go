@@ -385,20 +385,12 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 		st.rels[m.RelationID] = nil
 		return nil
 	}
-	same := len(m.Columns) == len(cur.types)
-	for i := 0; same && i < len(m.Columns); i++ {
-		c := m.Columns[i]
-		same = c.Name == cur.table.Columns[i].Name && c.DataType == cur.table.Columns[i].Type.OID && c.TypeModifier == cur.typmods[i]
-	}
-	if same {
-		st.rels[m.RelationID] = cur
-		return nil
-	}
 	nullable := map[string]bool{}
 	// attmissingval is the value rows that predate an added column take (a
 	// "fast default"): they send no change, so the warehouse must be told.
 	missing := map[string]string{}
-	rows, err := st.meta.Query(ctx, `SELECT attname::text, NOT attnotnull, atthasmissing, coalesce(attmissingval::text, '')
+	nums := map[string]int{}
+	rows, err := st.meta.Query(ctx, `SELECT attname::text, NOT attnotnull, atthasmissing, coalesce(attmissingval::text, ''), attnum::int
 		FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped`, m.RelationID)
 	if err != nil {
 		return fmt.Errorf("read columns of %s: %w", id, err)
@@ -406,17 +398,32 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 	for rows.Next() {
 		var n, miss string
 		var null, hasMissing bool
-		if err := rows.Scan(&n, &null, &hasMissing, &miss); err != nil {
+		var num int
+		if err := rows.Scan(&n, &null, &hasMissing, &miss, &num); err != nil {
 			rows.Close()
 			return fmt.Errorf("read columns of %s: %w", id, err)
 		}
 		nullable[n] = null
+		nums[n] = num
 		if hasMissing {
 			missing[n] = miss
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read columns of %s: %w", id, err)
+	}
+	// Column numbers come from the catalog: a column dropped and added
+	// again under the same name and type looks the same in the message.
+	same := len(m.Columns) == len(cur.types)
+	for i := 0; same && i < len(m.Columns); i++ {
+		c := m.Columns[i]
+		old := cur.table.Columns[i]
+		same = c.Name == old.Name && c.DataType == old.Type.OID && c.TypeModifier == cur.typmods[i] &&
+			(old.Num == 0 || nums[c.Name] == 0 || nums[c.Name] == old.Num)
+	}
+	if same {
+		st.rels[m.RelationID] = cur
+		return nil
 	}
 	next := &tableMeta{relid: m.RelationID, keyNames: cur.keyNames,
 		table: &change.Table{Schema: id.Schema, Name: id.Name, Version: cur.table.Version + 1}}
@@ -430,7 +437,7 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 			return fmt.Errorf("format type of %s.%s: %w", id, c.Name, err)
 		}
 		null, ok := nullable[c.Name]
-		col := change.Column{Name: c.Name, Type: ti.changeType(name), Nullable: null || !ok}
+		col := change.Column{Name: c.Name, Type: ti.changeType(name), Nullable: null || !ok, Num: nums[c.Name]}
 		if miss, ok := missing[c.Name]; ok {
 			if col.Missing, err = missingValue(miss, ti); err != nil {
 				st.s.log.Warn("cannot read the default of an added column: rows that existed before it will hold NULL in the target until they change",
