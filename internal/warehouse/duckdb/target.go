@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -41,9 +40,8 @@ type Target struct {
 	opts Options
 	log  *slog.Logger
 
-	mu    sync.Mutex // one writer: Apply, ApplyStream and Reset take turns
-	apply warehouse.Applier
-	fresh map[change.TableID]bool // emptied by Reset, only snapshot reads appended since
+	apply  warehouse.Applier
+	runner warehouse.Runner[*session] // one writer at a time; fresh tables; redelivery retry
 
 	directRows atomic.Int64 // rows appended without staging, for tests
 }
@@ -72,8 +70,9 @@ func Open(ctx context.Context, path string, opts Options) (*Target, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := &Target{db: db, path: path, opts: opts, log: log, fresh: map[change.TableID]bool{},
+	t := &Target{db: db, path: path, opts: opts, log: log,
 		apply: warehouse.Applier{Dialect: Dialect{}, Schema: opts.Schema, Log: log}}
+	t.runner = warehouse.Runner[*session]{Applier: &t.apply, Tx: t.tx, IsConstraint: isConstraint, Where: "DuckDB " + path}
 	if !opts.ReadOnly {
 		err := t.tx(ctx, func(s *session) error { return t.apply.Setup(ctx, s) })
 		if err != nil {
@@ -115,22 +114,12 @@ func (t *Target) State(ctx context.Context) (map[change.TableID]change.TableStat
 
 // Reset implements pipeline.Target: drops and recreates the table from the
 // schema and forgets its state, in one transaction.
-func (t *Target) Reset(ctx context.Context, tbl *change.Table) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	err := t.tx(ctx, func(s *session) error { return t.apply.Reset(ctx, s, tbl) })
-	if err != nil {
-		delete(t.fresh, tbl.ID())
-		return fmt.Errorf("reset %s in DuckDB %s: %w", tbl.ID(), t.path, err)
-	}
-	t.fresh[tbl.ID()] = true
-	return nil
-}
+func (t *Target) Reset(ctx context.Context, tbl *change.Table) error { return t.runner.Reset(ctx, tbl) }
 
 // Apply implements pipeline.Target: the batch is merged in one transaction
 // together with each table's new state, and durable on return.
 func (t *Target) Apply(ctx context.Context, b *change.Batch) error {
-	return t.run(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeReplication})
+	return t.runner.Apply(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeReplication})
 }
 
 // ApplyStream applies changes read from a stream, with no per-table position
@@ -138,39 +127,7 @@ func (t *Target) Apply(ctx context.Context, b *change.Batch) error {
 // checkpoints in the same transaction. A table that does not exist yet is
 // created from the changes' schema.
 func (t *Target) ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error {
-	return t.run(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeStream, Marks: marks})
-}
-
-func (t *Target) run(ctx context.Context, b *change.Batch, o warehouse.ApplyOptions) error {
-	if len(b.Changes) == 0 && len(b.Snapshotted) == 0 && len(o.Marks) == 0 {
-		return nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	o.Fresh = func(id change.TableID) bool { return t.fresh[id] }
-	var res warehouse.Result
-	err := t.tx(ctx, func(s *session) (err error) {
-		res, err = t.apply.Apply(ctx, s, b, o)
-		return err
-	})
-	if err != nil && isConstraint(err) {
-		// A key staged as new (first inserted in the batch, or a snapshot
-		// read into a fresh table) was there already: a redelivery.
-		// Nothing was committed; merge every key in full instead.
-		clear(t.fresh)
-		o.Fresh, o.NoShortcut = nil, true
-		err = t.tx(ctx, func(s *session) (err error) {
-			res, err = t.apply.Apply(ctx, s, b, o)
-			return err
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("apply batch to DuckDB %s: %w", t.path, err)
-	}
-	for _, id := range res.Merged {
-		delete(t.fresh, id)
-	}
-	return nil
+	return t.runner.Apply(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeStream, Marks: marks})
 }
 
 // StreamMarks returns one stream's checkpoints: shard id -> sequence number.
