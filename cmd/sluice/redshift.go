@@ -157,19 +157,8 @@ creates nothing. The IAM role must exist and be associated with the cluster
 or workgroup first (plan prints its policies).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.load()
-			if err != nil {
-				return err
-			}
-			if !c.IsRedshift() {
-				return fmt.Errorf("setup prepares a Redshift target; this pipeline's target is %s (sluice run creates its tables)", config.Redact(c.Target.URL))
-			}
 			ctx := cmd.Context()
-			p, err := redshiftPlan(ctx, c, nil)
-			if err != nil {
-				return err
-			}
-			conn, closeConn, err := openRedshift(ctx, c, p)
+			c, p, conn, closeConn, err := redshiftCommand(ctx, &f, "setup prepares a Redshift target", "sluice run creates its tables")
 			if err != nil {
 				return err
 			}
@@ -207,19 +196,8 @@ again with nothing new changes nothing. For a merge run by an outside
 scheduler instead of sluice run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.load()
-			if err != nil {
-				return err
-			}
-			if !c.IsRedshift() {
-				return fmt.Errorf("merge is for a Redshift target; this pipeline's target is %s", config.Redact(c.Target.URL))
-			}
 			ctx := cmd.Context()
-			p, err := redshiftPlan(ctx, c, nil)
-			if err != nil {
-				return err
-			}
-			conn, closeConn, err := openRedshift(ctx, c, p)
+			c, p, conn, closeConn, err := redshiftCommand(ctx, &f, "merge is for a Redshift target", "sluice run applies its changes")
 			if err != nil {
 				return err
 			}
@@ -244,6 +222,27 @@ scheduler instead of sluice run.`,
 	}
 	f.register(cmd)
 	return cmd
+}
+
+// redshiftCommand is the start of every command that works on Redshift:
+// the config (which must name a Redshift target), the plan, a connection.
+func redshiftCommand(ctx context.Context, f *configFlags, what, otherwise string) (*config.Config, *redshift.Plan, redshift.Conn, func(), error) {
+	c, err := f.load()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if !c.IsRedshift() {
+		return nil, nil, nil, nil, fmt.Errorf("%s; this pipeline's target is %s (%s)", what, config.Redact(c.Target.URL), otherwise)
+	}
+	p, err := redshiftPlan(ctx, c, nil)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	conn, closeConn, err := openRedshift(ctx, c, p)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return c, p, conn, closeConn, nil
 }
 
 // redshiftPlan builds the plan from the config and the source tables'
