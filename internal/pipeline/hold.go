@@ -67,6 +67,13 @@ func (h *Hold) Move(ctx context.Context, lsn change.LSN) error {
 	h.mu.Unlock()
 
 	h.p.mu.Lock()
+	if h.p.seenChange >= lsn {
+		// The target applied a change committed at or after lsn before the
+		// pause: it cannot be held before lsn any more.
+		h.p.mu.Unlock()
+		h.Release()
+		return ErrPassed
+	}
 	if !h.p.applying && h.p.seen >= lsn {
 		h.signal(reached)
 	}
@@ -112,28 +119,8 @@ func (h *Hold) signal(ch chan struct{}) {
 	}
 }
 
-// HoldAt is Pause then Move(lsn): the target stops exactly before lsn. It
-// returns ErrPassed when the target had already applied changes at or after
-// lsn before the pause.
-func (p *Pipeline) HoldAt(ctx context.Context, lsn change.LSN) (release func(), err error) {
-	h, err := p.Pause(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	passed := p.seenChange >= lsn
-	p.mu.Unlock()
-	if passed {
-		h.Release()
-		return nil, ErrPassed
-	}
-	if err := h.Move(ctx, lsn); err != nil {
-		return nil, err
-	}
-	return h.Release, nil
-}
-
-// ErrPassed is returned by HoldAt when the target is already beyond lsn.
+// ErrPassed is returned by Move when the target already applied a change
+// committed at or after the position; the hold is then released.
 var ErrPassed = errors.New("the target already applied changes past that position")
 
 // applyHolding applies b, honouring a hold: the part of b committed before
@@ -196,14 +183,10 @@ func (p *Pipeline) noteSeen(b *change.Batch) {
 }
 
 func (p *Pipeline) noteSeenLocked(b *change.Batch) {
-	if b.Ack > p.seen {
-		p.seen = b.Ack
-	}
-	if n := len(b.Changes); n > 0 && b.Changes[n-1].Op != change.OpRead && b.Changes[n-1].Pos.CommitLSN > p.seen {
-		p.seen = b.Changes[n-1].Pos.CommitLSN
-	}
-	if n := len(b.Changes); n > 0 && b.Changes[n-1].Op != change.OpRead && b.Changes[n-1].Pos.CommitLSN > p.seenChange {
-		p.seenChange = b.Changes[n-1].Pos.CommitLSN
+	p.seen = max(p.seen, b.Ack)
+	if n := len(b.Changes); n > 0 && b.Changes[n-1].Op != change.OpRead {
+		p.seenChange = max(p.seenChange, b.Changes[n-1].Pos.CommitLSN)
+		p.seen = max(p.seen, p.seenChange)
 	}
 }
 

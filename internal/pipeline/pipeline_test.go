@@ -216,7 +216,7 @@ func TestHoldAtStopsBetweenTransactions(t *testing.T) {
 	go func() { done <- p.Run(ctx, []*change.Table{tbl}) }()
 	held := make(chan func())
 	go func() {
-		release, err := p.HoldAt(ctx, 30)
+		release, err := holdAt(ctx, p, 30)
 		if err != nil {
 			t.Error(err)
 		}
@@ -239,8 +239,8 @@ func TestHoldAtStopsBetweenTransactions(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.HoldAt(context.Background(), 30); err != ErrPassed {
-		t.Errorf("HoldAt behind the applied position = %v, want ErrPassed", err)
+	if _, err := holdAt(context.Background(), p, 30); err != ErrPassed {
+		t.Errorf("holding behind the applied position = %v, want ErrPassed", err)
 	}
 }
 
@@ -300,4 +300,16 @@ func TestPauseThenMove(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// holdAt is what verify does: pause, then move the hold to lsn.
+func holdAt(ctx context.Context, p *Pipeline, lsn change.LSN) (release func(), err error) {
+	h, err := p.Pause(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.Move(ctx, lsn); err != nil {
+		return nil, err
+	}
+	return h.Release, nil
 }

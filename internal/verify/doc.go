@@ -7,5 +7,5 @@
 // To compare while changes keep flowing, the source side is read in the
 // exported snapshot of a temporary replication slot (exactly the
 // transactions committed before the slot's consistent point) and the
-// running pipeline is held at that same point (pipeline.HoldAt).
+// running pipeline is paused and then moved to that same point (pipeline.Pause, Hold.Move).
 package verify
