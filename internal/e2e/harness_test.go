@@ -210,19 +210,34 @@ func (e *env) waitRunning(p *proc) {
 // waitVerified runs verify until it passes or the deadline passes.
 func (e *env) waitVerified(tables string, within time.Duration, running ...*proc) string {
 	e.t.Helper()
+	return e.waitVerifiedArgs(e.args("verify", tables), within, running...)
+}
+
+// waitVerifiedArgs runs `sluice <args>` (a verify) until it passes or the
+// deadline passes; a running sluice that stops meanwhile fails the test at
+// once, and every running one's log is shown on failure.
+func (e *env) waitVerifiedArgs(args []string, within time.Duration, running ...*proc) string {
+	e.t.Helper()
+	logs := func() string {
+		var b strings.Builder
+		for i, p := range running {
+			fmt.Fprintf(&b, "\nsluice #%d:\n%s", i+1, p.out.String())
+		}
+		return b.String()
+	}
 	deadline := time.Now().Add(within)
 	for {
 		for _, p := range running {
 			if p.exited() {
-				e.t.Fatalf("sluice stopped while waiting for verify to pass:\n%s", p.out.String())
+				e.t.Fatalf("sluice stopped while waiting for verify to pass:%s", logs())
 			}
 		}
-		out, code := e.sluice(e.args("verify", tables)...)
+		out, code := e.sluice(args...)
 		if code == 0 {
 			return out
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("verify did not pass within %s (exit %d):\n%s", within, code, out)
+			e.t.Fatalf("verify did not pass within %s (exit %d):\n%s%s", within, code, out, logs())
 		}
 		time.Sleep(time.Second)
 	}

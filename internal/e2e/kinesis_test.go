@@ -71,18 +71,8 @@ stream:
 	}
 	pp, cp := startHalf(producer), startHalf(consumer)
 	e.waitRunning(cp)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		out, code := e.sluice("verify", "--config", consumer)
-		if code == 0 {
-			t.Logf("after the kills:\n%s", out)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("verify never passed (exit %d):\n%s\nproducer:\n%s\nconsumer:\n%s", code, out, pp.out.String(), cp.out.String())
-		}
-		time.Sleep(2 * time.Second)
-	}
+	out := e.waitVerifiedArgs([]string{"verify", "--config", consumer}, 2*time.Minute, pp, cp)
+	t.Logf("after the kills:\n%s", out)
 	if m := e.metrics(e.name + "_producer"); !strings.Contains(m, "sluice_kinesis_producer_in_flight_bytes") {
 		t.Errorf("producer metrics lack in-flight bytes:\n%s", m)
 	}

@@ -142,18 +142,8 @@ batch: {max_changes: 500, interval: 50ms}
 	}
 	p := e.start("run", "--config", cfg)
 	e.waitRunning(p)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		out, code := e.sluice("verify", "--config", cfg)
-		if code == 0 {
-			t.Logf("after 6 kills:\n%s", out)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("verify never passed after the kills (exit %d):\n%s\nrun log:\n%s", code, out, p.out.String())
-		}
-		time.Sleep(2 * time.Second)
-	}
+	out := e.waitVerifiedArgs([]string{"verify", "--config", cfg}, 2*time.Minute, p)
+	t.Logf("after 6 kills:\n%s", out)
 	p.stop(t)
 }
 

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluice-dev/sluice/internal/testenv"
@@ -230,7 +227,7 @@ redshift:
 		t.Fatal(err)
 	}
 	defer landing.Close(ctx)
-	ref := &viewRefresher{client: k.Client(), stream: stream, conn: landing, next: map[string]*string{}}
+	ref := &testenv.StreamingView{Client: k.Client(), Stream: stream, Table: `"_sluice"."changes"`}
 	rctx, stopRefresh := context.WithCancel(ctx)
 	var refreshWG sync.WaitGroup
 	refreshWG.Add(1)
@@ -246,7 +243,7 @@ redshift:
 	go func() {
 		defer refreshWG.Done()
 		for rctx.Err() == nil {
-			if _, err := ref.refresh(rctx); err != nil && rctx.Err() == nil {
+			if _, err := ref.Refresh(rctx, landing); err != nil && rctx.Err() == nil {
 				refreshMu.Lock()
 				refreshErr = err
 				refreshMu.Unlock()
@@ -324,7 +321,7 @@ redshift:
 	}
 	p.stop(t)
 	stopRefresher()
-	if _, err := ref.refresh(ctx); err != nil { // anything put after the last refresh
+	if _, err := ref.Refresh(ctx, landing); err != nil { // anything put after the last refresh
 		t.Fatal(err)
 	}
 	out, code = e.sluice("merge", "--config", cfg)
@@ -454,61 +451,6 @@ func dumpMirror(t *testing.T, conn *pgx.Conn) string {
 		}
 	}
 	return b.String()
-}
-
-// viewRefresher plays Redshift's streaming view: it reads each shard of
-// the stream from where it stopped and appends the records, with their real
-// shard ids and sequence numbers, to the landing table (the columns the
-// view has), each shard in sequence order.
-type viewRefresher struct {
-	client *kinesis.Client
-	stream string
-	conn   *pgx.Conn
-	next   map[string]*string // shard -> iterator to continue from
-}
-
-func (r *viewRefresher) refresh(ctx context.Context) (int, error) {
-	shards, err := r.client.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(r.stream)})
-	if err != nil {
-		return 0, fmt.Errorf("list shards: %w", err)
-	}
-	n := 0
-	for _, sh := range shards.Shards {
-		id := aws.ToString(sh.ShardId)
-		it := r.next[id]
-		if it == nil {
-			out, err := r.client.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
-				StreamName: aws.String(r.stream), ShardId: sh.ShardId, ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
-			if err != nil {
-				return 0, fmt.Errorf("shard iterator: %w", err)
-			}
-			it = out.ShardIterator
-		}
-		for {
-			out, err := r.client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(1000)})
-			if err != nil {
-				return 0, fmt.Errorf("get records: %w", err)
-			}
-			if len(out.Records) > 0 {
-				var b pgx.Batch
-				for _, rec := range out.Records {
-					b.Queue(`INSERT INTO "_sluice"."changes" VALUES ($1, $2, $3, $4, now(), $5::jsonb)`,
-						aws.ToTime(rec.ApproximateArrivalTimestamp), aws.ToString(rec.PartitionKey), id,
-						aws.ToString(rec.SequenceNumber), string(rec.Data))
-				}
-				if err := r.conn.SendBatch(ctx, &b).Close(); err != nil {
-					return 0, fmt.Errorf("land records: %w", err)
-				}
-				n += len(out.Records)
-			}
-			it = out.NextShardIterator
-			if len(out.Records) == 0 || aws.ToInt64(out.MillisBehindLatest) == 0 {
-				break
-			}
-		}
-		r.next[id] = it
-	}
-	return n, nil
 }
 
 // runCustomerWorkload makes random transactions on customers and notes

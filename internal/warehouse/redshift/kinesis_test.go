@@ -12,56 +12,6 @@ import (
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
-// refresher plays Redshift's streaming view refresh against a local
-// Kinesis: it reads each shard from where the previous refresh stopped and
-// appends the records, with their real shard ids and sequence numbers, to
-// the landing table.
-type refresher struct {
-	client *kinesis.Client
-	stream string
-	next   map[string]*string // shard -> iterator to continue from
-}
-
-func (r *refresher) refresh(ctx context.Context, e *env) (int, error) {
-	shards, err := r.client.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(r.stream)})
-	if err != nil {
-		return 0, fmt.Errorf("list shards: %w", err)
-	}
-	n := 0
-	for _, sh := range shards.Shards {
-		id := aws.ToString(sh.ShardId)
-		it := r.next[id]
-		if it == nil {
-			out, err := r.client.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
-				StreamName: aws.String(r.stream), ShardId: sh.ShardId, ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
-			if err != nil {
-				return 0, fmt.Errorf("shard iterator: %w", err)
-			}
-			it = out.ShardIterator
-		}
-		for {
-			out, err := r.client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(1000)})
-			if err != nil {
-				return 0, fmt.Errorf("get records: %w", err)
-			}
-			for _, rec := range out.Records {
-				if _, err := e.conn.Exec(ctx, `INSERT INTO "_sluice"."hubert-redshift" VALUES ($1, $2, $3, $4, now(), $5::jsonb)`,
-					aws.ToTime(rec.ApproximateArrivalTimestamp), aws.ToString(rec.PartitionKey), id,
-					aws.ToString(rec.SequenceNumber), string(rec.Data)); err != nil {
-					return 0, err
-				}
-				n++
-			}
-			it = out.NextShardIterator
-			if len(out.Records) == 0 || aws.ToInt64(out.MillisBehindLatest) == 0 {
-				break
-			}
-		}
-		r.next[id] = it
-	}
-	return n, nil
-}
-
 // The merge over records that went through a local Kinesis (kinesalite)
 // with the real SDK: real shard ids and sequence numbers, several refreshes
 // and merges, duplicates from producer retries.
@@ -79,7 +29,7 @@ func TestMergeFromKinesalite(t *testing.T) {
 	for len(w.changes) < rounds*per {
 		w.step()
 	}
-	r := &refresher{client: client, stream: stream, next: map[string]*string{}}
+	r := &testenv.StreamingView{Client: client, Stream: stream, Table: `"_sluice"."hubert-redshift"`}
 	total := 0
 	for round := 0; round < rounds; round++ {
 		end := (round + 1) * per
@@ -108,7 +58,7 @@ func TestMergeFromKinesalite(t *testing.T) {
 			}
 			entries = entries[n:]
 		}
-		n, err := r.refresh(ctx, e)
+		n, err := r.Refresh(ctx, e.conn)
 		if err != nil {
 			t.Fatal(err)
 		}
