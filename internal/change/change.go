@@ -56,27 +56,32 @@ type Change struct {
 // Snapshot reports whether the change was read by a snapshot.
 func (c *Change) Snapshot() bool { return c.Op == OpRead }
 
-// Key returns the key values of the row the change leaves behind: the new key
-// for reads, inserts and updates, the old key for deletes; nil for truncates.
+// Key returns the identity values (Table.Identity) of the row the change
+// leaves behind: the new row's for reads, inserts and updates, the old
+// row's for deletes; nil for truncates. For a keyless table that is the
+// whole row.
 func (c *Change) Key() []Value {
 	switch c.Op {
 	case OpRead, OpInsert, OpUpdate:
-		return pick(c.After, c.Table.Key)
+		return pick(c.After, c.Table.Identity())
 	case OpDelete:
-		return pick(c.Before, c.Table.Key)
+		return pick(c.Before, c.Table.Identity())
 	}
 	return nil
 }
 
-// OldKey returns the key the row had before an update that changed its key,
-// or nil when the key did not change. Downstream, such an update is a delete
-// of the old key followed by an upsert of the new one.
+// OldKey returns the identity the row had before an update that changed
+// it, or nil when it did not change. Downstream, such an update is a delete
+// of the old identity followed by an upsert of the new one. For a keyless
+// table every update that changed a value changes the identity: it removes
+// one row equal to Before and adds one equal to After.
 func (c *Change) OldKey() []Value {
 	if c.Op != OpUpdate || c.Before == nil {
 		return nil
 	}
-	old := pick(c.Before, c.Table.Key)
-	for i, k := range c.Table.Key {
+	id := c.Table.Identity()
+	old := pick(c.Before, id)
+	for i, k := range id {
 		if !old[i].Equal(c.After[k]) {
 			return old
 		}

@@ -326,9 +326,8 @@ func DecodeRecord(data []byte) (*Record, error) {
 		t.Columns[i].Key = true
 		t.Key = append(t.Key, i)
 	}
-	if len(t.Key) == 0 && op != OpTruncate {
-		return bad("missing key")
-	}
+	// No key columns: a keyless table (a multiset), whose rows are named
+	// by all their values.
 	r := &Record{Change: Change{
 		Op:         op,
 		Table:      t,

@@ -60,6 +60,27 @@ func (t *Table) Column(name string) int {
 	return -1
 }
 
+// Keyless reports whether the table has no key (no primary key and none
+// declared, REPLICA IDENTITY FULL): it is a multiset. Identical rows are
+// separate rows, NULL is a value like any other, and a delete or update
+// names its row by every old value. Downstream it is mirrored row for
+// row: an insert adds one row, a delete removes exactly one equal row.
+func (t *Table) Keyless() bool { return len(t.Key) == 0 }
+
+// Identity returns the indexes of the columns that tell rows apart: the
+// key's, or every column's for a keyless table (whose equal rows are
+// interchangeable).
+func (t *Table) Identity() []int {
+	if len(t.Key) > 0 {
+		return t.Key
+	}
+	out := make([]int, len(t.Columns))
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
 // KeyNames returns the key columns' names in key order.
 func (t *Table) KeyNames() []string {
 	out := make([]string, len(t.Key))

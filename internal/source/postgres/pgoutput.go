@@ -107,7 +107,10 @@ func decodeRow(msg string, lookup func(relid uint32) []*typeInfo) (r rowMessage,
 		if msg[p] != 'N' {
 			return r, false, fmt.Errorf("update: unexpected tuple type %q", msg[p])
 		}
-		r.after, _, err = decodeTuple(msg, p+1, types)
+		full := msg[5] == 'O'
+		if r.after, _, err = decodeTuple(msg, p+1, types); err == nil && full {
+			fillUnchanged(r.after, r.before)
+		}
 	case 'D':
 		if msg[p] != 'K' && msg[p] != 'O' {
 			return r, false, fmt.Errorf("delete: unexpected tuple type %q", msg[p])
@@ -121,4 +124,16 @@ func decodeRow(msg string, lookup func(relid uint32) []*typeInfo) (r rowMessage,
 		return r, false, err
 	}
 	return r, true, nil
+}
+
+// fillUnchanged gives an update's unchanged TOASTed values their old value
+// when the old row came whole (REPLICA IDENTITY FULL: Postgres flattens it,
+// TOASTed values included). The new row is then complete, which a keyless
+// table needs: it names its rows by every value.
+func fillUnchanged(after, before []change.Value) {
+	for i, v := range after {
+		if v.Kind == change.KindUnchanged && i < len(before) && before[i].Kind != change.KindUnchanged {
+			after[i] = before[i]
+		}
+	}
 }

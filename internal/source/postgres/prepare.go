@@ -235,17 +235,29 @@ func (s *Source) loadTable(ctx context.Context, conn *pgx.Conn, id change.TableI
 			return nil, fmt.Errorf("read replica identity of %s: %w", id, err)
 		}
 	case ident == "f":
-		// No key but every update and delete carries the whole old row: the
-		// whole row is the key. Duplicate rows collapse into one downstream.
-		for _, c := range m.table.Columns {
-			m.keyNames = append(m.keyNames, c.Name)
-		}
-		s.log.Warn("table has no primary key: using all columns as its key", "table", id.String())
+		// No key, but every update and delete carries the whole old row:
+		// the table is mirrored as a multiset (change.Table.Keyless).
+		m.keyNames = nil
 	default:
 		return nil, fmt.Errorf("table %s has no primary key: add one (ALTER TABLE %s ADD PRIMARY KEY (...)), or declare its key in the pipeline's keys and run ALTER TABLE %s REPLICA IDENTITY FULL: %w", id, id.Quoted(), id.Quoted(), ErrNoKey)
 	}
 	if err := setKey(m.table, m.keyNames); err != nil {
 		return nil, err
+	}
+	if len(declared) > 0 && check {
+		// A key with NULLs cannot be merged on (NULL matches nothing) and
+		// the warehouse declares its columns NOT NULL: refuse now rather
+		// than fail at apply time.
+		var nullable []string
+		for _, k := range m.table.Key {
+			if c := m.table.Columns[k]; c.Nullable {
+				nullable = append(nullable, c.Name)
+			}
+		}
+		if len(nullable) > 0 {
+			return nil, fmt.Errorf("table %s: the declared key (%s) has nullable columns (%s): make them NOT NULL at the source (ALTER TABLE %s ALTER COLUMN %s SET NOT NULL), declare a key of NOT NULL columns, or declare no key to mirror the table row for row: %w",
+				id, strings.Join(declared, ", "), strings.Join(nullable, ", "), id.Quoted(), change.QuoteIdent(nullable[0]), ErrNoKey)
+		}
 	}
 	return m, nil
 }
