@@ -115,25 +115,43 @@ func index(bs []Bucket) map[int]sums {
 	return m
 }
 
+// diff compares one bucket's rows as multisets: a keyless table's rows are
+// keyed by their whole value, so identical rows share a key and are
+// counted ("(...) x2" when one side holds two more of them).
 func diff(src, dst []KeyRow) (missing, extra, different []string) {
-	d := make(map[string]string, len(dst))
-	for _, r := range dst {
-		d[r.Key] = r.Hash
+	type side struct {
+		n    int
+		hash string
 	}
-	s := make(map[string]bool, len(src))
-	for _, r := range src {
-		s[r.Key] = true
-		h, ok := d[r.Key]
+	count := func(rows []KeyRow) map[string]side {
+		m := make(map[string]side, len(rows))
+		for _, r := range rows {
+			e := m[r.Key]
+			e.n++
+			e.hash = r.Hash
+			m[r.Key] = e
+		}
+		return m
+	}
+	name := func(key string, n int) string {
+		if n == 1 {
+			return key
+		}
+		return fmt.Sprintf("%s x%d", key, n)
+	}
+	s, d := count(src), count(dst)
+	for k, a := range s {
+		b := d[k]
 		switch {
-		case !ok:
-			missing = append(missing, r.Key)
-		case h != r.Hash:
-			different = append(different, r.Key)
+		case b.n == 0 || a.n > b.n:
+			missing = append(missing, name(k, a.n-b.n))
+		case a.n == b.n && a.hash != b.hash:
+			different = append(different, k)
 		}
 	}
-	for _, r := range dst {
-		if !s[r.Key] {
-			extra = append(extra, r.Key)
+	for k, b := range d {
+		if a := s[k]; b.n > a.n {
+			extra = append(extra, name(k, b.n-a.n))
 		}
 	}
 	sort.Strings(missing)

@@ -271,9 +271,6 @@ func (a *Applier) ensure(ctx context.Context, s Session, target change.TableID, 
 	if have != nil && have.SameShape(want) {
 		return have, nil
 	}
-	if len(want.Key) == 0 {
-		return nil, fmt.Errorf("table %s has no primary key: a warehouse merge needs one; add a primary key at the source (or declare a key for the table in the pipeline)", want.ID())
-	}
 	if have == nil {
 		stmts := []string{CreateTableSQL(a.Dialect, target, want)}
 		// Only when missing: creating a schema needs a privilege on the
@@ -314,6 +311,9 @@ func (a *Applier) ensure(ctx context.Context, s Session, target change.TableID, 
 // has had only snapshot reads since, whose keys are distinct); keys first
 // inserted in the batch when inserts (the source said the row was new).
 func (a *Applier) merge(ctx context.Context, s Session, target change.TableID, seg *Segment, freshReads, inserts bool) error {
+	if seg.Table.Keyless() {
+		return a.mergeMultiset(ctx, s, target, seg)
+	}
 	appendOnly := true
 	for i := range seg.Rows {
 		r := &seg.Rows[i]
@@ -365,6 +365,65 @@ func (a *Applier) merge(ctx context.Context, s Session, target change.TableID, s
 	return nil
 }
 
+// mergeMultiset lands a keyless segment's rows: one staged row per row
+// added or removed (a Row with N = 3 is staged three times), then
+// MultisetMergeSQL. A segment that only adds rows is loaded directly when
+// the session can.
+func (a *Applier) mergeMultiset(ctx context.Context, s Session, target change.TableID, seg *Segment) error {
+	n, appendOnly := 0, true
+	for _, r := range seg.Rows {
+		n += max(r.N, -r.N)
+		appendOnly = appendOnly && r.N > 0
+	}
+	rows := make([]Row, 0, n)
+	for _, r := range seg.Rows {
+		r.Op = 'i'
+		if r.N < 0 {
+			r.Op = 'd'
+		}
+		for range max(r.N, -r.N) {
+			rows = append(rows, r)
+		}
+	}
+	t := seg.Table
+	if dl, ok := s.(DirectLoader); ok && appendOnly {
+		err := dl.LoadDirect(ctx, target, t, rows)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrNoDirect) {
+			var se *StmtError
+			if errors.As(err, &se) {
+				return err
+			}
+			return fmt.Errorf("table %s: load %d rows: %w", target, len(rows), err)
+		}
+	}
+	a.stages++
+	stage := "_sluice_stage_" + strconv.Itoa(a.stages)
+	stmts, err := MultisetMergeSQL(a.Dialect, target, stage, t, appendOnly)
+	if err != nil {
+		return err
+	}
+	if err := a.exec(ctx, s, target, CreateStageSQL(a.Dialect, stage, t)); err != nil {
+		return err
+	}
+	if err := s.Load(ctx, stage, t, rows); err != nil {
+		var se *StmtError
+		if errors.As(err, &se) {
+			return err
+		}
+		return fmt.Errorf("table %s: load %d rows into staging: %w", target, len(rows), err)
+	}
+	stmts = append(stmts, DropStageSQL(a.Dialect, stage, false)...)
+	for _, q := range stmts {
+		if err := a.exec(ctx, s, target, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // unchangedColumns lists the columns some row of the segment left unchanged.
 func unchangedColumns(seg *Segment) []int {
 	seen := make([]bool, len(seg.Table.Columns))
@@ -387,9 +446,6 @@ func unchangedColumns(seg *Segment) []int {
 // drops the target table if it exists, creates it from t, and forgets the
 // table's state. Dropping rather than emptying also takes a changed schema.
 func (a *Applier) Reset(ctx context.Context, s Session, t *change.Table) error {
-	if len(t.Key) == 0 {
-		return fmt.Errorf("table %s has no primary key: a warehouse merge needs one; add a primary key at the source (or declare a key for the table in the pipeline)", t.ID())
-	}
 	target := a.Target(t.ID())
 	_, ok, err := s.TableColumns(ctx, target)
 	if err != nil {

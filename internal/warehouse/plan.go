@@ -41,6 +41,10 @@ type Row struct {
 	// Op is the staged op, set by the apply just before loading: 'd'
 	// delete, 'u' upsert (delete then insert), 'i' insert of a new key.
 	Op byte
+	// N is, for a keyless table (change.Table.Keyless), how many rows
+	// equal to Values the segment adds (> 0) or removes (< 0, with Delete
+	// set); 0 for keyed tables. Values is then always the whole row.
+	N int
 }
 
 // Segment is a run of one table's changes that share one schema. A schema
@@ -148,6 +152,10 @@ func Plan(b *change.Batch, state map[change.TableID]change.TableState, mode Mode
 		if tp.MaxPos.Less(c.Pos) {
 			tp.MaxPos = c.Pos
 		}
+		if seg.Table.Keyless() {
+			tp.count(seg, c)
+			continue
+		}
 		switch c.Op {
 		case change.OpTruncate:
 			tp.truncate(c.Pos, seg)
@@ -172,16 +180,98 @@ func Plan(b *change.Batch, state map[change.TableID]change.TableState, mode Mode
 	for _, tp := range order {
 		for _, s := range tp.Segments {
 			s.keys = nil
+			if s.Table.Keyless() {
+				s.reduceMultiset()
+			}
 		}
 	}
 	return order
+}
+
+// count records a keyless table's change as rows added and removed: an
+// insert or read adds one row equal to After, a delete removes one equal
+// to Before, an update does both. The rows stay one per change until the
+// end of Plan (reduceMultiset), so that a truncate drops exactly the
+// changes before it, whatever order the changes arrived in.
+func (tp *TablePlan) count(seg *Segment, c *change.Change) {
+	switch c.Op {
+	case change.OpTruncate:
+		tp.truncate(c.Pos, seg)
+		return
+	case change.OpUpdate:
+		if c.Before != nil && c.OldKey() == nil {
+			return // no value changed: the multiset did not change
+		}
+	}
+	if c.Op != change.OpRead {
+		seg.reads = false
+	}
+	add := func(vals []change.Value, n int) {
+		if tp.hasTrunc && c.Pos.Less(tp.truncPos) {
+			return
+		}
+		seg.Rows = append(seg.Rows, Row{Delete: n < 0, Values: vals, Pos: c.Pos, First: c.Op, N: n})
+	}
+	if c.Op == change.OpDelete || c.Op == change.OpUpdate {
+		add(c.Before, -1)
+	}
+	if c.Op != change.OpDelete {
+		add(c.After, 1)
+	}
+}
+
+// reduceMultiset folds a keyless segment's rows into one per distinct row
+// value holding the net count (its position the latest), in order of first
+// appearance, dropping values whose changes cancel out. Counts commute, so
+// the order of the changes within the segment does not matter: the source
+// order guarantees that no count falls below what the target holds.
+func (s *Segment) reduceMultiset() {
+	at := make(map[string]int, len(s.Rows))
+	out := make([]Row, 0, len(s.Rows))
+	for _, r := range s.Rows {
+		k := rowString(r.Values)
+		j, ok := at[k]
+		if !ok {
+			at[k] = len(out)
+			out = append(out, r)
+			continue
+		}
+		o := &out[j]
+		o.N += r.N
+		if o.Pos.Less(r.Pos) {
+			o.Pos = r.Pos
+		}
+		if r.First != change.OpRead {
+			o.First = r.First
+		}
+	}
+	kept := out[:0]
+	for _, r := range out {
+		if r.N != 0 {
+			r.Delete = r.N < 0
+			kept = append(kept, r)
+		}
+	}
+	s.Rows = kept
+}
+
+// rowString encodes a whole row unambiguously, for reducing keyless rows.
+func rowString(vals []change.Value) string {
+	var b strings.Builder
+	for _, v := range vals {
+		appendKeyValue(&b, v)
+	}
+	return b.String()
 }
 
 func (tp *TablePlan) segment(t *change.Table) *Segment {
 	if n := len(tp.Segments); n > 0 && tp.Segments[n-1].Table.SameShape(t) {
 		return tp.Segments[n-1]
 	}
-	s := &Segment{Table: t, keys: map[string]int{}, reads: true}
+	s := &Segment{Table: t, reads: true}
+	if !t.Keyless() {
+		s.keys = map[string]int{}
+	}
 	tp.Segments = append(tp.Segments, s)
 	return s
 }

@@ -103,6 +103,10 @@ func CreateTableSQL(d Dialect, target change.TableID, t *change.Table) string {
 		}
 		b.WriteString(",\n")
 	}
+	if t.Keyless() {
+		// A multiset: no key and no NOT NULL, exactly what the source has.
+		return strings.TrimSuffix(b.String(), ",\n") + "\n)"
+	}
 	b.WriteString("  PRIMARY KEY (")
 	b.WriteString(quoteList(t.KeyNames()))
 	b.WriteString(")\n)")
@@ -254,6 +258,57 @@ func MergeSQL(d Dialect, target change.TableID, stage string, t *change.Table, u
 	return out
 }
 
+// RowIDer is the Dialect ability that keyless tables need: the name of a
+// column that tells a target table's physical rows apart (DuckDB's rowid,
+// Postgres' ctid), so that one of several identical rows can be deleted.
+type RowIDer interface {
+	RowID() string
+}
+
+// MultisetMergeSQL returns the statements that merge a loaded staging
+// table into a keyless target table. The stage holds one row per row to
+// add (op 'i') and one per row to remove (op 'd'), whole rows. Rows are
+// equal when their canonical texts (the checksum's) are, so NULLs compare
+// equal and no type needs an equality operator:
+//
+//  1. for each distinct staged 'd' row, delete that many target rows equal
+//     to it, chosen by the dialect's row id (skipped when appendOnly);
+//  2. insert the 'i' rows.
+//
+// The source order guarantees that every removed row exists: a batch's
+// counts are net counts per value (Plan), which commute.
+func MultisetMergeSQL(d Dialect, target change.TableID, stage string, t *change.Table, appendOnly bool) ([]string, error) {
+	st := d.StageName(stage)
+	names := make([]string, len(t.Columns))
+	conv := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		names[i] = change.QuoteIdent(c.Name)
+		conv[i] = d.FromStage(TypeOf(c), "s."+names[i]) + " AS " + names[i]
+	}
+	var out []string
+	if !appendOnly {
+		rd, ok := d.(RowIDer)
+		if !ok {
+			return nil, fmt.Errorf("table %s has no key and this warehouse cannot delete one of several equal rows: add a primary key at the source, or declare a key for the table in the pipeline", t.ID())
+		}
+		rid := rd.RowID()
+		all := allColumns(t)
+		hash := func(alias string) string { return "md5(" + RowTextSQL(d, t, all, alias) + ")" }
+		removed := "SELECT " + hash("r") + " AS h, count(*) AS n FROM (SELECT " + strings.Join(conv, ", ") + " FROM " + st +
+			" s WHERE s." + change.QuoteIdent(StageOp) + " = 'd') r GROUP BY 1"
+		out = append(out, "DELETE FROM "+target.Quoted()+" WHERE "+rid+" IN (SELECT x.rid FROM (SELECT t."+rid+" AS rid, "+hash("t")+
+			" AS h, row_number() OVER (PARTITION BY "+hash("t")+" ORDER BY t."+rid+") AS rn FROM "+target.Quoted()+" t) x JOIN ("+
+			removed+") c ON x.h = c.h WHERE x.rn <= c.n)")
+	}
+	exprs := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		exprs[i] = d.FromStage(TypeOf(c), "s."+names[i])
+	}
+	out = append(out, "INSERT INTO "+target.Quoted()+" ("+strings.Join(names, ", ")+") SELECT "+strings.Join(exprs, ", ")+
+		" FROM "+st+" s WHERE s."+change.QuoteIdent(StageOp)+" = 'i'")
+	return out, nil
+}
+
 // DropStageSQL drops a staging table and its keep table.
 func DropStageSQL(d Dialect, stage string, unchanged bool) []string {
 	out := []string{"DROP TABLE IF EXISTS " + d.StageName(stage)}
@@ -326,7 +381,7 @@ func allColumns(t *change.Table) []int {
 // ChecksumSQL returns the query Checksums runs: per bucket (id, rows, sum
 // as text), over table (where the rows live) with t's columns.
 func ChecksumSQL(d Dialect, table change.TableID, t *change.Table, buckets int) string {
-	bucket := d.HexInt("md5("+RowTextSQL(d, t, t.Key, "")+")", 7) + " % " + strconv.Itoa(buckets)
+	bucket := d.HexInt("md5("+RowTextSQL(d, t, t.Identity(), "")+")", 7) + " % " + strconv.Itoa(buckets)
 	hash := d.HexInt("md5("+RowTextSQL(d, t, allColumns(t), "")+")", 15)
 	return "SELECT b, count(*), CAST(sum(h) AS VARCHAR) FROM (SELECT " + bucket + " AS b, " + hash + " AS h FROM " +
 		table.Quoted() + ") x GROUP BY b ORDER BY b"
@@ -336,9 +391,9 @@ func ChecksumSQL(d Dialect, table change.TableID, t *change.Table, buckets int) 
 // each key column, then the row's md5, for the rows of one bucket, in md5
 // order of their key (the same order in every dialect), at most limit rows.
 func BucketKeysSQL(d Dialect, table change.TableID, t *change.Table, buckets, id, limit int) string {
-	keyText := RowTextSQL(d, t, t.Key, "")
-	cols := make([]string, 0, len(t.Key)+1)
-	for _, k := range t.Key {
+	keyText := RowTextSQL(d, t, t.Identity(), "")
+	cols := make([]string, 0, len(t.Identity())+1)
+	for _, k := range t.Identity() {
 		cols = append(cols, d.Canonical(TypeOf(t.Columns[k]), change.QuoteIdent(t.Columns[k].Name)))
 	}
 	cols = append(cols, "md5("+RowTextSQL(d, t, allColumns(t), "")+")")

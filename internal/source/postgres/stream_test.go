@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -139,8 +140,37 @@ func TestKeylessTables(t *testing.T) {
 	if got := strings.Join(tables[0].KeyNames(), ","); got != "a" {
 		t.Errorf("replica identity index key = %s", got)
 	}
-	if got := strings.Join(tables[1].KeyNames(), ","); got != "a,b" {
-		t.Errorf("replica identity full key = %s", got)
+	if !tables[1].Keyless() || tables[1].Columns[0].Key || tables[1].Columns[1].Key {
+		t.Errorf("replica identity full without a key: key %v, want keyless", tables[1].KeyNames())
+	}
+
+	// A keyless table's changes carry whole rows: a TOASTed value the
+	// update left unchanged comes from the old row.
+	exec(t, url, "ALTER TABLE full_row ALTER COLUMN b SET STORAGE EXTERNAL",
+		"INSERT INTO full_row VALUES (1, repeat('x', 100000)), (1, repeat('x', 100000))")
+	var snap2, c2 collector
+	must(t, more.Snapshot(ctx, tables, snap2.emit))
+	stop2 := startStream(t, more, c2.emit)
+	exec(t, url, "UPDATE full_row SET a = 2 WHERE ctid = (SELECT min(ctid) FROM full_row)")
+	waitFor(t, "keyless update", 20*time.Second, func() bool { return c2.count() >= 3 })
+	must(t, stop2())
+	up := c2.changes[2] // after the two inserts, which follow the slot
+	if up.Op != change.OpUpdate || up.After[1].Kind != change.KindText || len(up.After[1].Text) != 100000 || up.Before[0].Text != "1" || up.After[0].Text != "2" {
+		t.Errorf("keyless update: op %v before[0] %v after[0] %v after[1] kind %v len %d", up.Op, up.Before[0], up.After[0], up.After[1].Kind, len(up.After[1].Text))
+	}
+	if old := up.OldKey(); len(old) != 2 || old[0].Text != "1" {
+		t.Errorf("keyless update's old identity: %v", old)
+	}
+
+	// A declared key over a nullable column is refused with the fix.
+	exec(t, url, "CREATE TABLE nullkey (id int, v text)", "ALTER TABLE nullkey REPLICA IDENTITY FULL")
+	bad := newSource(t, url, func(c *Config) {
+		c.Pipeline += "_nullkey"
+		c.Keys = map[change.TableID][]string{{Schema: "public", Name: "nullkey"}: {"id"}}
+	}, "nullkey")
+	_, err = bad.Prepare(ctx)
+	if err == nil || !errors.Is(err, ErrNoKey) || !strings.Contains(err.Error(), `ALTER COLUMN "id" SET NOT NULL`) || !strings.Contains(err.Error(), "nullable columns (id)") {
+		t.Errorf("declared key over a nullable column: %v", err)
 	}
 }
 

@@ -225,3 +225,8 @@ func bcForm(s string) string {
 	}
 	return s + " (BC)"
 }
+
+// RowID implements warehouse.RowIDer: DuckDB's rowid pseudo-column.
+func (Dialect) RowID() string { return "rowid" }
+
+var _ warehouse.RowIDer = Dialect{}

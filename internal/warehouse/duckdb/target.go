@@ -189,7 +189,7 @@ func (t *Target) BucketKeys(ctx context.Context, tbl *change.Table, buckets, id,
 	defer rows.Close()
 	var out []warehouse.RowHash
 	for rows.Next() {
-		vals := make([]sql.NullString, len(tbl.Key)+1)
+		vals := make([]sql.NullString, len(tbl.Identity())+1)
 		ptrs := make([]any, len(vals))
 		for i := range vals {
 			ptrs[i] = &vals[i]
@@ -264,7 +264,7 @@ func (s *session) Load(ctx context.Context, stage string, tbl *change.Table, row
 			}
 			clear(vals)
 			vals[0] = string(rune(r.Op))
-			if r.Delete {
+			if r.Delete && !tbl.Keyless() {
 				for _, k := range tbl.Key {
 					if vals[k+2], err = stageValue(tbl, k, types[k], r.Values[k]); err != nil {
 						app.Close()

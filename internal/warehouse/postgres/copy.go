@@ -23,7 +23,7 @@ func appendCopyRow(b []byte, t *change.Table, r warehouse.Row) ([]byte, error) {
 		b = append(b, op, '\t', '\\', 'N')
 		for i := range t.Columns {
 			b = append(b, '\t')
-			if !t.Columns[i].Key || i >= len(r.Values) {
+			if (!t.Columns[i].Key && !t.Keyless()) || i >= len(r.Values) {
 				b = append(b, `\N`...)
 				continue
 			}

@@ -100,3 +100,9 @@ func (Dialect) StageName(name string) string { return `"pg_temp".` + change.Quot
 
 // Truncate implements warehouse.Dialect.
 func (Dialect) Truncate(target change.TableID) string { return "TRUNCATE TABLE " + target.Quoted() }
+
+// RowID implements warehouse.RowIDer: a row version's physical location,
+// stable within the transaction that deletes by it.
+func (Dialect) RowID() string { return "ctid" }
+
+var _ warehouse.RowIDer = Dialect{}
