@@ -6,8 +6,11 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 
@@ -51,6 +54,17 @@ var _ pipeline.Target = (*Target)(nil)
 // Open opens (or creates) the DuckDB database at path (":memory:" for a
 // database in memory) and creates sluice's state tables in it.
 func Open(ctx context.Context, path string, opts Options) (*Target, error) {
+	if !opts.ReadOnly && path != ":memory:" {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			if err := create(ctx, path, opts); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return openFile(ctx, path, opts)
+}
+
+func openFile(ctx context.Context, path string, opts Options) (*Target, error) {
 	dsn := path
 	if path == ":memory:" {
 		dsn = ""
@@ -81,6 +95,33 @@ func Open(ctx context.Context, path string, opts Options) (*Target, error) {
 		}
 	}
 	return t, nil
+}
+
+// create makes a new database file with sluice's state tables under a
+// temporary name and renames it into place once it is whole: a process
+// killed while DuckDB writes a new file's header would otherwise leave a
+// file that is "not a valid DuckDB database" at the target's path, and
+// refusing it for ever (or deleting a file at a user's path) is wrong.
+func create(ctx context.Context, path string, opts Options) error {
+	tmp := path + ".creating"
+	_ = os.Remove(tmp) // an earlier attempt's, never anybody's data
+	_ = os.Remove(tmp + ".wal")
+	opts.Logger = nil
+	t, err := openFile(ctx, tmp, opts)
+	if err != nil {
+		return err
+	}
+	if err := t.db.Close(); err != nil {
+		return fmt.Errorf("create DuckDB database %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("create DuckDB database %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 // Close closes the database.
