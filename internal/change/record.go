@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -20,13 +21,17 @@ import (
 //	           "snapshot":true|false},
 //	 "key":[<key column names>],
 //	 "columns":[{"name":...,"type":...,"kind":...,"elem":...,"num":...,"nullable":...}, ...],
-//	 "unchanged":[<columns whose TOASTed value was not sent>]}
+//	 "unchanged":[<columns whose TOASTed value was not sent>],
+//	 "json_null":{"before":[<columns>],"after":[<columns>]}}
 //
 // LSNs are JSON numbers (as in Debezium) so a warehouse can compare them
 // without parsing. "key" and "columns" let a consumer that never saw the
 // source (a stream reader in another process, Redshift) create and merge the
 // table. Unchanged TOAST columns are left out of "after" and named in
-// "unchanged", never written as null.
+// "unchanged", never written as null. A json/jsonb value that is the JSON
+// literal null is embedded as null like SQL NULL, and told apart by
+// "json_null", which names such columns of each row (present only when
+// some row has one), so SQL that reads the envelope sees both as null.
 
 // RecordMeta is what the record says about its origin beyond the Change.
 type RecordMeta struct {
@@ -117,6 +122,35 @@ func AppendRecord(dst []byte, c *Change, m RecordMeta) []byte {
 		dst = appendString(dst, t.Columns[i].Name)
 	}
 	if !first {
+		dst = append(dst, ']')
+	}
+	dst = appendJSONNulls(dst, t, c.Before, c.After)
+	return append(dst, '}')
+}
+
+// appendJSONNulls appends "json_null" when a row holds a JSON null.
+func appendJSONNulls(dst []byte, t *Table, before, after []Value) []byte {
+	isNull := func(v Value) bool { return v.Kind == KindJSON && v.Text == "null" }
+	if !slices.ContainsFunc(before, isNull) && !slices.ContainsFunc(after, isNull) {
+		return dst
+	}
+	dst = append(dst, `,"json_null":{`...)
+	for j, side := range [][]Value{before, after} {
+		if j > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, []string{`"before":[`, `"after":[`}[j]...)
+		first := true
+		for i, v := range side {
+			if !isNull(v) {
+				continue
+			}
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = appendString(dst, t.Columns[i].Name)
+		}
 		dst = append(dst, ']')
 	}
 	return append(dst, '}')
@@ -252,6 +286,10 @@ type wireRecord struct {
 	Key       []string                   `json:"key"`
 	Columns   []wireColumn               `json:"columns"`
 	Unchanged []string                   `json:"unchanged"`
+	JSONNull  struct {
+		Before []string `json:"before"`
+		After  []string `json:"after"`
+	} `json:"json_null"`
 }
 
 type wireSource struct {
@@ -339,12 +377,12 @@ func DecodeRecord(data []byte) (*Record, error) {
 		r.Meta.Emitted = time.UnixMilli(*w.TsMs).UTC()
 	}
 	if w.Before != nil {
-		if r.Change.Before, err = decodeRow(t, w.Before, nil); err != nil {
+		if r.Change.Before, err = decodeRow(t, w.Before, nil, w.JSONNull.Before); err != nil {
 			return bad("before: %v", err)
 		}
 	}
 	if w.After != nil {
-		if r.Change.After, err = decodeRow(t, w.After, w.Unchanged); err != nil {
+		if r.Change.After, err = decodeRow(t, w.After, w.Unchanged, w.JSONNull.After); err != nil {
 			return bad("after: %v", err)
 		}
 	}
@@ -361,7 +399,7 @@ func DecodeRecord(data []byte) (*Record, error) {
 	return r, nil
 }
 
-func decodeRow(t *Table, obj map[string]json.RawMessage, unchanged []string) ([]Value, error) {
+func decodeRow(t *Table, obj map[string]json.RawMessage, unchanged, jsonNull []string) ([]Value, error) {
 	row := make([]Value, len(t.Columns))
 	for name := range obj {
 		if t.Column(name) < 0 {
@@ -385,6 +423,13 @@ func decodeRow(t *Table, obj map[string]json.RawMessage, unchanged []string) ([]
 			return nil, fmt.Errorf("column %q: %v", col.Name, err)
 		}
 		row[i] = v
+	}
+	for _, name := range jsonNull {
+		i := t.Column(name)
+		if i < 0 || t.Columns[i].Type.Kind != KindJSON || !row[i].IsNull() {
+			return nil, fmt.Errorf("json_null column %q is not a json column holding null", name)
+		}
+		row[i] = V(KindJSON, "null")
 	}
 	return row, nil
 }

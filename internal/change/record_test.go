@@ -208,3 +208,35 @@ func BenchmarkAppendRecord(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+// TestJSONNullRoundTrip: a json value that is the JSON literal null stays
+// distinct from SQL NULL through the record, in both rows, while the
+// envelope itself shows null for both (as SQL over it expects).
+func TestJSONNullRoundTrip(t *testing.T) {
+	tbl := &Table{Schema: "public", Name: "docs", Key: []int{0}, Columns: []Column{
+		{Name: "id", Type: Type{Name: "integer", Kind: KindInt}, Key: true},
+		{Name: "j", Type: Type{Name: "jsonb", Kind: KindJSON}, Nullable: true},
+		{Name: "k", Type: Type{Name: "json", Kind: KindJSON}, Nullable: true},
+	}}
+	jn := V(KindJSON, "null")
+	c := &Change{Op: OpUpdate, Table: tbl, Before: []Value{V(KindInt, "1"), Null, jn}, After: []Value{V(KindInt, "1"), jn, Null}, Pos: Position{CommitLSN: 9, LSN: 8}}
+	rec := AppendRecord(nil, c, meta)
+	if !bytes.Contains(rec, []byte(`"after":{"id":1,"j":null,"k":null}`)) || !bytes.Contains(rec, []byte(`"json_null":{"before":["k"],"after":["j"]}`)) {
+		t.Fatalf("record: %s", rec)
+	}
+	got, err := DecodeRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Change.Before[1].IsNull() || !got.Change.Before[2].Equal(jn) || !got.Change.After[1].Equal(jn) || !got.Change.After[2].IsNull() {
+		t.Errorf("decoded before %v after %v", got.Change.Before, got.Change.After)
+	}
+	// No JSON null, no json_null: records stay as they were.
+	plain := AppendRecord(nil, &Change{Op: OpInsert, Table: tbl, After: []Value{V(KindInt, "2"), Null, V(KindJSON, `{"a":null}`)}, Pos: Position{CommitLSN: 9, LSN: 8}}, meta)
+	if bytes.Contains(plain, []byte("json_null")) {
+		t.Errorf("record without JSON null: %s", plain)
+	}
+	if _, err := DecodeRecord([]byte(replace(string(rec), `"after":["j"]`, `"after":["id"]`))); err == nil || !bytes.Contains([]byte(err.Error()), []byte(`json_null column "id"`)) {
+		t.Errorf("json_null naming a non-json column: %v", err)
+	}
+}

@@ -47,6 +47,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Multiset", func(t *testing.T) { testMultiset(t, h) })
 	t.Run("MultisetRandom", func(t *testing.T) { testMultisetRandom(t, h) })
 	t.Run("MultisetStream", func(t *testing.T) { testMultisetStream(t, h) })
+	t.Run("JSONNull", func(t *testing.T) { testJSONNull(t, h) })
 }
 
 // Events is a keyless table: public.events (a integer, b text, c bigint),
@@ -692,4 +693,32 @@ func testMultisetStream(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	want(t, h, tg, Events(), "2|c|2")
+}
+
+// testJSONNull: a json value that is the JSON literal null lands as JSON
+// null, not as SQL NULL, and the checksums tell the two apart.
+func testJSONNull(t *testing.T, h Harness) {
+	ctx := context.Background()
+	tg := h.Open(t)
+	docs := &change.Table{Schema: "public", Name: "docs", Version: 1, Key: []int{0}, Columns: []change.Column{
+		{Name: "id", Type: change.Type{Name: "integer", Kind: change.KindInt}, Key: true},
+		{Name: "j", Type: change.Type{Name: "jsonb", Kind: change.KindJSON}, Nullable: true},
+		{Name: "k", Type: change.Type{Name: "json", Kind: change.KindJSON}, Nullable: true},
+	}}
+	reset(t, tg, docs)
+	jn := change.V(change.KindJSON, "null")
+	apply(t, tg, batch(Ins(docs, 1, 1, jn, nil), Ins(docs, 2, 2, nil, jn), Ins(docs, 3, 3, nil, nil)))
+	want(t, h, tg, docs, "1|null|~", "2|~|null", "3|~|~")
+	a, err := tg.Checksums(ctx, docs, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, tg, batch(Upd(docs, 4, nil, 1, nil, nil)))
+	b, err := tg.Checksums(ctx, docs, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warehouse.DiffBuckets(a, b)) == 0 {
+		t.Error("checksums do not tell JSON null from SQL NULL")
+	}
 }
