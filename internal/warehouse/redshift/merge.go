@@ -27,9 +27,11 @@ import (
 //     else, for a moved row, the stored value of the key it moved from;
 //  6. apply: delete, insert, refresh delete markers, move the watermarks.
 //
-// Redshift's MERGE allows one unconditional WHEN MATCHED action, so it cannot
+// Redshift's MERGE takes one WHEN MATCHED clause without a condition
+// (https://docs.aws.amazon.com/redshift/latest/dg/r_MERGE.html), so it cannot
 // say "delete if the latest change is a delete, update otherwise"; delete
-// then insert says it, and is what Redshift runs for MERGE anyway.
+// then insert, in one transaction, says it. (How Redshift executes MERGE
+// internally is not documented and not relied on.)
 const (
 	tmpRecords = `"_sluice_records"`
 	tmpRows    = `"_sluice_rows"`
