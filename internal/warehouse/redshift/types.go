@@ -19,16 +19,16 @@ func (t WType) String() string { return t.Base + t.Args }
 
 // Redshift limits that shape the mapping.
 const (
-	maxVarchar  = 65535   // VARCHAR(n): n counts BYTES, at most 65535
-	maxVarbyte  = 1024000 // VARBYTE(n): at most 1,024,000 bytes
-	maxDecimal  = 38      // DECIMAL precision
-	maxScale    = 37      // DECIMAL scale: at most 37 (r_Numeric_types201.html)
+	maxVarchar = 65535   // VARCHAR(n): n counts BYTES, at most 65535
+	maxVarbyte = 1024000 // VARBYTE(n): at most 1,024,000 bytes
+	maxDecimal = 38      // DECIMAL precision
+	maxScale   = 37      // DECIMAL scale: at most 37 (r_Numeric_types201.html)
 	// A DECIMAL of precision 19 or less is stored as an 8-byte integer of its
 	// unscaled digits, so DECIMAL(19,s) holds at most 9223372036854775807
 	// unscaled, not every 19-digit number; from 20 on it is 128-bit.
 	// https://docs.aws.amazon.com/redshift/latest/dg/r_Numeric_types201.html
 	int64Digits = 19
-	utf8MaxSize = 4       // bytes a UTF-8 character may take
+	utf8MaxSize = 4 // bytes a UTF-8 character may take
 )
 
 // Column is one target column: the source column and its warehouse type.
