@@ -136,8 +136,13 @@ func (redshiftDialect) Literal(s string) string {
 	return change.QuoteLiteral(strings.ReplaceAll(s, `\`, `\\`))
 }
 
+// Session makes quoted names and SUPER attribute names case-sensitive
+// (https://docs.aws.amazon.com/redshift/latest/dg/r_enable_case_sensitive_identifier.html)
+// and pins the session's time zone to UTC, so TIMESTAMPTZ values read as
+// text or converted in checksums do not depend on the user's default
+// (https://docs.aws.amazon.com/redshift/latest/dg/r_timezone_config.html).
 func (redshiftDialect) Session() []string {
-	return []string{"SET enable_case_sensitive_identifier TO true"}
+	return []string{"SET enable_case_sensitive_identifier TO true", "SET timezone TO 'UTC'"}
 }
 
 // TableOptions distributes and sorts on the key so the merge's joins on the
@@ -161,7 +166,11 @@ func (redshiftDialect) landing(p *Plan) []Object {
 	ext := cfg.ExternalSchema
 	schema := Object{
 		Kind: KindExternalSchema, Schema: ext,
-		Create: "CREATE EXTERNAL SCHEMA " + change.QuoteIdent(ext) + "\nFROM KINESIS\nIAM_ROLE " + redshiftDialect{}.Literal(cfg.RoleARN),
+		// REGION: the stream's, which need not be the cluster's; IAM_ROLE:
+		// the role, or the chain of roles, comma-separated.
+		// https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_EXTERNAL_SCHEMA.html
+		Create: "CREATE EXTERNAL SCHEMA " + change.QuoteIdent(ext) + "\nFROM KINESIS\nREGION " + redshiftDialect{}.Literal(cfg.Region) +
+			"\nIAM_ROLE " + redshiftDialect{}.Literal(strings.Join(cfg.roles(), ",")),
 		Drop:   "DROP SCHEMA " + change.QuoteIdent(ext),
 	}
 	view := Object{
@@ -249,7 +258,7 @@ func (postgresDialect) Now() string { return "now()" }
 
 func (postgresDialect) Literal(s string) string { return change.QuoteLiteral(s) }
 
-func (postgresDialect) Session() []string { return nil }
+func (postgresDialect) Session() []string { return []string{"SET TIME ZONE 'UTC'"} }
 
 func (postgresDialect) TableOptions([]Column) string { return "" }
 

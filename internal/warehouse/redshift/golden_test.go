@@ -146,3 +146,41 @@ func TestGoldenKMS(t *testing.T) {
 	cfg.KMSKeyARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 	golden(t, "iam_permission_policy_kms.json", string(mustPlan(t, cfg).PermissionPolicy)+"\n")
 }
+
+// A stream in another account, read through a chain of roles, in another
+// region than the cluster: the external schema names the stream's REGION
+// and the whole chain, and the plan prints each role's policies.
+// https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_EXTERNAL_SCHEMA.html
+// https://docs.aws.amazon.com/redshift/latest/mgmt/authorizing-redshift-service-chaining-roles.html
+func TestGoldenChainedRoles(t *testing.T) {
+	cfg := seedConfig(Redshift, customers())
+	cfg.Region, cfg.AccountID = "eu-west-1", "210987654321"
+	cfg.ChainRoleARNs = []string{"arn:aws:iam::210987654321:role/reads-shop-stream"}
+	p := mustPlan(t, cfg)
+	ext := object(t, p, KindExternalSchema, "sluice_kinesis", "").Create
+	if !strings.Contains(ext, "REGION 'eu-west-1'") || !strings.Contains(ext, "IAM_ROLE '"+cfg.RoleARN+","+cfg.ChainRoleARNs[0]+"'") {
+		t.Errorf("external schema lacks the region or the chain:\n%s", ext)
+	}
+	var b strings.Builder
+	b.WriteString(ext + ";\n")
+	for _, r := range p.Roles {
+		b.WriteString("\n-- trust policy of " + r.Role + "\n" + string(r.Trust) + "\n-- permission policy of " + r.Role + "\n" + string(r.Permission) + "\n")
+	}
+	golden(t, "chained_roles.txt", b.String())
+}
+
+// Every session sluice opens pins its time zone to UTC (TIMESTAMPTZ text
+// and checksums must not depend on the user's default) and makes
+// identifiers case-sensitive.
+// https://docs.aws.amazon.com/redshift/latest/dg/r_timezone_config.html
+func TestSessionPinsUTC(t *testing.T) {
+	got := strings.Join(Redshift.Session(), "; ")
+	for _, want := range []string{"SET timezone TO 'UTC'", "SET enable_case_sensitive_identifier TO true"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Redshift session %q lacks %q", got, want)
+		}
+	}
+	if got := strings.Join(Postgres.Session(), "; "); !strings.Contains(got, "UTC") {
+		t.Errorf("Postgres stand-in session %q does not pin UTC", got)
+	}
+}

@@ -83,9 +83,11 @@ type TablePlan struct {
 type Plan struct {
 	Config Config // normalized
 	// TrustPolicy lets Redshift assume the role; PermissionPolicy lets the
-	// role read the one stream. Both are IAM JSON documents.
+	// role (the last of a chain) read the one stream. Both are IAM JSON
+	// documents. Roles lists every role of the chain with its two policies.
 	TrustPolicy      []byte
 	PermissionPolicy []byte
+	Roles            []RolePolicies
 	Landing          change.TableID
 	Watermarks       change.TableID
 	Truncations      change.TableID
@@ -118,12 +120,10 @@ func NewPlan(cfg Config) (*Plan, error) {
 		Truncations: change.TableID{Schema: c.StateSchema, Name: "truncations"},
 		Created:     change.TableID{Schema: c.StateSchema, Name: "created"},
 	}
-	if p.TrustPolicy, err = trustPolicy(); err != nil {
+	if p.Roles, err = rolePolicies(&c); err != nil {
 		return nil, err
 	}
-	if p.PermissionPolicy, err = permissionPolicy(&c); err != nil {
-		return nil, err
-	}
+	p.TrustPolicy, p.PermissionPolicy = p.Roles[0].Trust, p.Roles[len(p.Roles)-1].Permission
 	p.Objects = append(p.Objects,
 		Object{Kind: KindSchema, Schema: c.StateSchema,
 			Create: "CREATE SCHEMA " + change.QuoteIdent(c.StateSchema),
@@ -296,14 +296,47 @@ type policyStatement struct {
 	Resource  []string          `json:"Resource,omitempty"`
 }
 
-func trustPolicy() ([]byte, error) {
-	return json.MarshalIndent(policyDoc{Version: "2012-10-17", Statement: []policyStatement{{
-		Sid:       "RedshiftAssumesRole",
-		Effect:    "Allow",
-		Principal: map[string]string{"Service": "redshift.amazonaws.com"},
-		Action:    []string{"sts:AssumeRole"},
-	}}}, "", "  ")
+// RolePolicies are the two policies of one role of the chain.
+type RolePolicies struct {
+	Role       string
+	Trust      []byte // who may assume it
+	Permission []byte // what it may do
 }
+
+// rolePolicies: Redshift assumes the first role; each role may assume the
+// next, which trusts it; the last one reads the stream.
+func rolePolicies(c *Config) ([]RolePolicies, error) {
+	roles := c.roles()
+	out := make([]RolePolicies, len(roles))
+	for i, r := range roles {
+		out[i].Role = r
+		principal := map[string]string{"Service": "redshift.amazonaws.com"}
+		sid := "RedshiftAssumesRole"
+		if i > 0 {
+			principal, sid = map[string]string{"AWS": roles[i-1]}, "PreviousRoleOfTheChainAssumesRole"
+		}
+		var err error
+		if out[i].Trust, err = json.MarshalIndent(policyDoc{Version: "2012-10-17", Statement: []policyStatement{{
+			Sid: sid, Effect: "Allow", Principal: principal, Action: []string{"sts:AssumeRole"},
+		}}}, "", "  "); err != nil {
+			return nil, err
+		}
+		if i < len(roles)-1 {
+			out[i].Permission, err = json.MarshalIndent(policyDoc{Version: "2012-10-17", Statement: []policyStatement{{
+				Sid: "AssumeNextRoleOfTheChain", Effect: "Allow", Action: []string{"sts:AssumeRole"}, Resource: []string{roles[i+1]},
+			}}}, "", "  ")
+		} else {
+			out[i].Permission, err = permissionPolicy(c)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// roles is the chain of roles, first assumed by Redshift, last reading the stream.
+func (c *Config) roles() []string { return append([]string{c.RoleARN}, c.ChainRoleARNs...) }
 
 // permissionPolicy grants reading the ONE stream and nothing else:
 //   - DescribeStreamSummary: Redshift checks the stream (status, shard count) when the view is created and refreshed;
@@ -400,7 +433,15 @@ func (p *Plan) String() string {
 	var b strings.Builder
 	c := &p.Config
 	fmt.Fprintf(&b, "Mirror into %s from Kinesis stream %s\n", c.Dialect.Name(), c.StreamARN)
-	fmt.Fprintf(&b, "  IAM role Redshift assumes: %s\n\n", c.RoleARN)
+	fmt.Fprintf(&b, "  IAM role Redshift assumes: %s\n", c.RoleARN)
+	for _, r := range c.ChainRoleARNs {
+		fmt.Fprintf(&b, "  which assumes: %s\n", r)
+	}
+	if c.CaseSensitiveParameterGroup {
+		b.WriteString("  Requires enable_case_sensitive_identifier = true in the cluster's parameter group (Serverless: the workgroup's\n" +
+			"  parameters): the streaming view refreshes itself in the background, outside sluice's sessions.\n")
+	}
+	b.WriteString("\n")
 	create, exist, conflict := 0, 0, 0
 	for _, o := range p.Objects {
 		mark := "?"
@@ -431,8 +472,10 @@ func (p *Plan) String() string {
 	for _, w := range p.Warnings {
 		fmt.Fprintf(&b, "Warning: %s\n", w)
 	}
-	fmt.Fprintf(&b, "\n-- IAM trust policy of %s\n%s\n", c.RoleARN, p.TrustPolicy)
-	fmt.Fprintf(&b, "\n-- IAM permission policy of %s\n%s\n", c.RoleARN, p.PermissionPolicy)
+	for _, r := range p.Roles {
+		fmt.Fprintf(&b, "\n-- IAM trust policy of %s\n%s\n", r.Role, r.Trust)
+		fmt.Fprintf(&b, "\n-- IAM permission policy of %s\n%s\n", r.Role, r.Permission)
+	}
 	for _, o := range p.Objects {
 		if o.State == Exists || o.State == Conflict {
 			continue
