@@ -171,7 +171,7 @@ func (redshiftDialect) landing(p *Plan) []Object {
 		// https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_EXTERNAL_SCHEMA.html
 		Create: "CREATE EXTERNAL SCHEMA " + change.QuoteIdent(ext) + "\nFROM KINESIS\nREGION " + redshiftDialect{}.Literal(cfg.Region) +
 			"\nIAM_ROLE " + redshiftDialect{}.Literal(strings.Join(cfg.roles(), ",")),
-		Drop:   "DROP SCHEMA " + change.QuoteIdent(ext),
+		Drop: "DROP SCHEMA " + change.QuoteIdent(ext),
 	}
 	view := Object{
 		Kind: KindMaterializedView, Schema: cfg.StateSchema, Name: cfg.LandingName,
