@@ -25,7 +25,7 @@ func TestPlanSetupTeardown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, cluster.URL(name))
+	conn, err := pgx.Connect(ctx, standInURL(name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestSetupRefusesATableInTheWay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, cluster.URL(name))
+	conn, err := pgx.Connect(ctx, standInURL(name))
 	if err != nil {
 		t.Fatal(err)
 	}
