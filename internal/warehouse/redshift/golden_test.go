@@ -1,7 +1,9 @@
 package redshift
 
 import (
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,5 +184,30 @@ func TestSessionPinsUTC(t *testing.T) {
 	}
 	if got := strings.Join(Postgres.Session(), "; "); !strings.Contains(got, "UTC") {
 		t.Errorf("Postgres stand-in session %q does not pin UTC", got)
+	}
+}
+
+// A table whose merge would need a temporary table over Redshift's 1,600
+// columns is refused when planned, with the reason, instead of failing in
+// every merge. Each TOAST-able column takes three columns there.
+// https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_TABLE_usage.html
+func TestPlanRefusesTooWideMerge(t *testing.T) {
+	wide := func(n int) *change.Table {
+		tb := &change.Table{Schema: "public", Name: "wide", Version: 1, Key: []int{0}, Columns: []change.Column{
+			{Name: "id", Type: change.Type{Name: "integer", Kind: change.KindInt}, Key: true}}}
+		for i := 0; i < n; i++ {
+			tb.Columns = append(tb.Columns, change.Column{Name: fmt.Sprintf("c%d", i), Type: change.Type{Name: "text", Kind: change.KindText}, Nullable: true})
+		}
+		return tb
+	}
+	p := mustPlan(t, seedConfig(Redshift, wide(500)))
+	for _, s := range p.Tables[0].Merge {
+		if strings.HasPrefix(s, "CREATE TEMP TABLE \"_sluice_changes\"") && mergeWidth(p.Tables[0].Columns) != 4+1+501+500+2+500+1 {
+			t.Errorf("mergeWidth does not count the merge's widest table")
+		}
+	}
+	_, err := NewPlan(seedConfig(Redshift, wide(540)))
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "public.wide") || !strings.Contains(err.Error(), "1600 columns") {
+		t.Fatalf("NewPlan of 540 text columns: err = %v, want a refusal naming the table and the limit", err)
 	}
 }

@@ -246,7 +246,28 @@ func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
 			NotNull: col.Key || !col.Nullable, Toastable: !col.Key && toastable(col.Type.Kind),
 		})
 	}
+	if n := mergeWidth(tp.Columns); n > maxColumns {
+		return nil, nil, fmt.Errorf("%w: table %s: its merge needs a temporary table of %d columns (%d columns, %d of them TOAST-able, each carrying its value, an \"unchanged\" flag and where its latest value is), over Redshift's %d columns per table: mirror fewer columns (project them in a pipeline) or split the table into several pipelines' views",
+			ErrConfig, src.ID(), n, len(tp.Columns), toastCount(tp.Columns), maxColumns)
+	}
 	return tp, warns, nil
+}
+
+// maxColumns is Redshift's limit of columns per table, temporary tables
+// included: https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_TABLE_usage.html
+const maxColumns = 1600
+
+// mergeWidth is the number of columns of the widest table the merge makes
+// (_sluice_changes: the row columns of _sluice_rows plus its window
+// columns; see mergeSQL), or of the mirror itself.
+func mergeWidth(cols []Column) int {
+	keys, toast := len(keyColumns(cols)), toastCount(cols)
+	rows := 4 + keys + len(cols) + toast // positions, deleted, moved; from-keys; values; unchanged flags
+	changes := rows + 2 + toast          // seq, last; one source column per TOAST-able column
+	if toast > 0 {
+		changes++ // reset
+	}
+	return max(changes, len(cols)+2)
 }
 
 func keyColumns(cols []Column) []Column {
