@@ -91,6 +91,9 @@ type Plan struct {
 	Landing          change.TableID
 	Watermarks       change.TableID
 	Truncations      change.TableID
+	// Skipped lists unparseable records someone decided to go on without:
+	// the merge of a table stops at such a record until it is listed here.
+	Skipped          change.TableID
 	Created          change.TableID // what sluice created, so teardown removes only that
 	Objects          []Object       // in creation order
 	Tables           []*TablePlan
@@ -118,6 +121,7 @@ func NewPlan(cfg Config) (*Plan, error) {
 		Landing:     change.TableID{Schema: c.StateSchema, Name: c.LandingName},
 		Watermarks:  change.TableID{Schema: c.StateSchema, Name: "watermarks"},
 		Truncations: change.TableID{Schema: c.StateSchema, Name: "truncations"},
+		Skipped:     change.TableID{Schema: c.StateSchema, Name: "skipped"},
 		Created:     change.TableID{Schema: c.StateSchema, Name: "created"},
 	}
 	if p.Roles, err = rolePolicies(&c); err != nil {
@@ -147,6 +151,11 @@ func NewPlan(cfg Config) (*Plan, error) {
 			"  \"commit_lsn\" "+lsnType+" NOT NULL,\n"+
 			"  \"lsn\" "+lsnType+" NOT NULL,\n"+
 			"  \"merged_at\" TIMESTAMP NOT NULL\n)"),
+		tableObject(p.Skipped, "CREATE TABLE "+p.Skipped.Quoted()+" (\n"+
+			"  \"table_name\" VARCHAR(512) NOT NULL,\n"+
+			"  \"shard_id\" VARCHAR(128) NOT NULL,\n"+
+			"  \"sequence_number\" VARCHAR(128) NOT NULL,\n"+
+			"  \"skipped_at\" TIMESTAMP NOT NULL\n)"),
 	)
 	targets := map[change.TableID]change.TableID{}
 	for _, src := range c.Tables {

@@ -59,9 +59,9 @@ func TestPlanSetupTeardown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// created, landing, watermarks, truncations, customers, its delete markers; not "public", not "_sluice".
-	if got := *rows[0][0]; got != "6" {
-		t.Errorf("setup recorded %s created objects, want 6", got)
+	// created, landing, watermarks, truncations, skipped, customers, its delete markers; not "public", not "_sluice".
+	if got := *rows[0][0]; got != "7" {
+		t.Errorf("setup recorded %s created objects, want 7", got)
 	}
 
 	if err := Teardown(ctx, db, p, TeardownOptions{}, nil); err != nil {
