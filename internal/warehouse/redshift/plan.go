@@ -93,10 +93,10 @@ type Plan struct {
 	Truncations      change.TableID
 	// Skipped lists unparseable records someone decided to go on without:
 	// the merge of a table stops at such a record until it is listed here.
-	Skipped          change.TableID
-	Created          change.TableID // what sluice created, so teardown removes only that
-	Objects          []Object       // in creation order
-	Tables           []*TablePlan
+	Skipped change.TableID
+	Created change.TableID // what sluice created, so teardown removes only that
+	Objects []Object       // in creation order
+	Tables  []*TablePlan
 	// Warnings are properties of the source the mirror cannot keep.
 	Warnings []string
 }
