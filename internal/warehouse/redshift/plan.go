@@ -247,6 +247,9 @@ func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
 		if warn != "" {
 			warns = append(warns, fmt.Sprintf("table %s: %s", src.ID(), warn))
 		}
+		if col.Key && wt.Base == "VARCHAR" && !isBpchar(col.Type) {
+			warns = append(warns, fmt.Sprintf("table %s: key column %q is text, and Redshift compares text ignoring trailing blanks: a key value ending in a blank is refused by the producer (dead-letter file, or the pipeline stops), since it would be one row with the key without them", src.ID(), col.Name))
+		}
 		if col.Key && (wt.Base == "SUPER") {
 			return nil, nil, fmt.Errorf("%w: table %s key column %q is %s, which Redshift cannot compare (SUPER): use a scalar key", ErrConfig, src.ID(), col.Name, col.Type.Name)
 		}

@@ -30,6 +30,9 @@ const maxJSONString = 65535
 // or "" when it would not. It is the producer's check for a stream Redshift
 // reads (stream/kinesis SinkConfig.Refuse).
 func RefuseRecord(c *change.Change, rec []byte) string {
+	if why := blankKey(c); why != "" {
+		return why
+	}
 	if len(rec) <= maxJSONString && (c == nil || c.Table == nil || !mayRepeatKeys(c.Table)) {
 		return "" // no string can be longer than the record, no key repeats
 	}
@@ -115,4 +118,37 @@ func jsonParseRefuses(rec []byte) string {
 			top.expectKey = true
 		}
 	}
+}
+
+// blankKey refuses a text key value ending in a blank: Redshift ignores
+// trailing blanks when it compares VARCHAR values, so keys 'a' and 'a '
+// would be one row in the mirror
+// (https://docs.aws.amazon.com/redshift/latest/dg/r_Character_types.html#r_Character_types-significance-of-trailing-blanks).
+// character(n) keys are padded alike at the source, which compares them
+// without trailing blanks too: they cannot collapse and pass.
+func blankKey(c *change.Change) string {
+	if c == nil || c.Table == nil {
+		return ""
+	}
+	for _, row := range [][]change.Value{c.Before, c.After} {
+		if row == nil {
+			continue
+		}
+		for _, k := range c.Table.Key {
+			col := c.Table.Columns[k]
+			if k >= len(row) || row[k].Kind != change.KindText || !strings.HasSuffix(row[k].Text, " ") || isBpchar(col.Type) {
+				continue
+			}
+			return fmt.Sprintf("its key column %q ends in a blank, and Redshift compares VARCHAR values ignoring trailing blanks, so it would be one row with the key without them", col.Name)
+		}
+	}
+	return ""
+}
+
+func isBpchar(t change.Type) bool {
+	name := strings.ToLower(t.Name)
+	if t.Base != "" {
+		name = strings.ToLower(t.Base)
+	}
+	return strings.HasPrefix(name, "character(") || name == "character" || name == "bpchar" || strings.HasPrefix(name, "char(")
 }

@@ -61,3 +61,29 @@ func TestRefuseRecord(t *testing.T) {
 		})
 	}
 }
+
+// Keys differing only in trailing blanks are one key to Redshift: such a
+// key is refused at the producer, except character(n), padded alike.
+// https://docs.aws.amazon.com/redshift/latest/dg/r_Character_types.html#r_Character_types-significance-of-trailing-blanks
+func TestRefuseKeyWithTrailingBlanks(t *testing.T) {
+	tbl := &change.Table{Schema: "app", Name: "codes", Version: 1, Key: []int{0, 1}, Columns: []change.Column{
+		{Name: "code", Type: change.Type{Name: "text", Kind: change.KindText}, Key: true},
+		{Name: "pad", Type: change.Type{Name: "character(4)", Kind: change.KindText}, Key: true},
+		{Name: "note", Type: change.Type{Name: "text", Kind: change.KindText}, Nullable: true},
+	}}
+	for _, tc := range []struct {
+		code, pad, note string
+		refused         bool
+	}{
+		{"a", "ab  ", "x ", false},
+		{"a ", "ab  ", "x", true},
+		{" a", "ab  ", "x", false},
+	} {
+		c := change.Change{Op: change.OpInsert, Table: tbl, After: []change.Value{
+			change.V(change.KindText, tc.code), change.V(change.KindText, tc.pad), change.V(change.KindText, tc.note)}}
+		got := RefuseRecord(&c, change.AppendRecord(nil, &c, change.RecordMeta{}))
+		if (got != "") != tc.refused || (tc.refused && !strings.Contains(got, `"code"`)) {
+			t.Errorf("key %q/%q: RefuseRecord = %q, want refused %v", tc.code, tc.pad, got, tc.refused)
+		}
+	}
+}
