@@ -291,6 +291,18 @@ func redshiftPlan(ctx context.Context, c *config.Config, tables []*change.Table)
 	return p, nil
 }
 
+// redshiftRefuse is the Kinesis sink's check (kinesis.SinkConfig.Refuse)
+// for a stream Redshift reads: records Redshift's JSON_PARSE would refuse
+// (a string over 65,535 bytes, a key twice in an object) are set aside in
+// the dead-letter file, or stop the producer, instead of stopping the
+// merge later. Nil for other streams.
+func redshiftRefuse(c *config.Config) func(*change.Change, []byte) string {
+	if !c.IsRedshift() && c.Redshift == nil {
+		return nil
+	}
+	return redshift.RefuseRecord
+}
+
 func redshiftDialect(c *config.Config) redshift.Dialect {
 	if c.Redshift != nil && c.Redshift.Dialect == "postgres" {
 		return redshift.Postgres
@@ -313,6 +325,11 @@ func firstEnv(names ...string) string {
 func openRedshift(ctx context.Context, c *config.Config, p *redshift.Plan) (redshift.Conn, func(), error) {
 	d := p.Config.Dialect
 	if api := c.Redshift.DataAPI; api != nil {
+		// Refused up front, naming the table: the Data API takes no
+		// statement over 100 KB, and a wide table's merge has some.
+		if err := p.CheckDataAPI(); err != nil {
+			return nil, nil, err
+		}
 		cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(p.Config.Region))
 		if err != nil {
 			return nil, nil, fmt.Errorf("load AWS configuration (credentials and region) for the Redshift Data API: %w", err)

@@ -61,7 +61,7 @@ redshift:
 		`"Service": "redshift.amazonaws.com"`,
 		`"sts:AssumeRole"`,
 		"-- IAM permission policy of " + testRoleARN,
-		"CREATE EXTERNAL SCHEMA \"sluice_kinesis\"\nFROM KINESIS\nIAM_ROLE '" + testRoleARN + "';",
+		"CREATE EXTERNAL SCHEMA \"sluice_kinesis\"\nFROM KINESIS\nREGION 'us-east-1'\nIAM_ROLE '" + testRoleARN + "';",
 		"CREATE MATERIALIZED VIEW \"_sluice\".\"hubert-redshift\"\nAUTO REFRESH YES\nAS",
 		`FROM "sluice_kinesis"."hubert-redshift"`,
 		"CREATE TABLE \"public\".\"customers\" (\n  \"userid\" INTEGER NOT NULL,\n  \"first_name\" VARCHAR(252) NOT NULL,",

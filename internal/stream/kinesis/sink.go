@@ -47,6 +47,12 @@ type SinkConfig struct {
 	// (one JSON line each: table, key, position, size, record) instead of
 	// stopping the pipeline.
 	DeadLetterFile string
+	// Refuse, when set, is asked about every encoded record; a non-empty
+	// answer (the reason) refuses it like a record over the size limit: set
+	// aside in the dead-letter file, or Apply fails with a
+	// RecordRefusedError. For consumers with limits of their own, such as
+	// Redshift's JSON_PARSE (warehouse/redshift.RefuseRecord).
+	Refuse func(c *change.Change, record []byte) string
 	// Concurrency is how many PutRecords calls may be in flight at once
 	// (default 4). Keys are spread over that many lanes; one key's records
 	// always travel in one lane, one call after another.
@@ -228,6 +234,22 @@ func (e *RecordTooLargeError) Error() string {
 		e.Table, e.Key, e.Pos, e.Size, MaxRecordBytes)
 }
 
+// RecordRefusedError is returned by Apply for a record SinkConfig.Refuse
+// refused when no dead-letter file is configured. The pipeline stops without
+// moving the slot.
+type RecordRefusedError struct {
+	Table  change.TableID
+	Key    string
+	Pos    change.Position
+	Reason string
+}
+
+func (e *RecordRefusedError) Error() string {
+	return fmt.Sprintf("change record for table %s key %s at %s is refused: %s: "+
+		"exclude or shorten the column in the pipeline's SQL, or set a dead-letter file (stream.kinesis.dead_letter_file) to set such records aside and go on",
+		e.Table, e.Key, e.Pos, e.Reason)
+}
+
 // deadLetter is one line of the dead-letter file.
 type deadLetter struct {
 	Table    string    `json:"table"`
@@ -318,15 +340,26 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 			buf = change.AppendRecord(buf, c, meta)
 			pkBuf = appendPartitionKey(pkBuf[:0], c)
 			pk := string(pkBuf)
-			if size := len(buf) - off + len(pk); size > MaxRecordBytes {
+			size := len(buf) - off + len(pk)
+			refused := ""
+			if size <= MaxRecordBytes && s.cfg.Refuse != nil {
+				refused = s.cfg.Refuse(c, buf[off:])
+			}
+			if size > MaxRecordBytes || refused != "" {
 				keyText := keyString(c)
 				if s.dead == nil {
 					s.buf = buf[:0]
+					if refused != "" {
+						return &RecordRefusedError{Table: id, Key: keyText, Pos: c.Pos, Reason: refused}
+					}
 					return &RecordTooLargeError{Table: id, Key: keyText, Pos: c.Pos, Size: size}
 				}
+				reason := refused
+				if reason == "" {
+					reason = fmt.Sprintf("over Kinesis' limit of %d bytes per record", MaxRecordBytes)
+				}
 				dead = append(dead, deadLetter{Table: id.String(), Key: keyText, Position: c.Pos.String(), Size: size,
-					Record: jsonRaw(append([]byte(nil), buf[off:]...)), Time: now.UTC(), Stream: s.stream.name,
-					Reason: fmt.Sprintf("over Kinesis' limit of %d bytes per record", MaxRecordBytes)})
+					Record: jsonRaw(append([]byte(nil), buf[off:]...)), Time: now.UTC(), Stream: s.stream.name, Reason: reason})
 				buf = buf[:off]
 			} else if c.Op == change.OpTruncate {
 				if len(cur) > 0 {
@@ -373,8 +406,8 @@ func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 		lines := make([]any, len(dead))
 		for i := range dead {
 			lines[i] = dead[i]
-			s.log.Warn("change record over Kinesis' size limit set aside in the dead-letter file",
-				"table", dead[i].Table, "key", dead[i].Key, "position", dead[i].Position, "bytes", dead[i].Size, "file", s.cfg.DeadLetterFile)
+			s.log.Warn("change record set aside in the dead-letter file",
+				"table", dead[i].Table, "key", dead[i].Key, "position", dead[i].Position, "bytes", dead[i].Size, "reason", dead[i].Reason, "file", s.cfg.DeadLetterFile)
 		}
 		if err := s.dead.Append(lines...); err != nil {
 			return fmt.Errorf("set aside records over the size limit: %w", err)

@@ -210,6 +210,39 @@ func TestSinkRecordOverTheLimit(t *testing.T) {
 	}
 }
 
+// A record the consumer cannot take (SinkConfig.Refuse says why) stops the
+// sink without a dead-letter file, and is set aside with its reason with one.
+func TestSinkRefusedRecord(t *testing.T) {
+	ctx := context.Background()
+	k := testenv.NewKinesalite(t)
+	if err := k.CreateStream(ctx, "refuse", 1); err != nil {
+		t.Fatal(err)
+	}
+	refuse := func(c *change.Change, rec []byte) string {
+		if c.After != nil && c.After[0].Text == "2" {
+			return "a string over 65535 bytes"
+		}
+		return ""
+	}
+	cs := changes(3, 3, 0) // keys 1, 2, 3
+	s := newTestSink(t, directConnection(k, "refuse"), func(c *SinkConfig) { c.Refuse = refuse })
+	var refused *RecordRefusedError
+	if err := s.Apply(ctx, &change.Batch{Changes: cs}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "a string over 65535 bytes") {
+		t.Fatalf("Apply: %v, want a RecordRefusedError with the reason", err)
+	}
+	dlq := filepath.Join(t.TempDir(), "dead.jsonl")
+	s2 := newTestSink(t, directConnection(k, "refuse"), func(c *SinkConfig) { c.Refuse, c.DeadLetterFile = refuse, dlq })
+	if err := s2.Apply(ctx, &change.Batch{Changes: cs}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(dlq); strings.Count(string(b), "\n") != 1 || !strings.Contains(string(b), `"reason":"a string over 65535 bytes"`) {
+		t.Errorf("dead-letter file:\n%s", b)
+	}
+	if n := len(readStream(t, k.Client(), "refuse")); n != len(cs)-1 {
+		t.Errorf("stream holds %d records, want %d", n, len(cs)-1)
+	}
+}
+
 func TestSinkOrderAndCompletenessUnderThrottlingAndPartialFailures(t *testing.T) {
 	ctx := context.Background()
 	k := testenv.NewKinesalite(t)

@@ -22,8 +22,9 @@ import (
 //
 // Forms Redshift cannot reproduce from what it stores (time with time zone
 // is kept in UTC; interval is kept as text; SUPER serialises JSON without
-// the spaces jsonb prints; arrays are SUPER) make ChecksumSQL fail with an
-// error naming the column, rather than report a difference that is not one.
+// the spaces jsonb prints; arrays are SUPER; floats need a scientific form
+// Redshift cannot print) make ChecksumSQL fail with an error naming the
+// column, rather than report a difference that is not one.
 
 // canonical forms in Redshift.
 func (redshiftDialect) Canonical(c Column, x string) string {
@@ -35,7 +36,13 @@ func (redshiftDialect) Canonical(c Column, x string) string {
 	case "DECIMAL":
 		return "CAST(" + x + " AS VARCHAR)" // the scale is kept: 1.50 prints 1.50
 	case "REAL", "DOUBLE PRECISION":
-		return floatCanonical(x)
+		// The canonical form is %.16e (17 significant digits). Redshift's
+		// numeric format strings have no scientific-notation element (no
+		// EEEE: https://docs.aws.amazon.com/redshift/latest/dg/r_Numeric_formating.html),
+		// and computing mantissa and exponent in DOUBLE arithmetic rounds
+		// differently from the source's conversion: no form that is sure to
+		// agree, so verify refuses such a table by name.
+		return ""
 	case "VARBYTE":
 		return "FROM_VARBYTE(" + x + ", 'hex')"
 	case "DATE":
@@ -53,7 +60,8 @@ func (redshiftDialect) Canonical(c Column, x string) string {
 }
 
 // floatCanonical is the %.16e form of the widened double, with NaN and the
-// infinities spelled out, as the Postgres warehouse dialect writes it.
+// infinities spelled out, as the Postgres warehouse dialect writes it (the
+// Postgres stand-in only: Redshift has no EEEE format).
 func floatCanonical(x string) string {
 	f := "CAST(" + x + " AS DOUBLE PRECISION)"
 	return "CASE WHEN " + f + " = 'NaN' THEN 'NaN' WHEN " + f + " = 'Infinity' THEN 'Infinity' WHEN " + f +

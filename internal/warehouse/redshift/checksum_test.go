@@ -28,6 +28,18 @@ func TestGoldenChecksumSQL(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "has no checksum form") {
 		t.Fatalf("checksum of a table with SUPER columns: err = %v, want a refusal naming the column", err)
 	}
+	// Floats too: their canonical form is scientific, and Redshift's numeric
+	// formats have no EEEE.
+	// https://docs.aws.amazon.com/redshift/latest/dg/r_Numeric_formating.html
+	floats := &change.Table{Schema: "public", Name: "readings", Version: 1, Key: []int{0}, Columns: []change.Column{
+		{Name: "id", Type: change.Type{Name: "integer", Kind: change.KindInt}, Key: true},
+		{Name: "value", Type: change.Type{Name: "double precision", Kind: change.KindFloat}, Nullable: true},
+	}}
+	fp := mustPlan(t, seedConfig(Redshift, floats))
+	sql, err := ChecksumSQL(Redshift, fp.Tables[0], 64)
+	if err == nil || !strings.Contains(err.Error(), `column "value"`) || strings.Contains(sql, "EEEE") {
+		t.Fatalf("checksum of a float column: sql %q, err = %v; want a refusal naming the column, never EEEE", sql, err)
+	}
 }
 
 // The mirror, merged from records, checksums equal to a Postgres table

@@ -22,6 +22,21 @@ type Config struct {
 	// RoleARN is the IAM role Redshift assumes to read the stream (the trust
 	// and permission policies printed by the plan belong to it).
 	RoleARN string
+	// ChainRoleARNs are further roles, in order, that RoleARN assumes one
+	// after the other (role chaining, e.g. to read a stream of another
+	// account); the last one reads the stream. IAM_ROLE names them all,
+	// comma-separated:
+	// https://docs.aws.amazon.com/redshift/latest/mgmt/authorizing-redshift-service-chaining-roles.html
+	ChainRoleARNs []string
+	// CaseSensitiveParameterGroup says that the cluster's parameter group
+	// (Serverless: the workgroup's parameters) sets
+	// enable_case_sensitive_identifier to true. Sluice sets it in its own
+	// sessions, but the streaming view refreshes itself in the background,
+	// with the parameter group's value
+	// (https://docs.aws.amazon.com/redshift/latest/dg/r_enable_case_sensitive_identifier.html):
+	// without it, a stream, view or schema name with upper-case letters is
+	// refused.
+	CaseSensitiveParameterGroup bool
 	// KMSKeyARN is the stream's customer-managed KMS key, if the stream is
 	// encrypted with one; the permission policy then grants kms:Decrypt on it.
 	KMSKeyARN string
@@ -108,12 +123,28 @@ func (c Config) normalize() (Config, error) {
 	if !roleARNRe.MatchString(c.RoleARN) {
 		return bad("IAM role ARN %q: set the ARN of the role Redshift assumes, arn:aws:iam::<account>:role/<name> (a stream ARN does not belong here)", c.RoleARN)
 	}
+	for _, r := range c.ChainRoleARNs {
+		if !roleARNRe.MatchString(r) {
+			return bad("chained IAM role ARN %q: want arn:aws:iam::<account>:role/<name>", r)
+		}
+	}
 	if c.KMSKeyARN != "" && !kmsARNRe.MatchString(c.KMSKeyARN) {
 		return bad("KMS key ARN %q: want arn:aws:kms:<region>:<account>:key/<id>, or leave it empty for an unencrypted or AWS-managed-key stream", c.KMSKeyARN)
 	}
 	for _, n := range []string{c.ExternalSchema, c.StateSchema, c.LandingName, c.TargetSchema} {
 		if len(n) > maxIdent {
 			return bad("name %q is longer than Redshift's %d-byte identifier limit: choose a shorter one", n, maxIdent)
+		}
+	}
+	if c.Dialect.Name() == "redshift" && !c.CaseSensitiveParameterGroup {
+		for _, n := range []struct{ what, name string }{
+			{"stream name", c.StreamName}, {"streaming view name", c.LandingName},
+			{"external schema", c.ExternalSchema}, {"state schema", c.StateSchema},
+		} {
+			if strings.ToLower(n.name) != n.name {
+				return bad("%s %q has upper-case letters: the streaming view refreshes itself in the background with the parameter group's enable_case_sensitive_identifier, not sluice's session's, and would fold it to lower case; "+
+					"set enable_case_sensitive_identifier to true in the cluster's parameter group (Serverless: the workgroup's parameters) and say so (case_sensitive_parameter_group), or use a lower-case name", n.what, n.name)
+			}
 		}
 	}
 	if len(c.Tables) == 0 {

@@ -74,16 +74,24 @@ func (c *PgConn) ExecTx(ctx context.Context, stmts []string) (err error) {
 }
 
 // Query runs one statement and returns its rows as text.
+//
+// It goes to the protocol level (pgconn) on purpose: pgx's own Query in the
+// simple protocol refuses to run unless the server reports
+// standard_conforming_strings=on and client_encoding=UTF8, and Redshift
+// reports its encoding as UNICODE and sends no standard_conforming_strings.
+// The statement has no parameters, so nothing needs pgx's client-side
+// quoting, which is what those checks guard.
 func (c *PgConn) Query(ctx context.Context, sql string) ([][]*string, error) {
-	conn := c.conn
-	rows, err := conn.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	results, err := c.conn.PgConn().Exec(ctx, sql).ReadAll()
 	if err != nil {
 		return nil, &StatementError{SQL: sql, Err: err}
 	}
-	defer rows.Close()
-	var out [][]*string
-	for rows.Next() {
-		raw := rows.RawValues() // simple protocol: text format
+	if len(results) == 0 {
+		return nil, nil
+	}
+	last := results[len(results)-1]
+	out := make([][]*string, len(last.Rows))
+	for r, raw := range last.Rows { // simple protocol: text format
 		row := make([]*string, len(raw))
 		for i, b := range raw {
 			if b != nil {
@@ -91,10 +99,7 @@ func (c *PgConn) Query(ctx context.Context, sql string) ([][]*string, error) {
 				row[i] = &s
 			}
 		}
-		out = append(out, row)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, &StatementError{SQL: sql, Err: err}
+		out[r] = row
 	}
 	return out, nil
 }

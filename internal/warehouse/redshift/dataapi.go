@@ -29,10 +29,49 @@ type DataAPITarget struct {
 	ClusterIdentifier string
 	WorkgroupName     string
 	Database          string
-	// SecretARN (a Secrets Manager secret) or DbUser (temporary
-	// credentials, provisioned clusters only).
+	// How to authenticate, one of (ExecuteStatement's "authorization
+	// methods", https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ExecuteStatement.html):
+	//   - SecretARN: a Secrets Manager secret with user name and password;
+	//   - DbUser: temporary credentials for that database user (provisioned
+	//     clusters only);
+	//   - neither: temporary credentials for the caller's IAM identity
+	//     (database user IAM:<name> on a cluster; on Serverless the user is
+	//     always derived from the IAM identity).
 	SecretARN string
 	DbUser    string
+}
+
+// MaxDataAPIStatement is the Data API's limit on one statement's text: "The
+// maximum query statement size is 100 KB"
+// (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html). KB is
+// taken as 1,000 bytes, the smaller reading.
+const MaxDataAPIStatement = 100_000
+
+// ErrStatementTooLarge is wrapped when a statement exceeds MaxDataAPIStatement.
+var ErrStatementTooLarge = errors.New("statement over the Data API's 100 KB limit")
+
+// CheckDataAPI reports the first merge statement of the plan that the Data
+// API would refuse for its size, naming the table and the way out.
+func (p *Plan) CheckDataAPI() error {
+	for _, tp := range p.Tables {
+		for i, s := range tp.Merge {
+			if len(s) > MaxDataAPIStatement {
+				return fmt.Errorf("%w: statement %d of the merge of %s is %d bytes (%d columns, %d of them TOAST-able): reach Redshift over the wire protocol (target: redshift://user:password@host:5439/database) instead of redshift.data_api, or mirror fewer columns of the table (project them in a pipeline)",
+					ErrStatementTooLarge, i+1, tp.Source.ID(), len(s), len(tp.Columns), toastCount(tp.Columns))
+			}
+		}
+	}
+	return nil
+}
+
+func toastCount(cols []Column) int {
+	n := 0
+	for _, c := range cols {
+		if c.Toastable {
+			n++
+		}
+	}
+	return n
 }
 
 // DataAPI is a Conn over the Redshift Data API: no network path to the
@@ -60,8 +99,11 @@ func NewDataAPI(client DataAPIClient, target DataAPITarget, d Dialect) (*DataAPI
 	if target.Database == "" {
 		return nil, fmt.Errorf("%w: Data API: set the database name", ErrConfig)
 	}
-	if target.SecretARN == "" && target.DbUser == "" && target.ClusterIdentifier != "" {
-		return nil, fmt.Errorf("%w: Data API: set a secret ARN or a database user for cluster %s", ErrConfig, target.ClusterIdentifier)
+	if target.SecretARN != "" && target.DbUser != "" {
+		return nil, fmt.Errorf("%w: Data API: set a secret ARN or a database user, not both (or neither, to connect as your IAM identity)", ErrConfig)
+	}
+	if target.DbUser != "" && target.WorkgroupName != "" {
+		return nil, fmt.Errorf("%w: Data API: a database user (db_user) is for provisioned clusters only; on Serverless workgroup %s leave it empty (the user is derived from your IAM identity) or set a secret ARN", ErrConfig, target.WorkgroupName)
 	}
 	return &DataAPI{client: client, target: target, setup: d.Session(), Poll: 100 * time.Millisecond, KeepAlive: 10 * time.Minute}, nil
 }
@@ -152,6 +194,11 @@ func (a *DataAPI) wait(ctx context.Context, id string) (bool, error) {
 }
 
 func (a *DataAPI) run(ctx context.Context, sqls []string) (string, bool, error) {
+	for i, s := range sqls {
+		if len(s) > MaxDataAPIStatement {
+			return "", false, fmt.Errorf("%w: statement %d is %d bytes: reach Redshift over the wire protocol instead", ErrStatementTooLarge, i+1, len(s))
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	id, err := a.start(ctx, sqls)

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/redshiftdata"
+	"github.com/sluice-dev/sluice/internal/change"
 )
 
 // fakeDataAPI plays the Redshift Data API's JSON 1.1 protocol in process,
@@ -163,15 +164,64 @@ func texts(rows [][]*string) [][]string {
 	return out
 }
 
+// The authorization methods of ExecuteStatement
+// (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ExecuteStatement.html):
+// a secret, a database user (clusters only), or the caller's IAM identity
+// (neither), on a cluster or a workgroup.
 func TestDataAPIConfig(t *testing.T) {
 	for _, tc := range []DataAPITarget{
 		{Database: "dev", SecretARN: "s"},
 		{ClusterIdentifier: "c", WorkgroupName: "w", Database: "dev", SecretARN: "s"},
 		{ClusterIdentifier: "c", SecretARN: "s"},
-		{ClusterIdentifier: "c", Database: "dev"},
+		{WorkgroupName: "w", Database: "dev", DbUser: "u"}, // db user is for clusters only
+		{ClusterIdentifier: "c", Database: "dev", DbUser: "u", SecretARN: "s"},
 	} {
 		if _, err := NewDataAPI(nil, tc, Redshift); !errors.Is(err, ErrConfig) {
 			t.Errorf("%+v: err = %v, want ErrConfig", tc, err)
 		}
+	}
+	for _, tc := range []DataAPITarget{
+		{ClusterIdentifier: "c", Database: "dev"}, // as the caller's IAM identity
+		{ClusterIdentifier: "c", Database: "dev", DbUser: "u"},
+		{ClusterIdentifier: "c", Database: "dev", SecretARN: "s"},
+		{WorkgroupName: "w", Database: "dev"},
+		{WorkgroupName: "w", Database: "dev", SecretARN: "s"},
+	} {
+		if _, err := NewDataAPI(nil, tc, Redshift); err != nil {
+			t.Errorf("%+v: err = %v, want it accepted", tc, err)
+		}
+	}
+}
+
+// A merge statement over the Data API's 100 KB limit is refused before
+// anything is sent, naming the table and the way out.
+func TestDataAPIStatementLimit(t *testing.T) {
+	wide := &change.Table{Schema: "public", Name: "wide", Version: 1, Key: []int{0}, Columns: []change.Column{
+		{Name: "id", Type: change.Type{Name: "integer", Kind: change.KindInt}, Key: true}}}
+	for i := 0; i < 120; i++ {
+		wide.Columns = append(wide.Columns, change.Column{Name: fmt.Sprintf("text_column_%03d", i), Type: change.Type{Name: "text", Kind: change.KindText}, Nullable: true})
+	}
+	p := mustPlan(t, seedConfig(Redshift, customers(), wide))
+	err := p.CheckDataAPI()
+	if !errors.Is(err, ErrStatementTooLarge) || !strings.Contains(err.Error(), "public.wide") || !strings.Contains(err.Error(), "wire protocol") {
+		t.Fatalf("CheckDataAPI: err = %v, want ErrStatementTooLarge naming public.wide", err)
+	}
+	if err := mustPlan(t, seedConfig(Redshift, customers())).CheckDataAPI(); err != nil {
+		t.Fatalf("customers: %v", err)
+	}
+	fake := &fakeDataAPI{expired: map[string]bool{}, status: map[string][]string{}, failed: map[string]string{}}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	client := redshiftdata.New(redshiftdata.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "not-a-secret", "")})
+	a, err := NewDataAPI(client, DataAPITarget{WorkgroupName: "w", Database: "dev"}, Redshift)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ExecTx(context.Background(), p.Tables[1].Merge); !errors.Is(err, ErrStatementTooLarge) {
+		t.Fatalf("ExecTx of the wide merge: err = %v, want ErrStatementTooLarge", err)
+	}
+	if len(fake.calls) != 0 {
+		t.Errorf("%d calls reached the Data API, want none", len(fake.calls))
 	}
 }

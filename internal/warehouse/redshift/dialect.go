@@ -136,8 +136,13 @@ func (redshiftDialect) Literal(s string) string {
 	return change.QuoteLiteral(strings.ReplaceAll(s, `\`, `\\`))
 }
 
+// Session makes quoted names and SUPER attribute names case-sensitive
+// (https://docs.aws.amazon.com/redshift/latest/dg/r_enable_case_sensitive_identifier.html)
+// and pins the session's time zone to UTC, so TIMESTAMPTZ values read as
+// text or converted in checksums do not depend on the user's default
+// (https://docs.aws.amazon.com/redshift/latest/dg/r_timezone_config.html).
 func (redshiftDialect) Session() []string {
-	return []string{"SET enable_case_sensitive_identifier TO true"}
+	return []string{"SET enable_case_sensitive_identifier TO true", "SET timezone TO 'UTC'"}
 }
 
 // TableOptions distributes and sorts on the key so the merge's joins on the
@@ -161,9 +166,21 @@ func (redshiftDialect) landing(p *Plan) []Object {
 	ext := cfg.ExternalSchema
 	schema := Object{
 		Kind: KindExternalSchema, Schema: ext,
-		Create: "CREATE EXTERNAL SCHEMA " + change.QuoteIdent(ext) + "\nFROM KINESIS\nIAM_ROLE " + redshiftDialect{}.Literal(cfg.RoleARN),
-		Drop:   "DROP SCHEMA " + change.QuoteIdent(ext),
+		// REGION: the stream's, which need not be the cluster's; IAM_ROLE:
+		// the role, or the chain of roles, comma-separated.
+		// https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_EXTERNAL_SCHEMA.html
+		Create: "CREATE EXTERNAL SCHEMA " + change.QuoteIdent(ext) + "\nFROM KINESIS\nREGION " + redshiftDialect{}.Literal(cfg.Region) +
+			"\nIAM_ROLE " + redshiftDialect{}.Literal(strings.Join(cfg.roles(), ",")),
+		Drop: "DROP SCHEMA " + change.QuoteIdent(ext),
 	}
+	// Every record is kept, parsed or not. A view that filtered with WHERE
+	// CAN_JSON_PARSE(...) would skip records JSON_PARSE refuses ("records
+	// that can't be parsed are skipped",
+	// https://docs.aws.amazon.com/redshift/latest/dg/materialized-view-streaming-ingestion-getting-started.html),
+	// and the merge's watermarks would move past them: rows lost without a
+	// word. Kept with their bytes in "unparsed_data" (and no "data"), they
+	// stop the merge of their table, naming them (merge.go).
+	// https://docs.aws.amazon.com/redshift/latest/dg/CAN_JSON_PARSE.html
 	view := Object{
 		Kind: KindMaterializedView, Schema: cfg.StateSchema, Name: cfg.LandingName,
 		Create: "CREATE MATERIALIZED VIEW " + p.Landing.Quoted() + "\nAUTO REFRESH YES\nAS\nSELECT\n" +
@@ -172,9 +189,9 @@ func (redshiftDialect) landing(p *Plan) []Object {
 			"  \"shard_id\",\n" +
 			"  \"sequence_number\",\n" +
 			"  \"refresh_time\",\n" +
-			"  JSON_PARSE(\"kinesis_data\") AS \"data\"\n" +
-			"FROM " + change.QuoteIdent(ext) + "." + change.QuoteIdent(cfg.StreamName) + "\n" +
-			"WHERE CAN_JSON_PARSE(\"kinesis_data\")",
+			"  CASE WHEN CAN_JSON_PARSE(\"kinesis_data\") THEN JSON_PARSE(\"kinesis_data\") END AS \"data\",\n" +
+			"  CASE WHEN NOT CAN_JSON_PARSE(\"kinesis_data\") THEN \"kinesis_data\" END AS \"unparsed_data\"\n" +
+			"FROM " + change.QuoteIdent(ext) + "." + change.QuoteIdent(cfg.StreamName),
 		Drop: "DROP MATERIALIZED VIEW " + p.Landing.Quoted(),
 	}
 	return []Object{schema, view}
@@ -249,12 +266,14 @@ func (postgresDialect) Now() string { return "now()" }
 
 func (postgresDialect) Literal(s string) string { return change.QuoteLiteral(s) }
 
-func (postgresDialect) Session() []string { return nil }
+func (postgresDialect) Session() []string { return []string{"SET TIME ZONE 'UTC'"} }
 
 func (postgresDialect) TableOptions([]Column) string { return "" }
 
 // landing is a plain table with the streaming view's columns; whatever
-// stands in for Kinesis (a test, a stream reader) inserts records into it.
+// stands in for Kinesis (a test, testenv.StreamingView) inserts records
+// into it: "data" when Redshift's JSON_PARSE would take the record, else
+// its bytes in "unparsed_data".
 func (postgresDialect) landing(p *Plan) []Object {
 	return []Object{{
 		Kind: KindTable, Schema: p.Landing.Schema, Name: p.Landing.Name,
@@ -264,7 +283,8 @@ func (postgresDialect) landing(p *Plan) []Object {
 			"  \"shard_id\" VARCHAR(128) NOT NULL,\n" +
 			"  \"sequence_number\" VARCHAR(128) NOT NULL,\n" +
 			"  \"refresh_time\" TIMESTAMP NOT NULL,\n" +
-			"  \"data\" JSONB NOT NULL\n)",
+			"  \"data\" JSONB,\n" +
+			"  \"unparsed_data\" BYTEA\n)",
 		Drop: "DROP TABLE " + p.Landing.Quoted(),
 	}}
 }

@@ -5,7 +5,8 @@
 // NewPlan renders, from a Config, everything that will exist: the IAM
 // trust policy and a permission policy scoped to the one stream, the
 // external schema FROM KINESIS with the IAM role, the streaming
-// materialized view (auto refresh, only parseable JSON), each mirrored
+// materialized view (auto refresh, every record, unparseable ones kept
+// unparsed so the merge stops on them: refuse.go), each mirrored
 // table's DDL (type mapping in types.go), sluice's bookkeeping tables
 // (per-shard watermarks, truncation floors, delete markers, what sluice
 // created) and each table's incremental merge. Plan.Inspect marks what

@@ -1,7 +1,9 @@
 package redshift
 
 import (
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,4 +147,67 @@ func TestGoldenKMS(t *testing.T) {
 	cfg := seedConfig(Redshift, customers())
 	cfg.KMSKeyARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 	golden(t, "iam_permission_policy_kms.json", string(mustPlan(t, cfg).PermissionPolicy)+"\n")
+}
+
+// A stream in another account, read through a chain of roles, in another
+// region than the cluster: the external schema names the stream's REGION
+// and the whole chain, and the plan prints each role's policies.
+// https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_EXTERNAL_SCHEMA.html
+// https://docs.aws.amazon.com/redshift/latest/mgmt/authorizing-redshift-service-chaining-roles.html
+func TestGoldenChainedRoles(t *testing.T) {
+	cfg := seedConfig(Redshift, customers())
+	cfg.Region, cfg.AccountID = "eu-west-1", "210987654321"
+	cfg.ChainRoleARNs = []string{"arn:aws:iam::210987654321:role/reads-shop-stream"}
+	p := mustPlan(t, cfg)
+	ext := object(t, p, KindExternalSchema, "sluice_kinesis", "").Create
+	if !strings.Contains(ext, "REGION 'eu-west-1'") || !strings.Contains(ext, "IAM_ROLE '"+cfg.RoleARN+","+cfg.ChainRoleARNs[0]+"'") {
+		t.Errorf("external schema lacks the region or the chain:\n%s", ext)
+	}
+	var b strings.Builder
+	b.WriteString(ext + ";\n")
+	for _, r := range p.Roles {
+		b.WriteString("\n-- trust policy of " + r.Role + "\n" + string(r.Trust) + "\n-- permission policy of " + r.Role + "\n" + string(r.Permission) + "\n")
+	}
+	golden(t, "chained_roles.txt", b.String())
+}
+
+// Every session sluice opens pins its time zone to UTC (TIMESTAMPTZ text
+// and checksums must not depend on the user's default) and makes
+// identifiers case-sensitive.
+// https://docs.aws.amazon.com/redshift/latest/dg/r_timezone_config.html
+func TestSessionPinsUTC(t *testing.T) {
+	got := strings.Join(Redshift.Session(), "; ")
+	for _, want := range []string{"SET timezone TO 'UTC'", "SET enable_case_sensitive_identifier TO true"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Redshift session %q lacks %q", got, want)
+		}
+	}
+	if got := strings.Join(Postgres.Session(), "; "); !strings.Contains(got, "UTC") {
+		t.Errorf("Postgres stand-in session %q does not pin UTC", got)
+	}
+}
+
+// A table whose merge would need a temporary table over Redshift's 1,600
+// columns is refused when planned, with the reason, instead of failing in
+// every merge. Each TOAST-able column takes three columns there.
+// https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_TABLE_usage.html
+func TestPlanRefusesTooWideMerge(t *testing.T) {
+	wide := func(n int) *change.Table {
+		tb := &change.Table{Schema: "public", Name: "wide", Version: 1, Key: []int{0}, Columns: []change.Column{
+			{Name: "id", Type: change.Type{Name: "integer", Kind: change.KindInt}, Key: true}}}
+		for i := 0; i < n; i++ {
+			tb.Columns = append(tb.Columns, change.Column{Name: fmt.Sprintf("c%d", i), Type: change.Type{Name: "text", Kind: change.KindText}, Nullable: true})
+		}
+		return tb
+	}
+	p := mustPlan(t, seedConfig(Redshift, wide(500)))
+	for _, s := range p.Tables[0].Merge {
+		if strings.HasPrefix(s, "CREATE TEMP TABLE \"_sluice_changes\"") && mergeWidth(p.Tables[0].Columns) != 4+1+501+500+2+500+1 {
+			t.Errorf("mergeWidth does not count the merge's widest table")
+		}
+	}
+	_, err := NewPlan(seedConfig(Redshift, wide(540)))
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "public.wide") || !strings.Contains(err.Error(), "1600 columns") {
+		t.Fatalf("NewPlan of 540 text columns: err = %v, want a refusal naming the table and the limit", err)
+	}
 }

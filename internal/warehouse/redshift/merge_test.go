@@ -19,7 +19,14 @@ import (
 )
 
 // One throwaway cluster for the package; each test gets its own database.
-var cluster *testenv.Postgres
+// Every connection goes through a proxy that reports the session parameters
+// the way Redshift does (client_encoding UNICODE, no
+// standard_conforming_strings), so nothing here relies on what only
+// Postgres reports.
+var (
+	cluster *testenv.Postgres
+	proxy   *testenv.RedshiftProxy
+)
 
 func TestMain(m *testing.M) {
 	var err error
@@ -28,10 +35,20 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "start throwaway postgres:", err)
 		os.Exit(1)
 	}
+	proxy, err = testenv.StartRedshiftProxy(fmt.Sprintf("127.0.0.1:%d", cluster.Port))
+	if err != nil {
+		cluster.Stop()
+		fmt.Fprintln(os.Stderr, "start the parameter proxy:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	_ = proxy.Close()
 	cluster.Stop()
 	os.Exit(code)
 }
+
+// standInURL is the URL of database db of the stand-in, through the proxy.
+func standInURL(db string) string { return proxy.URL(cluster.URL(db)) }
 
 // env is one test's database with the Postgres stand-in set up.
 type env struct {
@@ -50,7 +67,7 @@ func newEnv(t testing.TB, tables ...*change.Table) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, cluster.URL(name))
+	conn, err := pgx.Connect(ctx, standInURL(name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,7 +606,7 @@ func TestMergeCompositeKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, cluster.URL(name))
+	conn, err := pgx.Connect(ctx, standInURL(name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,15 +83,20 @@ type TablePlan struct {
 type Plan struct {
 	Config Config // normalized
 	// TrustPolicy lets Redshift assume the role; PermissionPolicy lets the
-	// role read the one stream. Both are IAM JSON documents.
+	// role (the last of a chain) read the one stream. Both are IAM JSON
+	// documents. Roles lists every role of the chain with its two policies.
 	TrustPolicy      []byte
 	PermissionPolicy []byte
+	Roles            []RolePolicies
 	Landing          change.TableID
 	Watermarks       change.TableID
 	Truncations      change.TableID
-	Created          change.TableID // what sluice created, so teardown removes only that
-	Objects          []Object       // in creation order
-	Tables           []*TablePlan
+	// Skipped lists unparseable records someone decided to go on without:
+	// the merge of a table stops at such a record until it is listed here.
+	Skipped change.TableID
+	Created change.TableID // what sluice created, so teardown removes only that
+	Objects []Object       // in creation order
+	Tables  []*TablePlan
 	// Warnings are properties of the source the mirror cannot keep.
 	Warnings []string
 }
@@ -116,14 +121,13 @@ func NewPlan(cfg Config) (*Plan, error) {
 		Landing:     change.TableID{Schema: c.StateSchema, Name: c.LandingName},
 		Watermarks:  change.TableID{Schema: c.StateSchema, Name: "watermarks"},
 		Truncations: change.TableID{Schema: c.StateSchema, Name: "truncations"},
+		Skipped:     change.TableID{Schema: c.StateSchema, Name: "skipped"},
 		Created:     change.TableID{Schema: c.StateSchema, Name: "created"},
 	}
-	if p.TrustPolicy, err = trustPolicy(); err != nil {
+	if p.Roles, err = rolePolicies(&c); err != nil {
 		return nil, err
 	}
-	if p.PermissionPolicy, err = permissionPolicy(&c); err != nil {
-		return nil, err
-	}
+	p.TrustPolicy, p.PermissionPolicy = p.Roles[0].Trust, p.Roles[len(p.Roles)-1].Permission
 	p.Objects = append(p.Objects,
 		Object{Kind: KindSchema, Schema: c.StateSchema,
 			Create: "CREATE SCHEMA " + change.QuoteIdent(c.StateSchema),
@@ -147,6 +151,11 @@ func NewPlan(cfg Config) (*Plan, error) {
 			"  \"commit_lsn\" "+lsnType+" NOT NULL,\n"+
 			"  \"lsn\" "+lsnType+" NOT NULL,\n"+
 			"  \"merged_at\" TIMESTAMP NOT NULL\n)"),
+		tableObject(p.Skipped, "CREATE TABLE "+p.Skipped.Quoted()+" (\n"+
+			"  \"table_name\" VARCHAR(512) NOT NULL,\n"+
+			"  \"shard_id\" VARCHAR(128) NOT NULL,\n"+
+			"  \"sequence_number\" VARCHAR(128) NOT NULL,\n"+
+			"  \"skipped_at\" TIMESTAMP NOT NULL\n)"),
 	)
 	targets := map[change.TableID]change.TableID{}
 	for _, src := range c.Tables {
@@ -238,6 +247,9 @@ func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
 		if warn != "" {
 			warns = append(warns, fmt.Sprintf("table %s: %s", src.ID(), warn))
 		}
+		if col.Key && wt.Base == "VARCHAR" && !isBpchar(col.Type) {
+			warns = append(warns, fmt.Sprintf("table %s: key column %q is text, and Redshift compares text ignoring trailing blanks: a key value ending in a blank is refused by the producer (dead-letter file, or the pipeline stops), since it would be one row with the key without them", src.ID(), col.Name))
+		}
 		if col.Key && (wt.Base == "SUPER") {
 			return nil, nil, fmt.Errorf("%w: table %s key column %q is %s, which Redshift cannot compare (SUPER): use a scalar key", ErrConfig, src.ID(), col.Name, col.Type.Name)
 		}
@@ -246,7 +258,28 @@ func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
 			NotNull: col.Key || !col.Nullable, Toastable: !col.Key && toastable(col.Type.Kind),
 		})
 	}
+	if n := mergeWidth(tp.Columns); n > maxColumns {
+		return nil, nil, fmt.Errorf("%w: table %s: its merge needs a temporary table of %d columns (%d columns, %d of them TOAST-able, each carrying its value, an \"unchanged\" flag and where its latest value is), over Redshift's %d columns per table: mirror fewer columns (project them in a pipeline) or split the table into several pipelines' views",
+			ErrConfig, src.ID(), n, len(tp.Columns), toastCount(tp.Columns), maxColumns)
+	}
 	return tp, warns, nil
+}
+
+// maxColumns is Redshift's limit of columns per table, temporary tables
+// included: https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_TABLE_usage.html
+const maxColumns = 1600
+
+// mergeWidth is the number of columns of the widest table the merge makes
+// (_sluice_changes: the row columns of _sluice_rows plus its window
+// columns; see mergeSQL), or of the mirror itself.
+func mergeWidth(cols []Column) int {
+	keys, toast := len(keyColumns(cols)), toastCount(cols)
+	rows := 4 + keys + len(cols) + toast // positions, deleted, moved; from-keys; values; unchanged flags
+	changes := rows + 2 + toast          // seq, last; one source column per TOAST-able column
+	if toast > 0 {
+		changes++ // reset
+	}
+	return max(changes, len(cols)+2)
 }
 
 func keyColumns(cols []Column) []Column {
@@ -296,14 +329,47 @@ type policyStatement struct {
 	Resource  []string          `json:"Resource,omitempty"`
 }
 
-func trustPolicy() ([]byte, error) {
-	return json.MarshalIndent(policyDoc{Version: "2012-10-17", Statement: []policyStatement{{
-		Sid:       "RedshiftAssumesRole",
-		Effect:    "Allow",
-		Principal: map[string]string{"Service": "redshift.amazonaws.com"},
-		Action:    []string{"sts:AssumeRole"},
-	}}}, "", "  ")
+// RolePolicies are the two policies of one role of the chain.
+type RolePolicies struct {
+	Role       string
+	Trust      []byte // who may assume it
+	Permission []byte // what it may do
 }
+
+// rolePolicies: Redshift assumes the first role; each role may assume the
+// next, which trusts it; the last one reads the stream.
+func rolePolicies(c *Config) ([]RolePolicies, error) {
+	roles := c.roles()
+	out := make([]RolePolicies, len(roles))
+	for i, r := range roles {
+		out[i].Role = r
+		principal := map[string]string{"Service": "redshift.amazonaws.com"}
+		sid := "RedshiftAssumesRole"
+		if i > 0 {
+			principal, sid = map[string]string{"AWS": roles[i-1]}, "PreviousRoleOfTheChainAssumesRole"
+		}
+		var err error
+		if out[i].Trust, err = json.MarshalIndent(policyDoc{Version: "2012-10-17", Statement: []policyStatement{{
+			Sid: sid, Effect: "Allow", Principal: principal, Action: []string{"sts:AssumeRole"},
+		}}}, "", "  "); err != nil {
+			return nil, err
+		}
+		if i < len(roles)-1 {
+			out[i].Permission, err = json.MarshalIndent(policyDoc{Version: "2012-10-17", Statement: []policyStatement{{
+				Sid: "AssumeNextRoleOfTheChain", Effect: "Allow", Action: []string{"sts:AssumeRole"}, Resource: []string{roles[i+1]},
+			}}}, "", "  ")
+		} else {
+			out[i].Permission, err = permissionPolicy(c)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// roles is the chain of roles, first assumed by Redshift, last reading the stream.
+func (c *Config) roles() []string { return append([]string{c.RoleARN}, c.ChainRoleARNs...) }
 
 // permissionPolicy grants reading the ONE stream and nothing else:
 //   - DescribeStreamSummary: Redshift checks the stream (status, shard count) when the view is created and refreshed;
@@ -400,7 +466,15 @@ func (p *Plan) String() string {
 	var b strings.Builder
 	c := &p.Config
 	fmt.Fprintf(&b, "Mirror into %s from Kinesis stream %s\n", c.Dialect.Name(), c.StreamARN)
-	fmt.Fprintf(&b, "  IAM role Redshift assumes: %s\n\n", c.RoleARN)
+	fmt.Fprintf(&b, "  IAM role Redshift assumes: %s\n", c.RoleARN)
+	for _, r := range c.ChainRoleARNs {
+		fmt.Fprintf(&b, "  which assumes: %s\n", r)
+	}
+	if c.CaseSensitiveParameterGroup {
+		b.WriteString("  Requires enable_case_sensitive_identifier = true in the cluster's parameter group (Serverless: the workgroup's\n" +
+			"  parameters): the streaming view refreshes itself in the background, outside sluice's sessions.\n")
+	}
+	b.WriteString("\n")
 	create, exist, conflict := 0, 0, 0
 	for _, o := range p.Objects {
 		mark := "?"
@@ -431,8 +505,10 @@ func (p *Plan) String() string {
 	for _, w := range p.Warnings {
 		fmt.Fprintf(&b, "Warning: %s\n", w)
 	}
-	fmt.Fprintf(&b, "\n-- IAM trust policy of %s\n%s\n", c.RoleARN, p.TrustPolicy)
-	fmt.Fprintf(&b, "\n-- IAM permission policy of %s\n%s\n", c.RoleARN, p.PermissionPolicy)
+	for _, r := range p.Roles {
+		fmt.Fprintf(&b, "\n-- IAM trust policy of %s\n%s\n", r.Role, r.Trust)
+		fmt.Fprintf(&b, "\n-- IAM permission policy of %s\n%s\n", r.Role, r.Permission)
+	}
 	for _, o := range p.Objects {
 		if o.State == Exists || o.State == Conflict {
 			continue

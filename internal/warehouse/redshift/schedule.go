@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluice-dev/sluice/internal/change"
 )
@@ -15,21 +16,61 @@ import (
 // PendingSQL counts the landed records of a table that its next merge will
 // read: how far the mirror is behind the stream, in records.
 func PendingSQL(p *Plan, tp *TablePlan) string {
+	return "SELECT COUNT(*)\n" + pendingSource(p, tp)
+}
+
+// pendingSource is the FROM and WHERE of the landed records of a table
+// after its watermarks: its parsed records, and the unparsed ones that may
+// be its (their partition key names the table, or is a hash that names no
+// table) unless listed as skipped.
+func pendingSource(p *Plan, tp *TablePlan) string {
 	d := p.Config.Dialect
 	data := `v."data"`
-	return "SELECT COUNT(*)\nFROM " + p.Landing.Quoted() + " AS v\n" +
+	name := d.Literal(tp.Target.Quoted())
+	prefix := partitionPrefix(tp.Source)
+	return "FROM " + p.Landing.Quoted() + " AS v\n" +
 		"LEFT JOIN " + p.Watermarks.Quoted() + " AS w\n" +
-		`  ON w."table_name" = ` + d.Literal(tp.Target.Quoted()) + ` AND w."shard_id" = v."shard_id"` + "\n" +
-		"WHERE " + d.Text(data, "source", "schema") + " = " + d.Literal(tp.Source.Schema) + "\n" +
-		"  AND " + d.Text(data, "source", "table") + " = " + d.Literal(tp.Source.Name) + "\n" +
+		`  ON w."table_name" = ` + name + ` AND w."shard_id" = v."shard_id"` + "\n" +
+		"LEFT JOIN " + p.Skipped.Quoted() + " AS k\n" +
+		`  ON k."table_name" = ` + name + ` AND k."shard_id" = v."shard_id" AND k."sequence_number" = v."sequence_number"` + "\n" +
+		"WHERE ((" + d.Text(data, "source", "schema") + " = " + d.Literal(tp.Source.Schema) + "\n" +
+		"    AND " + d.Text(data, "source", "table") + " = " + d.Literal(tp.Source.Name) + ")\n" +
+		`    OR (v."unparsed_data" IS NOT NULL AND k."shard_id" IS NULL` + "\n" +
+		`      AND (SUBSTRING(v."partition_key", 1, ` + strconv.Itoa(utf8.RuneCountInString(prefix)) + ") = " + d.Literal(prefix) +
+		` OR SUBSTRING(v."partition_key", 1, 7) = 'sha256:')))` + "\n" +
 		`  AND (w."sequence_number" IS NULL OR ` + d.SeqAfter(`v."sequence_number"`, `w."sequence_number"`) + ")"
+}
+
+// partitionPrefix is how the Kinesis sink's partition keys of a table begin
+// (stream/kinesis appendPartitionKey): schema.table: with a name holding
+// '.', ':' or '"' quoted. Keys over 256 bytes are replaced by "sha256:" and
+// a digest, which names no table.
+func partitionPrefix(t *change.Table) string {
+	name := func(s string) string {
+		if strings.ContainsAny(s, `.:"`) {
+			return change.QuoteIdent(s)
+		}
+		return s
+	}
+	return name(t.Schema) + "." + name(t.Name) + ":"
 }
 
 // ShapeCheckSQL counts the landed, unmerged records of a table whose columns
 // are not the mirror's.
 func ShapeCheckSQL(p *Plan, tp *TablePlan) string {
-	return strings.Replace(PendingSQL(p, tp), "WHERE ", "WHERE NOT "+shapeOK(p.Config.Dialect, `v."data"`, tp)+"\n  AND ", 1)
+	return strings.Replace(PendingSQL(p, tp), "WHERE ", `WHERE v."unparsed_data" IS NULL`+"\n  AND NOT "+shapeOK(p.Config.Dialect, `v."data"`, tp)+"\n  AND ", 1)
 }
+
+// UnparsedSQL lists the landed, unmerged records that Redshift could not
+// parse and that may be the table's: shard, sequence number, partition key.
+func UnparsedSQL(p *Plan, tp *TablePlan) string {
+	return `SELECT v."shard_id", v."sequence_number", v."partition_key"` + "\n" + pendingSource(p, tp) +
+		"\n  AND v.\"unparsed_data\" IS NOT NULL\nORDER BY v.\"shard_id\", " + p.Config.Dialect.SeqDesc(`v."sequence_number"`) + "\nLIMIT 20"
+}
+
+// ErrUnparseable is returned by Merge when a record Redshift could not parse
+// may belong to a table: its change would be lost if the merge went on.
+var ErrUnparseable = errors.New("a record could not be parsed by Redshift")
 
 // ErrShapeChanged is returned by Merge when records of a table carry other
 // columns than its mirror has: a schema change at the source.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/sluice-dev/sluice/internal/change"
 )
@@ -166,6 +167,9 @@ func deref(s *string) string {
 // nothing new landed changes nothing.
 func Merge(ctx context.Context, conn Conn, p *Plan) error {
 	for _, tp := range p.Tables {
+		if err := checkUnparsed(ctx, conn, p, tp); err != nil {
+			return err
+		}
 		rows, err := conn.Query(ctx, ShapeCheckSQL(p, tp))
 		if err != nil {
 			return fmt.Errorf("check the records of %s: %w", tp.Source.ID(), err)
@@ -179,4 +183,26 @@ func Merge(ctx context.Context, conn Conn, p *Plan) error {
 		}
 	}
 	return nil
+}
+
+// checkUnparsed fails, naming the records and the way on, when records
+// Redshift could not parse may be the table's.
+func checkUnparsed(ctx context.Context, conn Conn, p *Plan, tp *TablePlan) error {
+	rows, err := conn.Query(ctx, UnparsedSQL(p, tp))
+	if err != nil {
+		return fmt.Errorf("check the records of %s: %w", tp.Source.ID(), err)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	var recs, acks []string
+	lit := p.Config.Dialect.Literal
+	for _, r := range rows {
+		recs = append(recs, fmt.Sprintf("shard %s sequence number %s (partition key %s)", deref(r[0]), deref(r[1]), deref(r[2])))
+		acks = append(acks, "INSERT INTO "+p.Skipped.Quoted()+` ("table_name", "shard_id", "sequence_number", "skipped_at") VALUES (`+
+			lit(tp.Target.Quoted())+", "+lit(deref(r[0]))+", "+lit(deref(r[1]))+", "+p.Config.Dialect.Now()+");")
+	}
+	return fmt.Errorf("merge %s into %s: %w: %s. Redshift's JSON_PARSE refuses strings over 65,535 bytes and keys repeated in an object; the view keeps such a record's bytes in %s.\"unparsed_data\". Nothing was merged, nothing is lost. "+
+		"To go on, put the row right in the mirror by hand or resnapshot the table, then list the record as skipped:\n%s",
+		tp.Source.ID(), tp.Target, ErrUnparseable, strings.Join(recs, "; "), p.Landing.Quoted(), strings.Join(acks, "\n"))
 }

@@ -25,7 +25,7 @@ func TestPlanSetupTeardown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, cluster.URL(name))
+	conn, err := pgx.Connect(ctx, standInURL(name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,9 +59,9 @@ func TestPlanSetupTeardown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// created, landing, watermarks, truncations, customers, its delete markers; not "public", not "_sluice".
-	if got := *rows[0][0]; got != "6" {
-		t.Errorf("setup recorded %s created objects, want 6", got)
+	// created, landing, watermarks, truncations, skipped, customers, its delete markers; not "public", not "_sluice".
+	if got := *rows[0][0]; got != "7" {
+		t.Errorf("setup recorded %s created objects, want 7", got)
 	}
 
 	if err := Teardown(ctx, db, p, TeardownOptions{}, nil); err != nil {
@@ -114,6 +114,11 @@ func TestConfigErrors(t *testing.T) {
 		{"no key", func(c *Config) { c.Tables[0].Key = nil }, "has no primary key"},
 		{"reserved column", func(c *Config) { c.Tables[0].Columns[1].Name = "_sluice_x" }, "reserved"},
 		{"no tables", func(c *Config) { c.Tables = nil }, "list at least one source table"},
+		// The view's background refresh does not run in sluice's session:
+		// https://docs.aws.amazon.com/redshift/latest/dg/r_enable_case_sensitive_identifier.html
+		{"upper-case stream", func(c *Config) { c.StreamName = "Orders" }, "in the cluster's parameter group"},
+		{"upper-case external schema", func(c *Config) { c.ExternalSchema = "Kinesis" }, "in the cluster's parameter group"},
+		{"bad chained role", func(c *Config) { c.ChainRoleARNs = []string{"arn:aws:kinesis:us-east-1:123456789012:stream/s"} }, "chained IAM role ARN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := seedConfig(Redshift, customers())
@@ -123,6 +128,13 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("error = %v, want it to say %q", err, tc.want)
 			}
 		})
+	}
+	// Upper-case names pass when the parameter group is said to make
+	// identifiers case-sensitive, and the plan says it relies on that.
+	up := seedConfig(Redshift, customers())
+	up.StreamName, up.CaseSensitiveParameterGroup = "Orders", true
+	if p, err := NewPlan(up); err != nil || !strings.Contains(p.String(), "Requires enable_case_sensitive_identifier = true in the cluster's parameter group") {
+		t.Fatalf("upper-case stream with the parameter group set: %v\n%v", err, p)
 	}
 	// The China partition is derived from the region.
 	cfg := seedConfig(Redshift, customers())
@@ -145,7 +157,7 @@ func TestSetupRefusesATableInTheWay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, cluster.URL(name))
+	conn, err := pgx.Connect(ctx, standInURL(name))
 	if err != nil {
 		t.Fatal(err)
 	}

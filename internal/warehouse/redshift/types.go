@@ -19,10 +19,16 @@ func (t WType) String() string { return t.Base + t.Args }
 
 // Redshift limits that shape the mapping.
 const (
-	maxVarchar  = 65535   // VARCHAR(n): n counts BYTES, at most 65535
-	maxVarbyte  = 1024000 // VARBYTE(n): at most 1,024,000 bytes
-	maxDecimal  = 38      // DECIMAL precision
-	utf8MaxSize = 4       // bytes a UTF-8 character may take
+	maxVarchar = 65535   // VARCHAR(n): n counts BYTES, at most 65535
+	maxVarbyte = 1024000 // VARBYTE(n): at most 1,024,000 bytes
+	maxDecimal = 38      // DECIMAL precision
+	maxScale   = 37      // DECIMAL scale: at most 37 (r_Numeric_types201.html)
+	// A DECIMAL of precision 19 or less is stored as an 8-byte integer of its
+	// unscaled digits, so DECIMAL(19,s) holds at most 9223372036854775807
+	// unscaled, not every 19-digit number; from 20 on it is 128-bit.
+	// https://docs.aws.amazon.com/redshift/latest/dg/r_Numeric_types201.html
+	int64Digits = 19
+	utf8MaxSize = 4 // bytes a UTF-8 character may take
 )
 
 // Column is one target column: the source column and its warehouse type.
@@ -45,8 +51,8 @@ type Column struct {
 //	smallint / integer / bigint      SMALLINT / INTEGER / BIGINT
 //	oid                              BIGINT (oid is unsigned 32-bit)
 //	real / double precision          REAL / DOUBLE PRECISION
-//	numeric(p,s), p <= 38            DECIMAL(p,s)
-//	numeric, numeric(p,s) p > 38     VARCHAR(65535): exact digits as text, with a warning
+//	numeric(p,s), p <= 38, s <= 37   DECIMAL(p,s); DECIMAL(20,s) for p = 19 (see int64Digits)
+//	numeric, p > 38 or s > 37        VARCHAR(65535): exact digits as text, with a warning
 //	character varying(n)             VARCHAR(4n) (at most 65535): Redshift counts bytes, UTF-8 takes up to 4
 //	character(n)                     VARCHAR(4n): Redshift CHAR holds single-byte characters only
 //	text, varchar, other text forms  VARCHAR(65535)
@@ -86,15 +92,19 @@ func MapType(col change.Column) (WType, string, error) {
 		return WType{Base: "DOUBLE PRECISION"}, "", nil
 	case change.KindNumeric:
 		p, s, ok := typeArgs2(name)
-		if ok && p >= 1 && p <= maxDecimal && s >= 0 && s <= p {
+		if ok && p >= 1 && p <= maxDecimal && s >= 0 && s <= p && s <= maxScale {
+			if p == int64Digits {
+				// 19 digits do not all fit the 8 bytes DECIMAL(19,s) has.
+				p = int64Digits + 1
+			}
 			return WType{Base: "DECIMAL", Args: fmt.Sprintf("(%d,%d)", p, s)}, "", nil
 		}
 		why := "has no declared precision"
 		if ok {
-			why = fmt.Sprintf("has precision %d and scale %d (Redshift needs 1 <= precision <= 38 and 0 <= scale <= precision)", p, s)
+			why = fmt.Sprintf("has precision %d and scale %d (Redshift DECIMAL needs 1 <= precision <= 38 and 0 <= scale <= min(precision, 37))", p, s)
 		}
 		return WType{Base: "VARCHAR", Args: "(65535)"},
-			fmt.Sprintf("column %q is %s, which %s; Redshift DECIMAL holds at most 38 digits, so it is kept exactly as text (VARCHAR). Declare numeric(p,s) with p <= 38 at the source, or cast it in a pipeline, to get DECIMAL", col.Name, col.Type.Name, why), nil
+			fmt.Sprintf("column %q is %s, which %s, so it is kept exactly as text (VARCHAR). Declare numeric(p,s) with p <= 38 and s <= 37 at the source, or cast it in a pipeline, to get DECIMAL", col.Name, col.Type.Name, why), nil
 	case change.KindBytes:
 		return WType{Base: "VARBYTE", Args: fmt.Sprintf("(%d)", maxVarbyte)}, "", nil
 	case change.KindDate:

@@ -54,6 +54,14 @@ func TestMapType(t *testing.T) {
 		warn bool
 	}{
 		{"numeric(38,0)", change.KindNumeric, "", "DECIMAL(38,0)", false},
+		// DECIMAL(19,s) is 8 bytes: 9999999999999999999 would overflow it.
+		// https://docs.aws.amazon.com/redshift/latest/dg/r_Numeric_types201.html
+		{"numeric(19,0)", change.KindNumeric, "", "DECIMAL(20,0)", false},
+		{"numeric(19,4)", change.KindNumeric, "", "DECIMAL(20,4)", false},
+		{"numeric(18,2)", change.KindNumeric, "", "DECIMAL(18,2)", false},
+		// Redshift's largest scale is 37.
+		{"numeric(38,37)", change.KindNumeric, "", "DECIMAL(38,37)", false},
+		{"numeric(38,38)", change.KindNumeric, "", "VARCHAR(65535)", true},
 		{"numeric(39,2)", change.KindNumeric, "", "VARCHAR(65535)", true},
 		{"numeric(5,-2)", change.KindNumeric, "", "VARCHAR(65535)", true},
 		{"numeric", change.KindNumeric, "", "VARCHAR(65535)", true},
