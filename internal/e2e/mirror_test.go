@@ -103,8 +103,16 @@ batch: {max_changes: 500, interval: 50ms}
 		p := e.start("run", "--config", cfg)
 		var wait time.Duration
 		if i < 3 {
-			// Early: most likely during the snapshot.
-			wait = time.Duration(150+rng.IntN(600)) * time.Millisecond
+			// Early: once the snapshot started, at a random moment (the
+			// start-up's length depends on how busy the machine is).
+			deadline := time.Now().Add(2 * time.Minute)
+			for !strings.Contains(p.out.String(), "snapshot started") && !strings.Contains(p.out.String(), "msg=streaming") {
+				if p.exited() || time.Now().After(deadline) {
+					t.Fatalf("run %d never started its snapshot:\n%s", i, p.out.String())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			wait = time.Duration(20+rng.IntN(300)) * time.Millisecond
 		} else {
 			// Once streaming, at a random moment.
 			deadline := time.Now().Add(2 * time.Minute)

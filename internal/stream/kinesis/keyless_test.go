@@ -137,4 +137,3 @@ func mapsEqual(a, b map[string]int) bool {
 	}
 	return true
 }
-
