@@ -16,6 +16,7 @@ type Config struct {
 	Pipeline string        `yaml:"pipeline" default:"sluice" doc:"Name of the pipeline; names the replication slot and publication (sluice_<pipeline>) and the state kept in the target."`
 	Source   Source        `yaml:"source" doc:"The Postgres database to mirror."`
 	Tables   []TableSpec   `yaml:"tables" doc:"Tables to mirror: \"schema.table\", or {name: schema.table, key: [col, ...]} to declare a key for a table without a primary key (its REPLICA IDENTITY must then be FULL)."`
+	Views    []ViewSpec    `yaml:"views" doc:"SQL views over the tables (DuckDB's dialect), kept up to date incrementally and exactly once; each lands in the target as a table. See docs/views.md."`
 	Target   Target        `yaml:"target" doc:"Where the mirror lives: duckdb:PATH or a postgres:// URL, or {url: ..., schema: ...}."`
 	Stream   *Stream       `yaml:"stream" doc:"Optional stream between source and target. Without one, batches go straight to the target in-process and the replication slot is the durable buffer."`
 	Redshift *Redshift     `yaml:"redshift" doc:"Settings of a Redshift target (target: redshift://...): the IAM role, the merge schedule, the Data API. A Redshift target reads the changes from stream.kinesis."`
@@ -37,8 +38,19 @@ type Source struct {
 
 // TableSpec is one table to mirror.
 type TableSpec struct {
-	Name string   `yaml:"name" doc:"schema.table (schema defaults to public)."`
-	Key  []string `yaml:"key" doc:"Columns that identify a row, for a table without a primary key."`
+	Name   string   `yaml:"name" doc:"schema.table (schema defaults to public)."`
+	Key    []string `yaml:"key" doc:"Columns that identify a row, for a table without a primary key (NOT NULL columns; without a key and with REPLICA IDENTITY FULL the table is mirrored row for row)."`
+	Mirror *bool    `yaml:"mirror" doc:"false: the table only feeds views and is not mirrored itself. Default true."`
+}
+
+// Mirrored reports whether the table is mirrored into the target itself.
+func (ts TableSpec) Mirrored() bool { return ts.Mirror == nil || *ts.Mirror }
+
+// ViewSpec is one SQL view.
+type ViewSpec struct {
+	Name string   `yaml:"name" doc:"The table the view becomes in the target: name or schema.name (schema defaults to public)."`
+	Key  []string `yaml:"key" doc:"Output columns that identify a row; derived from the query when omitted (GROUP BY columns, or the keys of the tables whose rows make a row), and checked."`
+	SQL  string   `yaml:"sql" doc:"One SELECT over the tables, in DuckDB's SQL dialect."`
 }
 
 // Target is where the mirror lives.
@@ -151,9 +163,11 @@ func (c *Config) Validate() error {
 	if len(c.Tables) == 0 && (c.Stream == nil || c.Stream.Role != "consumer") {
 		add("tables is empty: list the tables to mirror, e.g. tables: [public.customers] (or pass --tables)")
 	}
-	if _, _, err := c.TableIDs(); err != nil {
+	ids, _, err := c.TableIDs()
+	if err != nil {
 		add("%v", err)
 	}
+	c.validateViews(ids, add)
 	if c.Stream == nil || c.Stream.Role != "producer" {
 		if _, _, err := c.Target.Kind(); err != nil {
 			add("%v", err)
@@ -193,6 +207,58 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+// ViewIDs returns the views' target table names, in config order.
+func (c *Config) ViewIDs() ([]change.TableID, error) {
+	var out []change.TableID
+	for i, v := range c.Views {
+		id, err := change.ParseTableID(v.Name)
+		if err != nil {
+			return nil, fmt.Errorf("views[%d]: %w", i, err)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// validateViews checks what can be checked of the views without the
+// source's schemas (the SQL itself is checked at start-up).
+func (c *Config) validateViews(tables []change.TableID, add func(string, ...any)) {
+	seen := map[change.TableID]string{}
+	for i, ts := range c.Tables {
+		if i < len(tables) && ts.Mirrored() {
+			seen[tables[i]] = "table"
+		}
+	}
+	for i, v := range c.Views {
+		if v.Name == "" {
+			add("views[%d]: name is empty: name the table the view becomes in the target", i)
+			continue
+		}
+		id, err := change.ParseTableID(v.Name)
+		if err != nil {
+			add("views[%d]: %v", i, err)
+			continue
+		}
+		if what, ok := seen[id]; ok {
+			add("views[%d]: %s is also a mirrored %s: give the view another name", i, id, what)
+		}
+		seen[id] = "view"
+		if strings.TrimSpace(v.SQL) == "" {
+			add("views[%d] (%s): sql is empty: write one SELECT over the tables", i, id)
+		}
+	}
+	if len(c.Views) == 0 {
+		for i, ts := range c.Tables {
+			if !ts.Mirrored() && i < len(tables) {
+				add("tables[%d]: %s has mirror: false but no view reads it: remove it or add a view", i, tables[i])
+			}
+		}
+	}
+	if len(c.Views) > 0 && c.Stream != nil && c.Stream.Role == "consumer" {
+		add("views run where the source is read: put them in the producer's configuration (role producer or both), not the consumer's")
+	}
 }
 
 // SlotName is the replication slot's name.
