@@ -85,7 +85,9 @@ func describe(err error) pipeline.TargetError {
 		if i := strings.LastIndex(m[3], "; "); i >= 0 {
 			te.Fix = m[3][i+2:]
 		}
-	case typ == duckdb.ErrorTypeConstraint, strings.Contains(msg, "Constraint Error"):
+	case typ == duckdb.ErrorTypeConstraint, strings.Contains(msg, "Constraint Error"),
+		// an appender's errors are plain text without the error type
+		strings.Contains(msg, "constraint failed"), strings.Contains(msg, "Duplicate key"), strings.Contains(msg, "foreign key constraint"):
 		te.Class = pipeline.Permanent
 		switch m := notNullRE.FindStringSubmatch(msg); {
 		case m != nil:

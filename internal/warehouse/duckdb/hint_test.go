@@ -74,6 +74,8 @@ func TestDescribe(t *testing.T) {
 			pipeline.Permanent, "public.prices", "price", "declare the source column as plain numeric"},
 		{`table public.items: INSERT INTO ...: Constraint Error: CHECK constraint failed on table items with expression CHECK((n > 0))`,
 			pipeline.Permanent, "public.items", "", "cannot drop a CHECK"},
+		{`table public.items: load 1 rows: flush appender into public.items: database/sql/driver: could not close appender: Failed to append: NOT NULL constraint failed: items.qty`,
+			pipeline.Permanent, "public.items", "qty", "DROP NOT NULL"},
 		{`FATAL Error: Failed: database has been invalidated because of a previous fatal error`, pipeline.Fatal, "", "", "start sluice again"},
 		{`IO Error: Could not write file "x.wal": No space left on device`, pipeline.Transient, "", "", "free space"},
 		{`connection lost`, pipeline.Transient, "", "", ""},
