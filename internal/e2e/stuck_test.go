@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -184,4 +187,45 @@ func duckExec(t *testing.T, e *env, q string) {
 	if _, err := db.Exec(q); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
+}
+
+// A full disk under a DuckDB target is a transient stall: the run stays up
+// with the slot held, and once there is room the same process applies the
+// batch; the file then opens again consistent (a restart verifies too).
+// The disk is a small tmpfs mounted for the test (the tests run as root).
+func TestDiskFullStallsThenResumes(t *testing.T) {
+	e := newEnv(t, "duckdb")
+	disk := filepath.Join(e.dir, "disk")
+	if err := os.MkdirAll(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", disk).CombinedOutput(); err != nil {
+		t.Fatalf("mount a small tmpfs (the test needs root): %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", disk).Run() })
+	e.target = "duckdb:" + filepath.Join(disk, "mirror.duckdb")
+	e.exec(`CREATE TABLE items (id int PRIMARY KEY, payload text)`)
+	e.exec(`INSERT INTO items SELECT i, md5(i::text) FROM generate_series(1, 1000) i`)
+	run := e.args("run", "public.items", "--retry-max", "1s")
+	p := e.start(run...)
+	e.waitVerified("public.items", 60*time.Second, p)
+
+	e.exec(`INSERT INTO items SELECT i, repeat(md5(i::text), 20) FROM generate_series(1001, 60000) i`)
+	end := walInsert(t, e)
+	rep := e.waitStalled(p, 2)
+	if s := rep.Stats.Stall; s.Class != "transient" || !strings.Contains(strings.ToLower(s.Error), "no space left") || !strings.Contains(s.Fix, "free space") {
+		t.Errorf("stall %+v: want a transient one naming the full disk and the fix", s)
+	}
+	e.checkHeld(rep.Stats.Stall.First, end)
+
+	if out, err := exec.Command("mount", "-o", "remount,size=512m", disk).CombinedOutput(); err != nil {
+		t.Fatalf("make room: %v: %s", err, out)
+	}
+	if out := e.waitVerified("public.items", 90*time.Second, p); !strings.Contains(out, "60000") {
+		t.Errorf("verify after the disk was freed:\n%s", out)
+	}
+	p.stop(t)
+	p = e.start(run...)
+	e.waitVerified("public.items", 60*time.Second, p)
+	p.stop(t)
 }
