@@ -21,7 +21,9 @@ func (a *refusingApplier) ApplyStream(context.Context, *change.Batch, []warehous
 	return nil
 }
 
-func (a *refusingApplier) StreamMarks(context.Context, string) (map[string]string, error) { return nil, nil }
+func (a *refusingApplier) StreamMarks(context.Context, string) (map[string]string, error) {
+	return nil, nil
+}
 
 // The Kinesis consumer's applies are retried, not ended, while the target
 // refuses them; a run that ends stops the retrying.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,12 +150,11 @@ func (r *Retrier) Do(ctx context.Context, b *change.Batch, apply func() error) e
 		r.mu.Lock()
 		r.wake = wake
 		r.mu.Unlock()
-		serr := r.Backoff.Sleep(wctx, wait)
+		_ = r.Backoff.Sleep(wctx, wait) // an error here is ctx's, or RetryNow's wake-up
 		wake()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		_ = serr // woken by RetryNow
 	}
 }
 
@@ -271,7 +271,7 @@ func sourceTable(b *change.Batch, named string) (table, target string) {
 			if t.ID().String() == named {
 				return named, ""
 			}
-			if only == nil && (t.Name == named || "."+t.Name == named[max(0, len(named)-len(t.Name)-1):]) {
+			if only == nil && (t.Name == named || strings.HasSuffix(named, "."+t.Name)) {
 				only = t
 			}
 			continue
