@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sort"
 	"strings"
@@ -188,10 +189,14 @@ func (r *Retrier) fail(b *change.Batch, d TargetError, err error, attempt int, n
 	if len(b.Changes) > 0 {
 		s.First = b.Changes[0].Pos.String()
 	}
-	if s.Error == r.logged {
+	// The same refusal reads differently from one attempt to the next (a
+	// staging table's name, the batch's size): what it is about and its
+	// root cause say whether it is the same.
+	key := string(d.Class) + "|" + table + "|" + d.Column + "|" + d.Constraint + "|" + root(err).Error()
+	if key == r.logged {
 		return
 	}
-	r.logged = s.Error
+	r.logged = key
 	level, msg := slog.LevelWarn, r.What+" failed; retrying with backoff, nothing past the batch is confirmed"
 	switch d.Class {
 	case Permanent:
@@ -222,6 +227,17 @@ func (r *Retrier) recovered() {
 		"stalled_for", r.Now().Sub(r.stall.Since).Round(time.Millisecond), "table", r.stall.Table)
 	r.stall, r.logged, r.wake = nil, "", nil
 	r.stallCh = make(chan struct{})
+}
+
+// root is the innermost error err wraps.
+func root(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
 }
 
 // Health returns the current stall and the failure counts.

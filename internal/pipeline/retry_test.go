@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -240,7 +241,10 @@ func TestStallNamesSourceTableAndLogsEachDistinctError(t *testing.T) {
 	var logs bytes.Buffer
 	r := &Retrier{Backoff: Backoff{Sleep: func(context.Context, time.Duration) error { return nil }},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
-	errs := []error{notNull, notNull, errors.New("lock timeout"), errors.New("lock timeout"), nil}
+	// The wrapping text varies from attempt to attempt (a staging table's
+	// name); the cause does not.
+	lock := errors.New("lock timeout")
+	errs := []error{notNull, notNull, fmt.Errorf("stage_1: %w", lock), fmt.Errorf("stage_2: %w", lock), nil}
 	n := 0
 	if err := r.Do(context.Background(), b, func() error { n++; return errs[n-1] }); err != nil {
 		t.Fatal(err)
