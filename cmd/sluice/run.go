@@ -24,28 +24,38 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var f configFlags
+	var retryMax time.Duration
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Mirror the tables: snapshot what the target lacks, then stream every change",
 		Long: `run snapshots every table the target does not hold yet, then streams changes
 until stopped. SIGINT or SIGTERM stops it gracefully: the batch in flight is
-finished, everything else stays in the replication slot for the next run.`,
+finished, everything else stays in the replication slot for the next run.
+
+A batch the target refuses (a constraint the source does not have, a value
+the column cannot hold, a lost connection, a full disk) does not stop it: it
+stalls on that batch, confirms nothing past it, shows why in sluice status
+and /metrics, and tries again with backoff (1s doubling to --retry-max), so
+fixing the target resumes it with no restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := f.load()
 			if err != nil {
 				return err
 			}
-			return runPipeline(cmd.Context(), c, runHooks{})
+			return runPipeline(cmd.Context(), c, runHooks{retry: pipeline.Backoff{Max: retryMax}})
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().DurationVar(&retryMax, "retry-max", 5*time.Minute, "longest wait between attempts at a batch the target refused")
 	return cmd
 }
 
-// runHooks let quickstart watch a pipeline it runs in-process.
+// runHooks let quickstart watch a pipeline it runs in-process, and carry
+// the run's retry backoff.
 type runHooks struct {
 	started func(*running)
+	retry   pipeline.Backoff
 }
 
 // running is one live pipeline with what status, verify and query need.
@@ -60,6 +70,7 @@ type running struct {
 	streamStats func() any // stream producer/consumer figures, when there is a stream
 	sink        *kinesis.Sink
 	reader      *kinesis.Reader
+	consumer    *pipeline.Retrier // the Kinesis consumer's applies, when there is one
 
 	holdMu sync.Mutex
 	hold   *pipeline.Hold
@@ -69,7 +80,7 @@ type running struct {
 func runPipeline(ctx context.Context, c *config.Config, hooks runHooks) error {
 	log := slog.Default().With("pipeline", c.Pipeline)
 	if c.Stream != nil {
-		return runStream(ctx, c, log)
+		return runStream(ctx, c, log, hooks.retry)
 	}
 	src, err := openSource(c, log)
 	if err != nil {
@@ -98,6 +109,7 @@ func runPipeline(ctx context.Context, c *config.Config, hooks runHooks) error {
 		ApplyChanges: 5 * c.Batch.MaxChanges,
 		ApplyBytes:   2 * int(c.Batch.MaxBytes),
 		Logger:       log,
+		Retry:        hooks.retry,
 	})
 	r := &running{cfg: c, src: src, tgt: tgt, p: p, tables: tables, log: log}
 	srv, err := admin.Start(c.Admin.Listen, c.AdminFile(), r)
@@ -195,6 +207,10 @@ func (r *running) Status(ctx context.Context) (any, error) {
 	if r.streamStats != nil {
 		rep.Stream = r.streamStats()
 	}
+	if r.consumer != nil {
+		h := r.consumer.Health()
+		rep.ConsumerApply = &h
+	}
 	return rep, nil
 }
 
@@ -212,6 +228,9 @@ func (r *running) Metrics() http.Handler {
 	}
 	if r.reader != nil {
 		src.Consumer = r.reader.Stats
+	}
+	if r.consumer != nil {
+		src.ConsumerApply = r.consumer.Health
 	}
 	return metrics.Handler(r.cfg.Pipeline, src)
 }
@@ -249,6 +268,16 @@ func (r *running) Call(ctx context.Context, op string, args json.RawMessage) (an
 	case "release":
 		r.releaseHold()
 		return nil, nil
+	case "retry":
+		// A person fixed the target: try the refused batch now.
+		retried := false
+		if r.p != nil {
+			retried = r.p.RetryNow()
+		}
+		if r.consumer != nil {
+			retried = r.consumer.RetryNow() || retried
+		}
+		return map[string]bool{"retried": retried}, nil
 	case "state":
 		if r.tgt == nil {
 			return nil, fmt.Errorf("this process has no target")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -28,6 +29,8 @@ type statusReport struct {
 	Stats     *pipeline.Stats        `json:"stats,omitempty"`
 	Tables    map[string]tableStatus `json:"tables,omitempty"` // when not running: the target's state
 	Stream    any                    `json:"stream,omitempty"`
+	// ConsumerApply is the Kinesis consumer's apply health, when it runs.
+	ConsumerApply *pipeline.Health `json:"consumer_apply,omitempty"`
 }
 
 type slotStatus struct {
@@ -156,9 +159,52 @@ func printStatus(w io.Writer, r *statusReport) {
 		}
 	}
 	tw.Flush()
+	if st := r.Stats; st != nil {
+		printHealth(w, "", pipeline.Health{Stall: st.Stall, Failures: st.ApplyFailures}, r.Slot)
+	}
+	if h := r.ConsumerApply; h != nil {
+		printHealth(w, "stream consumer: ", *h, nil)
+	}
 	if r.Stream != nil {
 		b, _ := json.MarshalIndent(r.Stream, "", "  ")
 		fmt.Fprintf(w, "stream   %s\n", b)
+	}
+}
+
+// printHealth shows a stall (the refused batch, why, and the fix) and the
+// failure counts.
+func printHealth(w io.Writer, who string, h pipeline.Health, slot *slotStatus) {
+	if s := h.Stall; s != nil {
+		fmt.Fprintf(w, "%sSTALLED since %s (%d attempts): the target refuses the next batch (%s)\n",
+			who, s.Since.UTC().Format(time.RFC3339), s.Attempts, s.Class)
+		for _, kv := range [][2]string{{"table", s.Table}, {"target", s.TargetTable}, {"column", s.Column}, {"constraint", s.Constraint},
+			{"fix", s.Fix}, {"error", s.Error}} {
+			if kv[1] != "" {
+				fmt.Fprintf(w, "  %-11s%s\n", kv[0], kv[1])
+			}
+		}
+		if !s.NextRetry.IsZero() {
+			fmt.Fprintf(w, "  %-11sin %s, and again with backoff until the target takes it (no restart needed)\n", "retry", time.Until(s.NextRetry).Round(time.Second))
+		}
+		held := "nothing past the last committed batch is confirmed to the source: nothing is lost"
+		if s.First != "" {
+			held = "nothing from position " + s.First + " on is confirmed to the source: nothing is lost"
+		}
+		if slot != nil {
+			held += " (slot confirmed at " + slot.ConfirmedLSN + ")"
+		}
+		fmt.Fprintf(w, "  %-11s%s\n", "held", held)
+	}
+	if len(h.Failures) > 0 {
+		parts := make([]string, len(h.Failures))
+		for i, f := range h.Failures {
+			t := f.Table
+			if t == "" {
+				t = "(no table named)"
+			}
+			parts[i] = fmt.Sprintf("%s %s %d", t, f.Class, f.Count)
+		}
+		fmt.Fprintf(w, "%sapply failures since start: %s\n", who, strings.Join(parts, ", "))
 	}
 }
 

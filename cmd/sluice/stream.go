@@ -20,7 +20,7 @@ import (
 
 // runStream runs a pipeline through Kinesis: the producer half (Postgres to
 // the stream), the consumer half (the stream to the target), or both.
-func runStream(ctx context.Context, c *config.Config, log *slog.Logger) (runErr error) {
+func runStream(ctx context.Context, c *config.Config, log *slog.Logger, retry pipeline.Backoff) (runErr error) {
 	k := c.Stream.Kinesis
 	conn := kinesis.Connection{Stream: k.Stream, Region: k.Region, Endpoint: k.Endpoint}
 	role := c.Stream.Role
@@ -60,7 +60,7 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger) (runErr 
 		}
 		defer sink.Close()
 		r.src, r.tables, r.sink = src, tables, sink
-		r.p = pipeline.New(src, sink, pipeline.Options{QueueBytes: int(c.Batch.QueueBytes), Logger: log})
+		r.p = pipeline.New(src, sink, pipeline.Options{QueueBytes: int(c.Batch.QueueBytes), Logger: log, Retry: retry})
 		stats = append(stats, func() any { return map[string]any{"producer": sink.Stats()} })
 		g.Go(func() error { return r.p.Run(gctx, tables) })
 		go r.watchWAL(gctx)
@@ -86,6 +86,11 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger) (runErr 
 		if rejects == "" {
 			rejects = filepath.Join(c.StateDir, c.Pipeline+".kinesis-rejects.jsonl")
 		}
+		// The reader ends its run on a failed apply; a supervisor would then
+		// restart it into the same batch forever. Retry here instead, as
+		// the in-process pipeline does.
+		r.consumer = &pipeline.Retrier{Backoff: retry, Logger: log, What: "apply from the stream"}
+		app = &retryingApplier{streamApplier: app, run: gctx, retry: r.consumer}
 		rd, err := kinesis.NewReader(ctx, kinesis.ReaderConfig{Connection: conn, RejectFile: rejects, Logger: log}, app)
 		if err != nil {
 			return err
@@ -131,4 +136,19 @@ func databaseOf(u string) string {
 type streamApplier interface {
 	ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error
 	StreamMarks(ctx context.Context, stream string) (map[string]string, error)
+}
+
+// retryingApplier keeps a Kinesis consumer on a batch the target refuses:
+// it retries with backoff (the marks are stored with the data, so nothing
+// past the batch is marked read), reporting the stall in status and
+// metrics, until the target takes it, the run ends, or the target fails
+// fatally.
+type retryingApplier struct {
+	streamApplier
+	run   context.Context // the run's context: the waits between attempts end with it
+	retry *pipeline.Retrier
+}
+
+func (a *retryingApplier) ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error {
+	return a.retry.Do(a.run, b, func() error { return a.streamApplier.ApplyStream(ctx, b, marks) })
 }

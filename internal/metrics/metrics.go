@@ -23,6 +23,9 @@ type Sources struct {
 	Slot     func(ctx context.Context) (postgres.Status, error)
 	Producer func() kinesis.SinkStats
 	Consumer func() kinesis.ReaderStats
+	// ConsumerApply is the Kinesis consumer's apply health (its stalls and
+	// failures), reported under stage "kinesis_consumer".
+	ConsumerApply func() pipeline.Health
 }
 
 // Handler serves the figures of one pipeline at /metrics.
@@ -60,12 +63,21 @@ var (
 	consumerRead     = desc("kinesis_consumer_records_total", "Records read from the stream.", "stream")
 	consumerRejected = desc("kinesis_consumer_rejected_total", "Records that were not change records, set aside.", "stream")
 	shardBehind      = desc("kinesis_shard_millis_behind_latest", "How far the last read of a shard was behind its newest record.", "stream", "shard")
+	applyFailures    = desc("apply_failures_total", "Attempts to apply a batch that the target refused or that failed, by table (empty when the target named none) and class (permanent: a person must change the target; transient; fatal).", "stage", "table", "class")
+	stalled          = desc("stalled", "1 while the target refuses the next batch and the pipeline retries it, confirming nothing past it.", "stage")
+	stalledSeconds   = desc("stalled_seconds", "How long the current stall has lasted; 0 when not stalled.", "stage")
+)
+
+// Stages of the apply-health figures.
+const (
+	stageTarget   = "target"           // the pipeline's target: a warehouse, or the Kinesis producer
+	stageConsumer = "kinesis_consumer" // the Kinesis consumer's warehouse
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{appliedChanges, appliedBatches, lagSeconds, queueBytes, tableChanges, tableSnapshot,
 		slotRetained, slotLag, slotActive, producerRecords, producerBytes, producerInFlight, producerRetries, producerThrottle,
-		producerDead, consumerRead, consumerRejected, shardBehind} {
+		producerDead, consumerRead, consumerRejected, shardBehind, applyFailures, stalled, stalledSeconds} {
 		ch <- d
 	}
 }
@@ -88,6 +100,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(tableChanges, float64(ts.Changes), table)
 			counter(tableSnapshot, float64(ts.SnapshotRows), table)
 		}
+		c.health(ch, stageTarget, pipeline.Health{Stall: st.Stall, Failures: st.ApplyFailures})
+	}
+	if f := c.src.ConsumerApply; f != nil {
+		c.health(ch, stageConsumer, f())
 	}
 	if f := c.src.Slot; f != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -119,4 +135,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(shardBehind, float64(ss.MillisBehindLatest), st.Stream, shard)
 		}
 	}
+}
+
+func (c *collector) health(ch chan<- prometheus.Metric, stage string, h pipeline.Health) {
+	for _, f := range h.Failures {
+		ch <- prometheus.MustNewConstMetric(applyFailures, prometheus.CounterValue, float64(f.Count), c.name, stage, f.Table, string(f.Class))
+	}
+	on, since := 0.0, 0.0
+	if h.Stall != nil {
+		on, since = 1, time.Since(h.Stall.Since).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(stalled, prometheus.GaugeValue, on, c.name, stage)
+	ch <- prometheus.MustNewConstMetric(stalledSeconds, prometheus.GaugeValue, since, c.name, stage)
 }

@@ -4,6 +4,12 @@
 // is dropped) and acknowledgements backward. It is the one place that turns
 // the highest durable position into the slot's confirmed flush.
 //
+// A batch the target refuses stalls the pipeline rather than ending it
+// (retry.go): the Retrier tries it again with capped backoff, confirming
+// nothing past it, and reports the stall and the failure counts through
+// Stats; targets describe their errors with TargetError (failure.go), which
+// says whether retrying can help and names the table, column and fix.
+//
 // Between source and target sits the Transform seam, where SQL pipelines
 // (cleanse, enrich, join) will rewrite batches; the default is the identity.
 package pipeline

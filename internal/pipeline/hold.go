@@ -93,13 +93,24 @@ func (h *Hold) Release() {
 	})
 }
 
+// wait waits for ch. While the target refuses the batch it must apply
+// first, the hold cannot reach its position: it is released and
+// ErrStalled returned.
 func (h *Hold) wait(ctx context.Context, ch chan struct{}) error {
+	select {
+	case <-ch:
+		return nil
+	default:
+	}
 	select {
 	case <-ch:
 		return nil
 	case <-ctx.Done():
 		h.Release()
 		return ctx.Err()
+	case <-h.p.retry.stalled():
+		h.Release()
+		return stalledError(h.p.retry.Health().Stall)
 	}
 }
 
@@ -142,13 +153,13 @@ func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b *change.Batc
 		p.mu.Unlock()
 	}()
 	if h == nil {
-		return p.apply(applyCtx, b)
+		return p.apply(runCtx, applyCtx, b)
 	}
 	for b != nil {
 		at, reached, moved := h.state()
 		before, after := split(b, at)
 		if len(before.Changes) > 0 || len(before.Snapshotted) > 0 || before.Ack > 0 {
-			if err := p.apply(applyCtx, before); err != nil {
+			if err := p.apply(runCtx, applyCtx, before); err != nil {
 				return err
 			}
 			p.noteSeen(before)
@@ -167,7 +178,7 @@ func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b *change.Batc
 				return nil
 			}
 			p.noteSeen(b)
-			return p.apply(applyCtx, b)
+			return p.apply(runCtx, applyCtx, b)
 		case <-moved:
 		case <-runCtx.Done():
 			return nil // the held rest stays in the slot

@@ -28,6 +28,9 @@ type Options struct {
 	Transform    Transform    // default Identity
 	Logger       *slog.Logger // default slog.Default()
 	Now          func() time.Time
+	// Retry spaces the attempts at a batch the target refused (default
+	// 1s doubling to 5 minutes). See Run.
+	Retry Backoff
 }
 
 func (o *Options) defaults() {
@@ -49,14 +52,16 @@ func (o *Options) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Retry.defaults()
 }
 
 // Pipeline moves changes from one Source to one Target.
 type Pipeline struct {
-	src Source
-	dst Target
-	opt Options
-	q   *queue
+	src   Source
+	dst   Target
+	opt   Options
+	q     *queue
+	retry *Retrier
 
 	mu         sync.Mutex
 	stats      Stats
@@ -70,6 +75,7 @@ type Pipeline struct {
 func New(src Source, dst Target, opt Options) *Pipeline {
 	opt.defaults()
 	return &Pipeline{src: src, dst: dst, opt: opt, q: newQueue(opt.QueueBytes),
+		retry: &Retrier{Backoff: opt.Retry, Logger: opt.Logger, Now: opt.Now},
 		stats: Stats{Phase: PhaseStarting, Tables: map[string]*TableStats{}}}
 }
 
@@ -80,7 +86,10 @@ const (
 	PhaseStarting  Phase = "starting"
 	PhaseSnapshot  Phase = "snapshot"
 	PhaseStreaming Phase = "streaming"
-	PhaseStopped   Phase = "stopped"
+	// PhaseStalled: the target refuses the next batch; the pipeline retries
+	// it with backoff and confirms nothing past it (Stats.Stall says why).
+	PhaseStalled Phase = "stalled"
+	PhaseStopped Phase = "stopped"
 )
 
 // Stats is what the pipeline reports about itself (status, progress, metrics).
@@ -100,6 +109,10 @@ type Stats struct {
 	LagSeconds float64 `json:"lag_seconds"`
 	// ChangesPerSecond is the apply rate over the last apply window.
 	ChangesPerSecond float64 `json:"changes_per_second"`
+	// Stall is the batch the target keeps refusing, while it does.
+	Stall *Stall `json:"stall,omitempty"`
+	// ApplyFailures counts failed attempts to apply, per table and class.
+	ApplyFailures []FailureCount `json:"apply_failures,omitempty"`
 }
 
 // TableStats is per-table progress.
@@ -127,8 +140,17 @@ func (p *Pipeline) Stats() Stats {
 	if s.QueueBatches == 0 && p.opt.Now().Sub(s.LastApply) > 2*time.Second {
 		s.LagSeconds = 0
 	}
+	h := p.retry.Health()
+	s.Stall, s.ApplyFailures = h.Stall, h.Failures
+	if s.Stall != nil && s.Phase != PhaseStopped {
+		s.Phase = PhaseStalled
+	}
 	return s
 }
+
+// RetryNow makes a stalled pipeline try the refused batch again at once,
+// instead of at the end of its backoff. It reports whether it was stalled.
+func (p *Pipeline) RetryNow() bool { return p.retry.RetryNow() }
 
 func (p *Pipeline) table(id string) *TableStats {
 	ts := p.stats.Tables[id]
@@ -142,8 +164,15 @@ func (p *Pipeline) table(id string) *TableStats {
 // Run snapshots every table the target does not hold completely yet, then
 // streams until ctx ends. When ctx ends, it stops reading, lets the apply in
 // flight finish and returns nil: everything not applied is still in the slot.
-// Any other failure is returned; the source's position has then not moved
-// past anything the target did not commit.
+//
+// A batch the target refuses does not end the run: the pipeline stalls on
+// it, retrying with backoff (Options.Retry) until the target takes it, so a
+// fix at the target (dropping a constraint, freeing disk) resumes it with
+// no restart; meanwhile Stats reports the stall and nothing past the last
+// committed batch is confirmed. Only a Fatal TargetError ends the run
+// (the target must be opened again). Any other failure (the source's, the
+// target's state or reset before the snapshot) is returned; the source's
+// position has then not moved past anything the target did not commit.
 func (p *Pipeline) Run(ctx context.Context, tables []*change.Table) error {
 	log := p.opt.Logger
 	p.mu.Lock()
@@ -203,6 +232,9 @@ func (p *Pipeline) Run(ctx context.Context, tables []*change.Table) error {
 				return nil
 			}
 			if err := p.applyHolding(gctx, applyCtx, b); err != nil {
+				if errors.Is(err, errShutdown) {
+					return nil // the batch stays in the slot
+				}
 				return err
 			}
 		}
@@ -223,7 +255,20 @@ func stopped(ctx context.Context, err error) error {
 	return err
 }
 
-func (p *Pipeline) apply(ctx context.Context, b *change.Batch) error {
+// errShutdown: the run ended while a refused batch waited for its retry.
+var errShutdown = errors.New("pipeline stopped while retrying a batch")
+
+// apply applies b, retrying while the target refuses it (see Run). Attempts
+// run on applyCtx; the waits between them end with runCtx.
+func (p *Pipeline) apply(runCtx, applyCtx context.Context, b *change.Batch) error {
+	err := p.retry.Do(runCtx, b, func() error { return p.applyOnce(applyCtx, b) })
+	if err != nil && runCtx.Err() != nil && errors.Is(err, runCtx.Err()) {
+		return errShutdown
+	}
+	return err
+}
+
+func (p *Pipeline) applyOnce(ctx context.Context, b *change.Batch) error {
 	start := p.opt.Now()
 	tb, err := p.opt.Transform.Transform(ctx, b)
 	if err != nil {

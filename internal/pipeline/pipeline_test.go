@@ -136,18 +136,6 @@ func TestSnapshottedTableIsNotSnapshottedAgain(t *testing.T) {
 	}
 }
 
-func TestApplyFailureConfirmsNothing(t *testing.T) {
-	src := &fakeSource{stream: []*change.Batch{{Changes: []change.Change{row("1", 20)}, Ack: 21}}}
-	dst := &fakeTarget{state: map[change.TableID]change.TableState{tbl.ID(): {Snapshotted: true}}, fail: errors.New("disk full")}
-	err := New(src, dst, Options{}).Run(context.Background(), []*change.Table{tbl})
-	if err == nil || !errors.Is(err, dst.fail) {
-		t.Fatalf("Run = %v, want the apply error", err)
-	}
-	if len(src.confirmed) != 0 {
-		t.Errorf("confirmed %v after a failed apply", src.confirmed)
-	}
-}
-
 func TestShutdownFinishesBatchInFlight(t *testing.T) {
 	src := &fakeSource{stream: []*change.Batch{{Changes: []change.Change{row("1", 20)}, Ack: 21}}}
 	started := make(chan struct{})

@@ -400,31 +400,3 @@ func isConstraint(err error) bool {
 	// An appender reports a duplicate key as a plain error at close.
 	return strings.Contains(msg, "Constraint Error") || strings.Contains(msg, "violates primary key constraint")
 }
-
-// withHint adds what to do about the errors a user can fix.
-func withHint(err error) error {
-	var se *warehouse.StmtError
-	if errors.As(err, &se) {
-		if se.Hint == "" {
-			se.Hint = strings.TrimPrefix(hint(se.Err), "; ")
-		}
-		return err
-	}
-	if h := hint(err); h != "" {
-		return fmt.Errorf("%w%s", err, h)
-	}
-	return err
-}
-
-func hint(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "read-only"), strings.Contains(msg, "read only"), strings.Contains(msg, "readonly"):
-		return "; the DuckDB database is open read-only: open it writable (no read-only mode, a file the sluice process may write)"
-	case strings.Contains(msg, "No space left"), strings.Contains(msg, "disk is full"), strings.Contains(msg, "Could not write"):
-		return "; the disk holding the DuckDB file is full or not writable: free space or move the file, then restart sluice (nothing was marked applied)"
-	case strings.Contains(msg, "Could not set lock"), strings.Contains(msg, "Conflicting lock"):
-		return "; another process has the DuckDB file open for writing (DuckDB allows one writer): stop it, or query the running sluice through its admin endpoint"
-	}
-	return ""
-}

@@ -318,38 +318,6 @@ func readStateRows(ctx context.Context, q Querier) (map[change.TableID]warehouse
 	return out, err
 }
 
-// withHint adds what to do about the errors a user can fix.
-func withHint(err error) error {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) {
-		return err
-	}
-	h := ""
-	switch pe.Code {
-	case "42501":
-		h = "the target role lacks a privilege: grant it CREATE on the database and on the target schema, and ownership of (or INSERT, DELETE, TRUNCATE on) the mirrored tables; nothing was marked applied"
-	case "25006":
-		h = "the target is read-only (a standby, or default_transaction_read_only): point sluice at a writable primary; nothing was marked applied"
-	case "53100":
-		h = "the target's disk is full: free space, then restart sluice; nothing was marked applied"
-	case "2BP01":
-		h = "other objects (views) depend on the table: drop them or resnapshot without dropping"
-	default:
-		if len(pe.Code) == 2+3 && pe.Code[:2] == "22" {
-			h = "a value does not fit the target column's type: check docs/type-mapping.md for the column's mapping"
-		}
-	}
-	if h == "" {
-		return err
-	}
-	var se *warehouse.StmtError
-	if errors.As(err, &se) && se.Hint == "" {
-		se.Hint = h
-		return err
-	}
-	return fmt.Errorf("%w (%s)", err, h)
-}
-
 // isUniqueViolation reports a unique-key violation (SQLSTATE 23505).
 func isUniqueViolation(err error) bool {
 	var pe *pgconn.PgError
