@@ -53,7 +53,10 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger, retry pi
 			Database:       databaseOf(c.Source.URL),
 			StateFile:      filepath.Join(c.StateDir, c.Pipeline+".kinesis-producer.json"),
 			DeadLetterFile: k.DeadLetterFile,
-			Logger:         log,
+			// Records a Redshift consumer could not parse are refused here,
+			// like records over the size limit, instead of vanishing there.
+			Refuse: redshiftRefuse(c),
+			Logger: log,
 		})
 		if err != nil {
 			return err
