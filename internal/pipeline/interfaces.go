@@ -41,14 +41,56 @@ type Target interface {
 	Apply(ctx context.Context, b *change.Batch) error
 }
 
-// Transform rewrites a batch between source and target. It is the seam for
-// SQL pipelines (cleanse, enrich, join); the default is Identity.
+// Transform rewrites batches between source and target: the seam for SQL
+// views (internal/view), which turn source changes into changes of the
+// tables they define. The default, Identity, mirrors the tables as they are.
+//
+// Its contract:
+//   - Start declares what the target receives: the output tables (created,
+//     reset and verified like mirrored tables), the ones the target must
+//     reset before the run, and the source tables to snapshot for them.
+//   - Transform is handed the source's batches in order. They may end inside
+//     a transaction; a transform that needs whole transactions keeps the
+//     unfinished one and emits its output with the batch that completes it.
+//     Output changes carry positions derived from the source transaction
+//     that caused them, so "a later position wins" holds downstream.
+//   - It is idempotent by position: a batch handed again (a retry, or a
+//     replay after a crash, which starts at the slot's confirmed position)
+//     yields the same output for what it had already seen.
+//   - Confirm says the target durably holds every output of the source
+//     transactions that end at or before lsn: what replays no longer need
+//     may go.
 type Transform interface {
+	Start(ctx context.Context, source []*change.Table, state map[change.TableID]change.TableState) (TransformPlan, error)
 	Transform(ctx context.Context, b *change.Batch) (*change.Batch, error)
+	Confirm(lsn change.LSN)
+}
+
+// TransformPlan is what a Transform's Start decides.
+type TransformPlan struct {
+	Outputs  []*change.Table // every table the target receives
+	Reset    []*change.Table // outputs whose snapshot starts over: the target resets them first
+	Snapshot []*change.Table // source tables the source snapshots for them
 }
 
 // Identity is the default Transform: mirror tables as they are.
 type Identity struct{}
 
+// Start mirrors every source table and snapshots those the target does not
+// hold completely.
+func (Identity) Start(_ context.Context, source []*change.Table, state map[change.TableID]change.TableState) (TransformPlan, error) {
+	pl := TransformPlan{Outputs: source}
+	for _, t := range source {
+		if !state[t.ID()].Snapshotted {
+			pl.Reset = append(pl.Reset, t)
+			pl.Snapshot = append(pl.Snapshot, t)
+		}
+	}
+	return pl, nil
+}
+
 // Transform returns b unchanged.
 func (Identity) Transform(_ context.Context, b *change.Batch) (*change.Batch, error) { return b, nil }
+
+// Confirm does nothing: Identity keeps nothing.
+func (Identity) Confirm(change.LSN) {}

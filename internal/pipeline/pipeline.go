@@ -186,23 +186,24 @@ func (p *Pipeline) Run(ctx context.Context, tables []*change.Table) error {
 	if err != nil {
 		return fmt.Errorf("read target state: %w", err)
 	}
-	var need []*change.Table
-	for _, t := range tables {
+	plan, err := p.opt.Transform.Start(ctx, tables, state)
+	if err != nil {
+		return fmt.Errorf("start transform: %w", err)
+	}
+	p.mu.Lock()
+	for _, t := range plan.Outputs {
 		st := state[t.ID()]
-		p.mu.Lock()
 		p.table(t.ID().String()).Snapshotted = st.Snapshotted
 		p.table(t.ID().String()).AppliedLSN = st.Applied.String()
-		p.mu.Unlock()
-		if !st.Snapshotted {
-			need = append(need, t)
-		}
 	}
-	for _, t := range need {
+	p.mu.Unlock()
+	for _, t := range plan.Reset {
 		log.Info("table needs a snapshot", "table", t.ID())
 		if err := p.dst.Reset(ctx, t); err != nil {
 			return fmt.Errorf("prepare target table %s for its snapshot: %w", t.ID(), err)
 		}
 	}
+	need := plan.Snapshot
 
 	g, gctx := errgroup.WithContext(ctx)
 	srcDone := make(chan struct{})
@@ -261,26 +262,37 @@ var errShutdown = errors.New("pipeline stopped while retrying a batch")
 // apply applies b, retrying while the target refuses it (see Run). Attempts
 // run on applyCtx; the waits between them end with runCtx.
 func (p *Pipeline) apply(runCtx, applyCtx context.Context, b *change.Batch) error {
-	err := p.retry.Do(runCtx, b, func() error { return p.applyOnce(applyCtx, b) })
+	// The batch is transformed once; a refused apply retries the same
+	// output (a transform's state has moved past its input by then).
+	var tb *change.Batch
+	err := p.retry.Do(runCtx, b, func() error {
+		if tb == nil {
+			out, err := p.opt.Transform.Transform(applyCtx, b)
+			if err != nil {
+				return fmt.Errorf("transform batch: %w", err)
+			}
+			tb = out
+		}
+		return p.applyOnce(applyCtx, b, tb)
+	})
 	if err != nil && runCtx.Err() != nil && errors.Is(err, runCtx.Err()) {
 		return errShutdown
 	}
 	return err
 }
 
-func (p *Pipeline) applyOnce(ctx context.Context, b *change.Batch) error {
+// applyOnce applies tb, the transform's output for the source batch b.
+func (p *Pipeline) applyOnce(ctx context.Context, b, tb *change.Batch) error {
 	start := p.opt.Now()
-	tb, err := p.opt.Transform.Transform(ctx, b)
-	if err != nil {
-		return fmt.Errorf("transform batch: %w", err)
-	}
 	if len(tb.Changes) > 0 || len(tb.Snapshotted) > 0 {
 		if err := p.dst.Apply(ctx, tb); err != nil {
 			return fmt.Errorf("apply batch of %d changes: %w", len(tb.Changes), err)
 		}
 	}
-	// The target committed: only now may the source confirm.
+	// The target committed: only now may the transform forget and the
+	// source confirm.
 	if b.Ack > 0 {
+		p.opt.Transform.Confirm(b.Ack)
 		p.src.Confirm(b.Ack)
 	}
 	now := p.opt.Now()

@@ -1,0 +1,118 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+var viewTbl = &change.Table{Schema: "public", Name: "v", Key: []int{0}, Version: 1,
+	Columns: []change.Column{{Name: "id", Type: change.Type{Name: "integer", Kind: change.KindInt}, Key: true}}}
+
+// recordingTransform declares one view fed by tbl, renames tbl's changes
+// onto it, and records what it was handed and confirmed.
+type recordingTransform struct {
+	mu        sync.Mutex
+	started   map[change.TableID]change.TableState
+	handed    int
+	confirmed []change.LSN
+}
+
+func (r *recordingTransform) Start(_ context.Context, source []*change.Table, state map[change.TableID]change.TableState) (TransformPlan, error) {
+	r.started = state
+	pl := TransformPlan{Outputs: []*change.Table{viewTbl}}
+	if !state[viewTbl.ID()].Snapshotted {
+		pl.Reset, pl.Snapshot = []*change.Table{viewTbl}, source
+	}
+	return pl, nil
+}
+
+func (r *recordingTransform) Transform(_ context.Context, b *change.Batch) (*change.Batch, error) {
+	r.mu.Lock()
+	r.handed++
+	r.mu.Unlock()
+	out := &change.Batch{Ack: b.Ack}
+	for _, c := range b.Changes {
+		c.Table = viewTbl
+		out.Changes = append(out.Changes, c)
+	}
+	for _, s := range b.Snapshotted {
+		out.Snapshotted = append(out.Snapshotted, change.SnapshotDone{Table: viewTbl, Pos: s.Pos})
+	}
+	return out, nil
+}
+
+func (r *recordingTransform) Confirm(l change.LSN) {
+	r.mu.Lock()
+	r.confirmed = append(r.confirmed, l)
+	r.mu.Unlock()
+}
+
+// TestTransformContract: the pipeline resets and snapshots what the
+// transform's Start says, hands each batch to Transform once even when the
+// target refuses it and it is retried, applies the output, and confirms the
+// transform and then the source only after the target committed.
+func TestTransformContract(t *testing.T) {
+	src := &fakeSource{
+		snap:   []*change.Batch{{Changes: []change.Change{{Op: change.OpRead, Table: tbl, After: []change.Value{change.V(change.KindInt, "1")}, Pos: change.Position{CommitLSN: 10}}}, Snapshotted: []change.SnapshotDone{{Table: tbl, Pos: change.Position{CommitLSN: 10}}}}},
+		stream: []*change.Batch{{Changes: []change.Change{row("2", 20)}, Ack: 21}},
+	}
+	refused := 2
+	dst := &fakeTarget{state: map[change.TableID]change.TableState{tbl.ID(): {Snapshotted: true}}}
+	var mu sync.Mutex
+	dst.onApply = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if refused > 0 {
+			refused--
+			dst.fail = errors.New("refused")
+		} else {
+			dst.fail = nil
+		}
+	}
+	tr := &recordingTransform{}
+	sleep := func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	p := New(src, dst, Options{Transform: tr, Retry: Backoff{Sleep: sleep}, ApplyChanges: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, []*change.Table{tbl}) }()
+	waitFor(t, func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return len(tr.confirmed) > 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tr.started[tbl.ID()]; !ok {
+		t.Errorf("Start did not see the target's state: %v", tr.started)
+	}
+	if !slices.Equal(dst.resets, []change.TableID{viewTbl.ID()}) {
+		t.Errorf("resets %v, want the view alone (the mirror of t is complete)", dst.resets)
+	}
+	if len(src.snapshotted) != 1 || src.snapshotted[0] != tbl {
+		t.Errorf("snapshotted %v, want the view's input", src.snapshotted)
+	}
+	if tr.handed != 2 {
+		t.Errorf("Transform was handed %d batches for 2 (a refused batch is retried with the same output)", tr.handed)
+	}
+	for _, c := range dst.applied {
+		if c.Table != viewTbl {
+			t.Errorf("applied a change of %s, want the transform's output only", c.Table.ID())
+		}
+	}
+	if len(dst.applied) != 2 || !slices.Equal(tr.confirmed, []change.LSN{21}) {
+		t.Errorf("applied %d changes, transform confirmed %v", len(dst.applied), tr.confirmed)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if !slices.Equal(src.confirmed, []change.LSN{21}) {
+		t.Errorf("source confirmed %v, want 21 after the commit", src.confirmed)
+	}
+}
