@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -227,6 +228,12 @@ func plain(v any) any {
 		return x.Format(time.RFC3339Nano)
 	case nil, string, bool, int64, int32, int16, int8, int, uint64, uint32, float64, float32:
 		return x
+	case map[string]any, []any:
+		// DuckDB hands JSON (and lists, structs) over decoded: show JSON text,
+		// not Go's map syntax.
+		if b, err := json.Marshal(x); err == nil {
+			return string(b)
+		}
 	}
 	return fmt.Sprint(v)
 }

@@ -239,7 +239,7 @@ func (s *Source) loadTable(ctx context.Context, conn *pgx.Conn, id change.TableI
 		// the table is mirrored as a multiset (change.Table.Keyless).
 		m.keyNames = nil
 	default:
-		return nil, fmt.Errorf("table %s has no primary key: add one (ALTER TABLE %s ADD PRIMARY KEY (...)), or declare its key in the pipeline's keys and run ALTER TABLE %s REPLICA IDENTITY FULL: %w", id, id.Quoted(), id.Quoted(), ErrNoKey)
+		return nil, fmt.Errorf("table %s has no primary key, so its updates and deletes would not say which row they change: run ALTER TABLE %s REPLICA IDENTITY FULL to mirror it row for row (identical rows kept apart), or add a primary key (ALTER TABLE %s ADD PRIMARY KEY (...)), or declare its key in the pipeline and set REPLICA IDENTITY FULL: %w", id, id.Quoted(), id.Quoted(), ErrNoKey)
 	}
 	if err := setKey(m.table, m.keyNames); err != nil {
 		return nil, err
