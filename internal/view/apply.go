@@ -702,4 +702,3 @@ func (e *Engine) appendRows(ctx context.Context, catalog, schema, table string, 
 		return app.Close()
 	})
 }
-

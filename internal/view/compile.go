@@ -163,7 +163,9 @@ func (c *compiler) resolve(spec Spec) (*compiled, error) {
 		return nil, c.fail(spec, -1, "unsupported construct: %s (a view is one SELECT without UNION, INTERSECT or EXCEPT)", strings.ToLower(strings.TrimSuffix(str(sel, "type"), "_NODE")))
 	}
 	var errs []error
-	bad := func(n node, format string, args ...any) { errs = append(errs, c.fail(spec, location(n), format, args...)) }
+	bad := func(n node, format string, args ...any) {
+		errs = append(errs, c.fail(spec, location(n), format, args...))
+	}
 
 	// Clauses outside the supported subset.
 	if m := child(child(sel, "cte_map"), "map"); len(m) > 0 || len(list(child(sel, "cte_map"), "map")) > 0 {

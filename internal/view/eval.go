@@ -104,7 +104,7 @@ func (e *Engine) evalView(ctx context.Context, v *compiled, js []int) ([]change.
 			"DELETE FROM "+v.linTable()+" WHERE "+inAff,
 			"INSERT INTO "+v.linTable()+" SELECT * FROM "+v.tmp("newlin"),
 			"DELETE FROM "+v.tmp("before"),
-			"INSERT INTO "+v.tmp("before")+" SELECT "+out+".* FROM "+out+" WHERE EXISTS (SELECT 1 FROM "+v.tmp("affk")+" a WHERE "+strings.Join(match, " AND ")+")")
+			"INSERT INTO "+v.tmp("before")+" SELECT * FROM "+out+" WHERE EXISTS (SELECT 1 FROM "+v.tmp("affk")+" a WHERE "+strings.Join(match, " AND ")+")")
 		delOut = "DELETE FROM " + out + " USING " + v.tmp("affk") + " a WHERE " + strings.Join(match, " AND ")
 	}
 	qs = append(qs,

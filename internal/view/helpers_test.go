@@ -50,9 +50,15 @@ func (t *tx) add(op change.Op, tbl *change.Table, before, after []change.Value) 
 		Pos: change.Position{CommitLSN: t.lsn, LSN: t.lsn - 100 + change.LSN(len(t.changes))}, TxID: uint32(t.lsn)})
 	return t
 }
-func (t *tx) ins(tbl *change.Table, row ...change.Value) *tx { return t.add(change.OpInsert, tbl, nil, row) }
-func (t *tx) upd(tbl *change.Table, row ...change.Value) *tx { return t.add(change.OpUpdate, tbl, nil, row) }
-func (t *tx) del(tbl *change.Table, row ...change.Value) *tx { return t.add(change.OpDelete, tbl, row, nil) }
+func (t *tx) ins(tbl *change.Table, row ...change.Value) *tx {
+	return t.add(change.OpInsert, tbl, nil, row)
+}
+func (t *tx) upd(tbl *change.Table, row ...change.Value) *tx {
+	return t.add(change.OpUpdate, tbl, nil, row)
+}
+func (t *tx) del(tbl *change.Table, row ...change.Value) *tx {
+	return t.add(change.OpDelete, tbl, row, nil)
+}
 
 func (t *tx) batch() *change.Batch { return &change.Batch{Changes: t.changes, Ack: t.lsn} }
 
