@@ -518,7 +518,10 @@ func (e *Engine) flushKeyed(ctx context.Context, in *input, chunk []*change.Chan
 	sel := "SELECT CAST(? AS BIGINT) + row_number() OVER () - 1, " + strings.Join(exprs, ", ") + " FROM " + in.stage + " s"
 	if unchanged {
 		sel += " LEFT JOIN " + in.quoted + " o ON " + strings.Join(keyO, " AND ")
-		if err := e.exec(ctx, `CREATE OR REPLACE TEMP TABLE "_sluice_new" AS `+sel+" WHERE NOT s._del", e.nextRid); err != nil {
+		if err := e.exec(ctx, "DELETE FROM "+in.fresh); err != nil {
+			return err
+		}
+		if err := e.exec(ctx, "INSERT INTO "+in.fresh+" "+sel+" WHERE NOT s._del", e.nextRid); err != nil {
 			return err
 		}
 	}
@@ -526,7 +529,7 @@ func (e *Engine) flushKeyed(ctx context.Context, in *input, chunk []*change.Chan
 		return err
 	}
 	if unchanged {
-		if err := e.exec(ctx, "INSERT INTO "+in.quoted+` SELECT * FROM "_sluice_new"`); err != nil {
+		if err := e.exec(ctx, "INSERT INTO "+in.quoted+" SELECT * FROM "+in.fresh); err != nil {
 			return err
 		}
 	} else if err := e.exec(ctx, "INSERT INTO "+in.quoted+" "+sel+" WHERE NOT s._del", e.nextRid); err != nil {
@@ -616,17 +619,20 @@ func (e *Engine) flushKeyless(ctx context.Context, in *input, chunk []*change.Ch
 			casts = append(casts, fromStage(sc.ct, fmt.Sprintf(`"c_%d"`, j))+fmt.Sprintf(` AS "c_%d"`, j))
 			match = append(match, fmt.Sprintf(`t.%s IS NOT DISTINCT FROM d."c_%d"`, change.QuoteIdent(sc.name), j))
 		}
-		q := `CREATE OR REPLACE TEMP TABLE "_sluice_victims" AS SELECT ` + rid + ` FROM (SELECT t.` + rid + `, d."_n",
+		if err := e.exec(ctx, "DELETE FROM "+in.victims); err != nil {
+			return err
+		}
+		q := `INSERT INTO ` + in.victims + ` SELECT ` + rid + ` FROM (SELECT t.` + rid + `, d."_n",
 			row_number() OVER (PARTITION BY d."_g" ORDER BY t.` + rid + `) AS "_rn"
 			FROM ` + in.quoted + ` t JOIN (SELECT *, row_number() OVER () AS "_g" FROM (SELECT ` + strings.Join(casts, ", ") +
 			`, count(*) AS "_n" FROM ` + in.stage + ` WHERE "_del" GROUP BY ALL)) d ON ` + strings.Join(match, " AND ") + `) WHERE "_rn" <= "_n"`
 		if err := e.exec(ctx, q); err != nil {
 			return err
 		}
-		if err := e.exec(ctx, "INSERT INTO "+in.old+" SELECT * FROM "+in.quoted+" WHERE "+rid+" < ? AND "+rid+` IN (SELECT `+rid+` FROM "_sluice_victims")`, e.txRid); err != nil {
+		if err := e.exec(ctx, "INSERT INTO "+in.old+" SELECT * FROM "+in.quoted+" WHERE "+rid+" < ? AND "+rid+` IN (SELECT `+rid+` FROM `+in.victims+`)`, e.txRid); err != nil {
 			return err
 		}
-		if err := e.exec(ctx, "DELETE FROM "+in.quoted+" WHERE "+rid+` IN (SELECT `+rid+` FROM "_sluice_victims")`); err != nil {
+		if err := e.exec(ctx, "DELETE FROM "+in.quoted+" WHERE "+rid+` IN (SELECT `+rid+` FROM `+in.victims+`)`); err != nil {
 			return err
 		}
 	}

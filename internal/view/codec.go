@@ -34,7 +34,7 @@ func appendValue(b []byte, v change.Value) []byte {
 var errCodec = errors.New("corrupt output log row")
 
 func decodeRow(b []byte) ([]change.Value, error) {
-	if b == nil {
+	if len(b) == 0 {
 		return nil, nil
 	}
 	n, k := binary.Uvarint(b)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" driver
 
@@ -49,6 +50,7 @@ type Engine struct {
 	nextRid int64
 
 	confirm chan change.LSN // latest Confirm, picked up by Apply
+	stmts   map[string]*sql.Stmt
 
 	// The DuckDB transaction in progress and the source transaction whose
 	// changes it is receiving.
@@ -84,7 +86,7 @@ func Open(ctx context.Context, statePath string, specs []Spec, inputs []*change.
 		return nil, fmt.Errorf("open view state %s: %w", statePath, err)
 	}
 	e := &Engine{db: db, conn: conn, log: log, path: statePath, inputs: map[change.TableID]*input{},
-		byName: map[string]*compiled{}, confirm: make(chan change.LSN, 1)}
+		byName: map[string]*compiled{}, confirm: make(chan change.LSN, 1), stmts: map[string]*sql.Stmt{}}
 	if err := e.open(ctx, specs, inputs); err != nil {
 		conn.Close()
 		db.Close()
@@ -93,16 +95,60 @@ func Open(ctx context.Context, statePath string, specs []Spec, inputs []*change.
 	return e, nil
 }
 
+var execHook func(string, time.Duration)
+
 func (e *Engine) exec(ctx context.Context, q string, args ...any) error {
-	if _, err := e.conn.ExecContext(ctx, q, args...); err != nil {
-		return fmt.Errorf("%w\n(in: %s)", err, q)
+	_, err := e.execN(ctx, q, args...)
+	return err
+}
+
+// prepared returns the prepared statement of q, preparing it once.
+func (e *Engine) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
+	st := e.stmts[q]
+	if st == nil {
+		var err error
+		if st, err = e.conn.PrepareContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("%w\n(in: %s)", err, q)
+		}
+		e.stmts[q] = st
 	}
-	return nil
+	return st, nil
+}
+
+// execN runs a statement and returns the rows it changed. Data statements
+// are prepared once and reused: the view queries are planned once.
+func (e *Engine) execN(ctx context.Context, q string, args ...any) (int64, error) {
+	if execHook != nil {
+		defer func(t time.Time) { execHook(q, time.Since(t)) }(time.Now())
+	}
+	if strings.HasPrefix(q, "INSERT") || strings.HasPrefix(q, "DELETE") || strings.HasPrefix(q, "UPDATE") {
+		st, err := e.prepared(ctx, q)
+		if err != nil {
+			return 0, err
+		}
+		res, err := st.ExecContext(ctx, args...)
+		if err != nil {
+			return 0, fmt.Errorf("%w\n(in: %s)", err, q)
+		}
+		n, _ := res.RowsAffected()
+		return n, nil
+	}
+	// Prepared statements hold the tables they were planned over: a schema
+	// change of any table prepares them again.
+	for k, st := range e.stmts {
+		st.Close()
+		delete(e.stmts, k)
+	}
+	if _, err := e.conn.ExecContext(ctx, q, args...); err != nil {
+		return 0, fmt.Errorf("%w\n(in: %s)", err, q)
+	}
+	return 0, nil
 }
 
 func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table) error {
 	for _, q := range []string{
 		`SET TimeZone = 'UTC'`,
+		`SET threads = 1`,
 		`CREATE SCHEMA IF NOT EXISTS "public"`,
 		`SET search_path = 'public'`,
 		`CREATE SCHEMA IF NOT EXISTS "_sluice"`,
@@ -302,6 +348,8 @@ func (e *Engine) stageTable(ctx context.Context, in *input) error {
 	}
 	for _, q := range []string{
 		"CREATE OR REPLACE TEMP TABLE " + bare(in.stage) + " (" + strings.Join(stage, ", ") + ")",
+		"CREATE OR REPLACE TEMP TABLE " + bare(in.fresh) + " AS SELECT * FROM " + in.quoted + " LIMIT 0",
+		"CREATE OR REPLACE TEMP TABLE " + bare(in.victims) + " (" + change.QuoteIdent(ridCol) + " BIGINT)",
 	} {
 		if err := e.exec(ctx, q); err != nil {
 			return fmt.Errorf("set up view input %s: %w", in.id, err)
@@ -540,6 +588,9 @@ func (e *Engine) Close() error {
 	e.closed = true
 	if e.txOpen {
 		e.conn.ExecContext(context.Background(), "ROLLBACK")
+	}
+	for _, st := range e.stmts {
+		st.Close()
 	}
 	err := e.conn.Close()
 	if err2 := e.db.Close(); err == nil {

@@ -51,7 +51,7 @@ func (e *Engine) evaluate(ctx context.Context, touched []*input, out *change.Bat
 			c.TxID, c.CommitTime = e.curTime.txid, at
 			out.Changes = append(out.Changes, *c)
 			logRows = append(logRows, []driver.Value{uint64(e.cur), seq, v.slug(), uint8(c.Op), c.TxID, at,
-				appendRow(nil, c.Before), appendRow(nil, c.After)})
+				blob(c.Before), blob(c.After)})
 		}
 	}
 	return e.appendRows(ctx, "", "_sluice", "outlog", logRows)
@@ -77,11 +77,23 @@ func (e *Engine) evalView(ctx context.Context, v *compiled, js []int) ([]change.
 	outName := change.QuoteIdent("out." + v.slug())
 	var qs []string
 	var delOut string
+	affTable := v.tmp("aff")
+	if v.mode == modeGroups {
+		affTable = v.tmp("affrid")
+	}
+	if err := e.exec(ctx, "DELETE FROM "+affTable); err != nil {
+		return nil, err
+	}
+	n, err := e.execN(ctx, "INSERT INTO "+affTable+" SELECT DISTINCT * FROM ("+union+")")
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, nil // the transaction reaches no row of this view
+	}
 	if v.mode == modeRows {
 		cond := "(" + v.quotedCols("", v.lkey) + ") IN (SELECT * FROM " + v.tmp("aff") + ")"
 		qs = append(qs,
-			"DELETE FROM "+v.tmp("aff"),
-			"INSERT INTO "+v.tmp("aff")+" SELECT DISTINCT * FROM ("+union+")",
 			"DELETE FROM "+v.tmp("before"),
 			"INSERT INTO "+v.tmp("before")+" SELECT * FROM "+out+" WHERE "+cond)
 		delOut = "DELETE FROM " + out + " WHERE " + cond
@@ -95,8 +107,6 @@ func (e *Engine) evalView(ctx context.Context, v *compiled, js []int) ([]change.
 		k := strings.Join(ks, ", ")
 		inAff := rid + " IN (SELECT " + rid + " FROM " + v.tmp("affrid") + ")"
 		qs = append(qs,
-			"DELETE FROM "+v.tmp("affrid"),
-			"INSERT INTO "+v.tmp("affrid")+" SELECT DISTINCT * FROM ("+union+")",
 			"DELETE FROM "+v.tmp("newlin"),
 			"INSERT INTO "+v.tmp("newlin")+" "+v.lineageSQL,
 			"DELETE FROM "+v.tmp("affk"),
@@ -404,4 +414,11 @@ func (e *Engine) deadLetter(ctx context.Context, re *RuntimeError) {
 		re.View, input, re.Key, uint64(re.Pos.CommitLSN), uint64(re.Pos.LSN), re.Msg); err != nil {
 		e.log.Error("record view dead letter", "view", re.View, "error", err)
 	}
+}
+
+func blob(row []change.Value) driver.Value {
+	if row == nil {
+		return nil
+	}
+	return appendRow(nil, row)
 }

@@ -19,6 +19,7 @@ type input struct {
 	snapping    bool       // snapshot rows are arriving (the table was emptied for them)
 
 	quoted, old, delta, stage string // quoted table names
+	fresh, victims            string
 	mapping                   map[*change.Table][]int
 
 	touched bool // by the source transaction in progress
@@ -35,9 +36,11 @@ func newInput(t *change.Table) *input {
 	id := t.ID()
 	slug := id.Schema + "." + id.Name
 	return &input{id: id, tbl: t, quoted: id.Quoted(), mapping: map[*change.Table][]int{},
-		old:   `"_sluice".` + change.QuoteIdent("old."+slug),
-		delta: `"_sluice".` + change.QuoteIdent("delta."+slug),
-		stage: `"temp"."main".` + change.QuoteIdent("stage."+slug)}
+		old:     `"_sluice".` + change.QuoteIdent("old."+slug),
+		delta:   `"_sluice".` + change.QuoteIdent("delta."+slug),
+		stage:   `"temp"."main".` + change.QuoteIdent("stage."+slug),
+		fresh:   `"temp"."main".` + change.QuoteIdent("new."+slug),
+		victims: `"temp"."main".` + change.QuoteIdent("victims."+slug)}
 }
 
 func (in *input) keyed() bool { return len(in.tbl.Key) > 0 }

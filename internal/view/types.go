@@ -165,7 +165,7 @@ func value(k change.Kind, x any) change.Value {
 	case nil:
 		return change.Null
 	case string:
-		s = v
+		s = strings.Clone(v) // the driver's strings may point into memory it reuses
 	case []byte:
 		s = string(v)
 	default:
