@@ -40,10 +40,10 @@ func TestCrashes(t *testing.T) {
 			f := newFolded()
 			f.apply(t, apply(t, e, w.initial()))
 			var stream []change.Change
-			for range 50 {
+			for range 35 {
 				stream = append(stream, w.next().changes...)
 			}
-			confirmed := w.lsn - 50*1000
+			confirmed := w.lsn - 35*1000
 			pos, crashes := 0, 0
 			for pos < len(stream) {
 				end := min(len(stream), pos+1+r.IntN(12))

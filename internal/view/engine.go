@@ -520,7 +520,6 @@ func (e *Engine) setupView(ctx context.Context, v *compiled) error {
 		)
 	}
 	qs = append(qs,
-		"CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("before"))+" AS SELECT * FROM "+v.outTable()+" LIMIT 0",
 		"CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("after"))+" AS SELECT * FROM "+v.outTable()+" LIMIT 0")
 	for _, q := range qs {
 		if err := e.exec(ctx, q); err != nil {

@@ -76,7 +76,7 @@ func (e *Engine) evalView(ctx context.Context, v *compiled, js []int) ([]change.
 	out := v.outTable()
 	outName := change.QuoteIdent("out." + v.slug())
 	var qs []string
-	var delOut string
+	var delOut, before string
 	affTable := v.tmp("aff")
 	if v.mode == modeGroups {
 		affTable = v.tmp("affrid")
@@ -93,9 +93,7 @@ func (e *Engine) evalView(ctx context.Context, v *compiled, js []int) ([]change.
 	}
 	if v.mode == modeRows {
 		cond := "(" + v.quotedCols("", v.lkey) + ") IN (SELECT * FROM " + v.tmp("aff") + ")"
-		qs = append(qs,
-			"DELETE FROM "+v.tmp("before"),
-			"INSERT INTO "+v.tmp("before")+" SELECT * FROM "+out+" WHERE "+cond)
+		before = "SELECT * FROM " + out + " WHERE " + cond
 		delOut = "DELETE FROM " + out + " WHERE " + cond
 	} else {
 		rid := change.QuoteIdent(ridCol)
@@ -112,9 +110,8 @@ func (e *Engine) evalView(ctx context.Context, v *compiled, js []int) ([]change.
 			"DELETE FROM "+v.tmp("affk"),
 			"INSERT INTO "+v.tmp("affk")+" SELECT DISTINCT * FROM (SELECT "+k+" FROM "+v.linTable()+" WHERE "+inAff+" UNION ALL SELECT "+k+" FROM "+v.tmp("newlin")+")",
 			"DELETE FROM "+v.linTable()+" WHERE "+inAff,
-			"INSERT INTO "+v.linTable()+" SELECT * FROM "+v.tmp("newlin"),
-			"DELETE FROM "+v.tmp("before"),
-			"INSERT INTO "+v.tmp("before")+" SELECT * FROM "+out+" WHERE EXISTS (SELECT 1 FROM "+v.tmp("affk")+" a WHERE "+strings.Join(match, " AND ")+")")
+			"INSERT INTO "+v.linTable()+" SELECT * FROM "+v.tmp("newlin"))
+		before = "SELECT * FROM " + out + " WHERE EXISTS (SELECT 1 FROM " + v.tmp("affk") + " a WHERE " + strings.Join(match, " AND ") + ")"
 		delOut = "DELETE FROM " + out + " USING " + v.tmp("affk") + " a WHERE " + strings.Join(match, " AND ")
 	}
 	qs = append(qs,
@@ -128,7 +125,7 @@ func (e *Engine) evalView(ctx context.Context, v *compiled, js []int) ([]change.
 	if err := e.checkUnique(ctx, v); err != nil {
 		return nil, err
 	}
-	changes, err := e.diff(ctx, v)
+	changes, err := e.diff(ctx, v, before)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +175,7 @@ func (e *Engine) checkUnique(ctx context.Context, v *compiled) error {
 }
 
 // diff compares the view's before and after working tables on the key.
-func (e *Engine) diff(ctx context.Context, v *compiled) ([]change.Change, error) {
+func (e *Engine) diff(ctx context.Context, v *compiled, before string) ([]change.Change, error) {
 	sel := []string{`b."_sluice_x" IS NOT NULL`, `a."_sluice_x" IS NOT NULL`}
 	var differ, order, on []string
 	for _, c := range v.cols {
@@ -194,7 +191,7 @@ func (e *Engine) diff(ctx context.Context, v *compiled) ([]change.Change, error)
 		on = append(on, "b."+q+" IS NOT DISTINCT FROM a."+q)
 		order = append(order, "coalesce(a."+q+", b."+q+") NULLS FIRST")
 	}
-	q := "SELECT " + strings.Join(sel, ", ") + ` FROM (SELECT *, true AS "_sluice_x" FROM ` + v.tmp("before") + `) b FULL OUTER JOIN (SELECT *, true AS "_sluice_x" FROM ` +
+	q := "SELECT " + strings.Join(sel, ", ") + ` FROM (SELECT *, true AS "_sluice_x" FROM (` + before + `)) b FULL OUTER JOIN (SELECT *, true AS "_sluice_x" FROM ` +
 		v.tmp("after") + ") a ON " + strings.Join(on, " AND ") + ` WHERE b."_sluice_x" IS NULL OR a."_sluice_x" IS NULL OR ` + strings.Join(differ, " OR ") +
 		" ORDER BY " + strings.Join(order, ", ")
 	rows, err := e.conn.QueryContext(ctx, q)
@@ -258,8 +255,6 @@ func (e *Engine) initView(ctx context.Context, v *compiled, out *change.Batch) e
 	qs := []string{
 		"DELETE FROM " + v.tmp("after"),
 		"INSERT INTO " + v.tmp("after") + " " + v.fullSQL,
-		"DELETE FROM " + v.tmp("before"),
-		"INSERT INTO " + v.tmp("before") + " SELECT * FROM " + v.outTable(),
 	}
 	for _, q := range qs {
 		if err := e.exec(ctx, q); err != nil {
@@ -274,7 +269,7 @@ func (e *Engine) initView(ctx context.Context, v *compiled, out *change.Batch) e
 	if err != nil {
 		return err
 	}
-	changes, err := e.diff(ctx, v)
+	changes, err := e.diff(ctx, v, "SELECT * FROM "+v.outTable())
 	if err != nil {
 		return err
 	}

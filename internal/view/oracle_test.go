@@ -460,7 +460,7 @@ func TestOracle(t *testing.T) {
 			f := newFolded()
 			f.apply(t, apply(t, e, w.initial()))
 			f.check(t, o, w.m, "after the snapshot")
-			for i := range 60 {
+			for i := range 40 {
 				tx := w.next()
 				f.apply(t, apply(t, e, tx.batch()))
 				f.check(t, o, w.m, fmt.Sprintf("after transaction %d (%s)", i, tx.lsn))
