@@ -233,7 +233,7 @@ func (e *Engine) finish(ctx context.Context, out *change.Batch) error {
 					return err
 				}
 			}
-			in.touched = false
+			in.touched, in.sample = false, nil
 		}
 	}
 	if e.cur > e.done {
@@ -265,6 +265,7 @@ func (e *Engine) change(ctx context.Context, in *input, c *change.Change) error 
 		}
 	}
 	in.touched = true
+	in.sampleKey(c)
 	in.chunk = append(in.chunk, c)
 	if len(in.chunk) >= maxChunk {
 		return e.flush(ctx, in)

@@ -548,11 +548,12 @@ func (e *Engine) Inputs() []change.TableID {
 	return out
 }
 
-// NeedsSnapshot returns the views whose whole output the engine will emit
-// as a snapshot (op r rows and a SnapshotDone) once their inputs are
-// snapshotted: new views and views whose definition changed. Their target
-// tables should be reset first.
-func (e *Engine) NeedsSnapshot() []change.TableID {
+// Rebuilding returns the views whose whole output the engine will emit as a
+// snapshot (op r rows, then a SnapshotDone) once their inputs are
+// snapshotted: views new to the state file, views whose definition changed,
+// views whose inputs are being snapshotted again, views passed to
+// Resnapshot. Their target tables should be reset first.
+func (e *Engine) Rebuilding() []change.TableID {
 	var out []change.TableID
 	for _, v := range e.views {
 		if !v.live {
@@ -560,6 +561,31 @@ func (e *Engine) NeedsSnapshot() []change.TableID {
 		}
 	}
 	return out
+}
+
+// Unsnapshotted returns the inputs whose snapshot the state file does not
+// hold: the source must snapshot them (op r rows, then Snapshotted) before
+// the views reading them produce output.
+func (e *Engine) Unsnapshotted() []change.TableID {
+	var out []change.TableID
+	for _, in := range e.order {
+		if !in.snapshotted {
+			out = append(out, in.id)
+		}
+	}
+	return out
+}
+
+// Resnapshot makes a view emit its whole output again as a snapshot at the
+// next Apply (for a target table that lost it, e.g. reset before the
+// initial output committed there).
+func (e *Engine) Resnapshot(ctx context.Context, view change.TableID) error {
+	v := e.byName[view.Schema+"."+view.Name]
+	if v == nil {
+		return fmt.Errorf("resnapshot view %s: no such view", view)
+	}
+	v.live = false
+	return e.saveView(ctx, v)
 }
 
 // Confirm reports that the target durably holds every output up to the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -364,39 +365,42 @@ func (e *Engine) replay(ctx context.Context, c change.LSN, out *change.Batch) er
 }
 
 // touchedKeys names a few input rows of the failing transaction.
-func (e *Engine) touchedKeys(ctx context.Context, touched []*input) string {
+func (e *Engine) touchedKeys(_ context.Context, touched []*input) string {
 	var parts []string
 	for _, in := range touched {
-		cols := in.storedNames()
-		if in.keyed() {
-			cols = in.tbl.KeyNames()
-		}
-		var render []string
-		for _, c := range cols {
-			render = append(render, "CAST("+change.QuoteIdent(c)+" AS VARCHAR)")
-		}
-		rows, err := e.conn.QueryContext(ctx, "SELECT DISTINCT "+strings.Join(render, ", ")+" FROM "+in.delta+" LIMIT 5")
-		if err != nil {
-			continue
-		}
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(vals))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		for rows.Next() {
-			if rows.Scan(ptrs...) != nil {
-				break
-			}
-			var kv []string
-			for i, c := range cols {
-				kv = append(kv, fmt.Sprintf("%s=%v", c, vals[i]))
-			}
-			parts = append(parts, in.id.String()+"("+strings.Join(kv, ", ")+")")
-		}
-		rows.Close()
+		parts = append(parts, in.sample...)
 	}
 	return strings.Join(parts, " ")
+}
+
+// sampleKey remembers the first few input keys a transaction touches, for
+// error messages (a failed DuckDB transaction can no longer be read).
+func (in *input) sampleKey(c *change.Change) {
+	if len(in.sample) >= 5 {
+		return
+	}
+	row, names := c.After, in.tbl.KeyNames()
+	if c.Op == change.OpDelete {
+		row = c.Before
+	}
+	idx := c.Table.Key
+	if len(idx) == 0 {
+		names = nil
+		for i, col := range c.Table.Columns {
+			idx = append(idx, i)
+			names = append(names, col.Name)
+		}
+	}
+	var kv []string
+	for i, j := range idx {
+		if j < len(row) && i < len(names) {
+			kv = append(kv, names[i]+"="+row[j].String())
+		}
+	}
+	s := in.id.String() + "(" + strings.Join(kv, ", ") + ")"
+	if !slices.Contains(in.sample, s) {
+		in.sample = append(in.sample, s)
+	}
 }
 
 // deadLetter records a view's runtime failure in the state file.

@@ -24,6 +24,7 @@ type input struct {
 
 	touched bool // by the source transaction in progress
 	chunk   []*change.Change
+	sample  []string // a few keys it touched, for error messages
 }
 
 type storedCol struct {
