@@ -1,0 +1,711 @@
+package view
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+// maxChunk bounds the changes of one input buffered in memory before they
+// are written to the state file (inside the open DuckDB transaction).
+const maxChunk = 8192
+
+// Apply feeds a batch of source changes through the views and returns the
+// views' output changes for the transactions the batch completes (and, when
+// a view's inputs finish their snapshots, its initial output as op r rows
+// with a SnapshotDone). The state of those transactions is committed to the
+// state file before Apply returns. A transaction the batch leaves open is
+// kept in an open DuckDB transaction until a later batch completes it.
+//
+// After an error the engine refuses further work: close it and open it
+// again (the source then replays from its confirmed position).
+func (e *Engine) Apply(ctx context.Context, b *change.Batch) (*change.Batch, error) {
+	if e.closed {
+		return nil, ErrClosed
+	}
+	if e.broken != nil {
+		return nil, fmt.Errorf("view engine stopped by an earlier error: %w", e.broken)
+	}
+	out, err := e.apply(ctx, b)
+	if err != nil {
+		if e.txOpen {
+			e.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+			e.txOpen = false
+		}
+		var re *RuntimeError
+		if errors.As(err, &re) {
+			e.deadLetter(context.WithoutCancel(ctx), re)
+		}
+		e.broken = err
+		return nil, err
+	}
+	return out, nil
+}
+
+func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, error) {
+	out := &change.Batch{Ack: b.Ack}
+	// The last streamed transaction, when this batch does not complete it.
+	var tail change.LSN
+	for i := len(b.Changes) - 1; i >= 0; i-- {
+		if c := &b.Changes[i]; c.Op != change.OpRead {
+			if c.Pos.CommitLSN > b.Ack {
+				tail = c.Pos.CommitLSN
+			}
+			break
+		}
+	}
+	if err := e.begin(ctx); err != nil {
+		return nil, err
+	}
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		in := e.inputs[c.Table.ID()]
+		if c.Op == change.OpRead {
+			if in == nil {
+				continue
+			}
+			if e.cur != 0 {
+				if err := e.finish(ctx, out); err != nil {
+					return nil, err
+				}
+			}
+			if err := e.snapshotRow(ctx, in, c); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if cl := c.Pos.CommitLSN; cl != e.cur {
+			if e.cur != 0 {
+				if err := e.finish(ctx, out); err != nil {
+					return nil, err
+				}
+			}
+			if cl == tail {
+				// Everything before the open transaction becomes durable now.
+				if err := e.commit(ctx); err != nil {
+					return nil, err
+				}
+				if err := e.begin(ctx); err != nil {
+					return nil, err
+				}
+			}
+			if err := e.start(ctx, c, out); err != nil {
+				return nil, err
+			}
+		}
+		if e.curReplay || in == nil || in.snapshotted && c.Pos.CommitLSN <= in.snapPos {
+			continue
+		}
+		if err := e.change(ctx, in, c); err != nil {
+			return nil, err
+		}
+	}
+	if e.cur != 0 && b.Ack >= e.cur {
+		if err := e.finish(ctx, out); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range b.Snapshotted {
+		in := e.inputs[s.Table.ID()]
+		if in == nil {
+			continue
+		}
+		if err := e.flush(ctx, in); err != nil {
+			return nil, err
+		}
+		in.snapshotted, in.snapping, in.snapPos = true, false, s.Pos.CommitLSN
+		if err := e.saveInput(ctx, in); err != nil {
+			return nil, err
+		}
+	}
+	for _, v := range e.views {
+		if !v.live && e.ready(v) {
+			if err := e.initView(ctx, v, out); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if e.cur == 0 {
+		for _, in := range e.order {
+			if err := e.flush(ctx, in); err != nil {
+				return nil, err
+			}
+		}
+		if err := e.commit(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (e *Engine) ready(v *compiled) bool {
+	for _, o := range v.occ {
+		if !o.in.snapshotted {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *Engine) begin(ctx context.Context) error {
+	if e.txOpen {
+		return nil
+	}
+	if err := e.exec(ctx, "BEGIN TRANSACTION"); err != nil {
+		return fmt.Errorf("view state: %w", err)
+	}
+	e.txOpen = true
+	select {
+	case pos := <-e.confirm:
+		if err := e.exec(ctx, `DELETE FROM "_sluice"."outlog" WHERE commit_lsn <= ?`, uint64(pos)); err != nil {
+			return fmt.Errorf("prune view output log: %w", err)
+		}
+	default:
+	}
+	return nil
+}
+
+func (e *Engine) commit(ctx context.Context) error {
+	if !e.txOpen {
+		return nil
+	}
+	if err := e.exec(ctx, `UPDATE "_sluice"."meta" SET done = ?, next_rid = ?`, uint64(e.done), e.nextRid); err != nil {
+		return fmt.Errorf("view state: %w", err)
+	}
+	if err := e.exec(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("commit view state: %w", err)
+	}
+	e.txOpen = false
+	return nil
+}
+
+func (e *Engine) saveInput(ctx context.Context, in *input) error {
+	return e.exec(ctx, `UPDATE "_sluice"."inputs" SET snapshotted = ?, snap_pos = ? WHERE schema_name = ? AND table_name = ?`,
+		in.snapshotted, uint64(in.snapPos), in.id.Schema, in.id.Name)
+}
+
+func (e *Engine) saveView(ctx context.Context, v *compiled) error {
+	return e.exec(ctx, `UPDATE "_sluice"."views" SET live = ? WHERE name = ?`, v.live, v.slug())
+}
+
+// start begins receiving the source transaction of c. A transaction at or
+// before the last one processed is a replay: its logged outputs are
+// emitted again and its changes skipped.
+func (e *Engine) start(ctx context.Context, c *change.Change, out *change.Batch) error {
+	e.cur, e.txRid = c.Pos.CommitLSN, e.nextRid
+	e.curTime = changeMeta{txid: c.TxID, at: c.CommitTime}
+	e.curReplay = c.Pos.CommitLSN <= e.done
+	if e.curReplay {
+		return e.replay(ctx, c.Pos.CommitLSN, out)
+	}
+	return nil
+}
+
+// finish completes the source transaction being received: the views see
+// its net effect and emit their output changes.
+func (e *Engine) finish(ctx context.Context, out *change.Batch) error {
+	defer func() { e.cur, e.curReplay = 0, false }()
+	if e.curReplay {
+		return nil
+	}
+	var touched []*input
+	for _, in := range e.order {
+		if err := e.flush(ctx, in); err != nil {
+			return err
+		}
+		if in.touched {
+			touched = append(touched, in)
+		}
+	}
+	if len(touched) > 0 {
+		if err := e.evaluate(ctx, touched, out); err != nil {
+			return err
+		}
+		for _, in := range touched {
+			for _, t := range []string{in.old, in.delta} {
+				if err := e.exec(ctx, "DELETE FROM "+t); err != nil {
+					return err
+				}
+			}
+			in.touched, in.sample = false, nil
+		}
+	}
+	if e.cur > e.done {
+		e.done = e.cur
+	}
+	return nil
+}
+
+// change buffers one streamed change of an input.
+func (e *Engine) change(ctx context.Context, in *input, c *change.Change) error {
+	if c.Table != in.tbl {
+		if err := e.schema(ctx, in, c.Table); err != nil {
+			return err
+		}
+	}
+	if c.Op == change.OpTruncate {
+		if err := e.flush(ctx, in); err != nil {
+			return err
+		}
+		in.touched = true
+		if err := e.exec(ctx, "INSERT INTO "+in.old+" SELECT * FROM "+in.quoted+" WHERE "+change.QuoteIdent(ridCol)+" < ?", e.txRid); err != nil {
+			return err
+		}
+		return e.exec(ctx, "DELETE FROM "+in.quoted)
+	}
+	if len(in.chunk) > 0 && in.chunk[0].Op == change.OpRead {
+		if err := e.flush(ctx, in); err != nil {
+			return err
+		}
+	}
+	in.touched = true
+	in.sampleKey(c)
+	in.chunk = append(in.chunk, c)
+	if len(in.chunk) >= maxChunk {
+		return e.flush(ctx, in)
+	}
+	return nil
+}
+
+// schema handles a change read with another schema than the stored one.
+func (e *Engine) schema(ctx context.Context, in *input, t *change.Table) error {
+	if in.tbl.SameShape(t) {
+		in.tbl = t
+		return nil
+	}
+	if err := e.flush(ctx, in); err != nil {
+		return err
+	}
+	if err := e.reshape(ctx, in, t, e.views); err != nil {
+		var re *RuntimeError
+		if errors.As(err, &re) {
+			re.Pos = change.Position{CommitLSN: e.cur}
+		}
+		return err
+	}
+	return e.stageTable(ctx, in)
+}
+
+// snapshotRow buffers one snapshot row. The first one of a table that was
+// snapshotted before starts a re-snapshot: the stored rows are dropped and
+// the views reading the table emit their whole output again when it ends.
+func (e *Engine) snapshotRow(ctx context.Context, in *input, c *change.Change) error {
+	if c.Table != in.tbl {
+		if err := e.schema(ctx, in, c.Table); err != nil {
+			return err
+		}
+	}
+	if !in.snapping {
+		if err := e.flush(ctx, in); err != nil {
+			return err
+		}
+		if err := e.exec(ctx, "DELETE FROM "+in.quoted); err != nil {
+			return err
+		}
+		in.snapping, in.snapshotted = true, false
+		if err := e.saveInput(ctx, in); err != nil {
+			return err
+		}
+		for _, v := range in.views {
+			if v.live {
+				v.live = false
+				if err := e.saveView(ctx, v); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if len(in.chunk) > 0 && in.chunk[0].Op != change.OpRead {
+		if err := e.flush(ctx, in); err != nil {
+			return err
+		}
+	}
+	in.chunk = append(in.chunk, c)
+	if len(in.chunk) >= maxChunk {
+		return e.flush(ctx, in)
+	}
+	return nil
+}
+
+// event is the net effect of a chunk's changes on one key of a keyed input.
+type event struct {
+	key    []change.Value // in the input's key order
+	del    bool
+	row    []change.Value // stored column order
+	origin []change.Value // key of the stored row that supplies unchanged values
+	unch   []bool
+}
+
+func keyString(vals []change.Value) string {
+	return string(appendRow(nil, vals))
+}
+
+// align puts a row of schema t into stored column order.
+func (in *input) align(t *change.Table, row []change.Value) []change.Value {
+	m := in.colsOf(t)
+	out := make([]change.Value, len(m))
+	for i, j := range m {
+		if j >= 0 && j < len(row) {
+			out[i] = row[j]
+		}
+	}
+	return out
+}
+
+func keyOf(t *change.Table, row []change.Value) []change.Value {
+	k := make([]change.Value, len(t.Key))
+	for i, j := range t.Key {
+		if j < len(row) {
+			k[i] = row[j]
+		}
+	}
+	return k
+}
+
+// flush writes an input's buffered changes into its stored table.
+func (e *Engine) flush(ctx context.Context, in *input) error {
+	if len(in.chunk) == 0 {
+		return nil
+	}
+	chunk := in.chunk
+	in.chunk = nil
+	switch {
+	case chunk[0].Op == change.OpRead:
+		rows := make([][]change.Value, len(chunk))
+		for i, c := range chunk {
+			rows[i] = in.align(c.Table, c.After)
+		}
+		return e.insertRows(ctx, in, rows)
+	case in.keyed():
+		return e.flushKeyed(ctx, in, chunk)
+	default:
+		return e.flushKeyless(ctx, in, chunk)
+	}
+}
+
+func (e *Engine) flushKeyed(ctx context.Context, in *input, chunk []*change.Change) error {
+	events := map[string]*event{}
+	var order []string
+	set := func(ev *event) {
+		k := keyString(ev.key)
+		if _, ok := events[k]; !ok {
+			order = append(order, k)
+		}
+		events[k] = ev
+	}
+	for _, c := range chunk {
+		switch c.Op {
+		case change.OpInsert:
+			set(&event{key: keyOf(c.Table, c.After), row: in.align(c.Table, c.After)})
+		case change.OpDelete:
+			set(&event{key: keyOf(c.Table, c.Before), del: true})
+		case change.OpUpdate:
+			ev := &event{key: keyOf(c.Table, c.After), row: in.align(c.Table, c.After)}
+			src := ev.key
+			old := c.OldKey()
+			if old != nil {
+				src = old
+			}
+			ev.unch = make([]bool, len(ev.row))
+			any := false
+			for i, v := range ev.row {
+				if v.Kind == change.KindUnchanged {
+					ev.unch[i], any = true, true
+				}
+			}
+			if any {
+				if p := events[keyString(src)]; p != nil {
+					if p.del {
+						for i := range ev.row {
+							if ev.unch[i] {
+								ev.row[i], ev.unch[i] = change.Null, false
+							}
+						}
+					} else {
+						for i := range ev.row {
+							if ev.unch[i] {
+								ev.row[i] = p.row[i]
+								ev.unch[i] = p.unch != nil && p.unch[i]
+							}
+						}
+						ev.origin = p.origin
+					}
+				} else {
+					ev.origin = src
+				}
+				any = false
+				for _, u := range ev.unch {
+					any = any || u
+				}
+			}
+			if !any {
+				ev.unch, ev.origin = nil, nil
+			}
+			if old != nil {
+				set(&event{key: old, del: true})
+			}
+			set(ev)
+		}
+	}
+	skey := in.storedKey()
+	rows := make([][]driver.Value, 0, len(order))
+	unchanged, upserts := false, 0
+	for _, k := range order {
+		ev := events[k]
+		r := make([]driver.Value, 2+2*len(skey)+len(in.stored))
+		r[0] = ev.del
+		if ev.unch != nil {
+			mask := make([]byte, len(ev.unch))
+			for i, u := range ev.unch {
+				mask[i] = '0'
+				if u {
+					mask[i] = '1'
+				}
+			}
+			r[1] = string(mask)
+			unchanged = true
+		}
+		for i, kc := range skey {
+			s, ok, err := stageText(in.tbl, kc, in.stored[kc].ct, ev.key[i])
+			if err != nil {
+				return err
+			}
+			if ok {
+				r[2+2*i] = s
+			}
+			if ev.origin != nil {
+				if s, ok, _ := stageText(in.tbl, kc, in.stored[kc].ct, ev.origin[i]); ok {
+					r[3+2*i] = s
+				}
+			}
+		}
+		if !ev.del {
+			upserts++
+			if err := in.stageValues(r[2+2*len(skey):], ev.row); err != nil {
+				return err
+			}
+		}
+		rows = append(rows, r)
+	}
+	if err := e.stage(ctx, in, rows); err != nil {
+		return err
+	}
+	rid := change.QuoteIdent(ridCol)
+	var keyT, keyS, keyO []string
+	for i, kc := range skey {
+		keyT = append(keyT, "t."+change.QuoteIdent(in.stored[kc].name))
+		keyS = append(keyS, fromStage(in.stored[kc].ct, fmt.Sprintf(`s."k_%d"`, i)))
+		keyO = append(keyO, "o."+change.QuoteIdent(in.stored[kc].name)+" = "+fromStage(in.stored[kc].ct, fmt.Sprintf(`s."o_%d"`, i)))
+	}
+	keyIn := "(" + strings.Join(keyT, ", ") + ") IN (SELECT " + strings.Join(keyS, ", ") + " FROM " + in.stage + " s)"
+	if err := e.exec(ctx, "INSERT INTO "+in.old+" SELECT t.* FROM "+in.quoted+" t WHERE t."+rid+" < ? AND "+keyIn, e.txRid); err != nil {
+		return err
+	}
+	exprs := make([]string, len(in.stored))
+	for j, sc := range in.stored {
+		cast := fromStage(sc.ct, fmt.Sprintf(`s."c_%d"`, j))
+		if unchanged {
+			exprs[j] = fmt.Sprintf(`CASE WHEN substr(s."_u", %d, 1) = '1' THEN o.%s ELSE %s END`, j+1, change.QuoteIdent(sc.name), cast)
+		} else {
+			exprs[j] = cast
+		}
+	}
+	sel := "SELECT CAST(? AS BIGINT) + row_number() OVER () - 1, " + strings.Join(exprs, ", ") + " FROM " + in.stage + " s"
+	if unchanged {
+		sel += " LEFT JOIN " + in.quoted + " o ON " + strings.Join(keyO, " AND ")
+		if err := e.exec(ctx, "DELETE FROM "+in.fresh); err != nil {
+			return err
+		}
+		if err := e.exec(ctx, "INSERT INTO "+in.fresh+" "+sel+" WHERE NOT s._del", e.nextRid); err != nil {
+			return err
+		}
+	}
+	if err := e.exec(ctx, "DELETE FROM "+in.quoted+" t WHERE "+keyIn); err != nil {
+		return err
+	}
+	if unchanged {
+		if err := e.exec(ctx, "INSERT INTO "+in.quoted+" SELECT * FROM "+in.fresh); err != nil {
+			return err
+		}
+	} else if err := e.exec(ctx, "INSERT INTO "+in.quoted+" "+sel+" WHERE NOT s._del", e.nextRid); err != nil {
+		return err
+	}
+	e.nextRid += int64(upserts)
+	return nil
+}
+
+// stageValues writes a stored-order row's staged texts into r.
+func (in *input) stageValues(r []driver.Value, row []change.Value) error {
+	for j, v := range row {
+		s, ok, err := stageText(in.tbl, 0, in.stored[j].ct, v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", in.stored[j].name, err)
+		}
+		if ok {
+			r[j] = s
+		}
+	}
+	return nil
+}
+
+func (e *Engine) flushKeyless(ctx context.Context, in *input, chunk []*change.Change) error {
+	var ins [][]change.Value
+	var dels [][]change.Value
+	live := map[string][]int{}
+	add := func(row []change.Value) {
+		k := keyString(row)
+		live[k] = append(live[k], len(ins))
+		ins = append(ins, row)
+	}
+	remove := func(row []change.Value) {
+		k := keyString(row)
+		if l := live[k]; len(l) > 0 {
+			ins[l[len(l)-1]] = nil
+			live[k] = l[:len(l)-1]
+			return
+		}
+		dels = append(dels, row)
+	}
+	for _, c := range chunk {
+		switch c.Op {
+		case change.OpInsert:
+			add(in.align(c.Table, c.After))
+		case change.OpDelete:
+			remove(in.align(c.Table, c.Before))
+		case change.OpUpdate:
+			if c.Before == nil {
+				return fmt.Errorf("table %s has no key and an update came without its old row: set REPLICA IDENTITY FULL", in.id)
+			}
+			before, after := in.align(c.Table, c.Before), in.align(c.Table, c.After)
+			for i, v := range after {
+				if v.Kind == change.KindUnchanged {
+					after[i] = before[i]
+				}
+			}
+			remove(before)
+			add(after)
+		}
+	}
+	rows := make([][]driver.Value, 0, len(ins)+len(dels))
+	n := 0
+	for _, list := range [][][]change.Value{dels, ins} {
+		for _, row := range list {
+			if row == nil {
+				continue
+			}
+			r := make([]driver.Value, 2+len(in.stored))
+			r[0] = len(rows) < len(dels)
+			if err := in.stageValues(r[2:], row); err != nil {
+				return err
+			}
+			rows = append(rows, r)
+			if !r[0].(bool) {
+				n++
+			}
+		}
+	}
+	if err := e.stage(ctx, in, rows); err != nil {
+		return err
+	}
+	rid := change.QuoteIdent(ridCol)
+	if len(dels) > 0 {
+		var casts, match []string
+		for j, sc := range in.stored {
+			casts = append(casts, fromStage(sc.ct, fmt.Sprintf(`"c_%d"`, j))+fmt.Sprintf(` AS "c_%d"`, j))
+			match = append(match, fmt.Sprintf(`t.%s IS NOT DISTINCT FROM d."c_%d"`, change.QuoteIdent(sc.name), j))
+		}
+		if err := e.exec(ctx, "DELETE FROM "+in.victims); err != nil {
+			return err
+		}
+		q := `INSERT INTO ` + in.victims + ` SELECT ` + rid + ` FROM (SELECT t.` + rid + `, d."_n",
+			row_number() OVER (PARTITION BY d."_g" ORDER BY t.` + rid + `) AS "_rn"
+			FROM ` + in.quoted + ` t JOIN (SELECT *, row_number() OVER () AS "_g" FROM (SELECT ` + strings.Join(casts, ", ") +
+			`, count(*) AS "_n" FROM ` + in.stage + ` WHERE "_del" GROUP BY ALL)) d ON ` + strings.Join(match, " AND ") + `) WHERE "_rn" <= "_n"`
+		if err := e.exec(ctx, q); err != nil {
+			return err
+		}
+		if err := e.exec(ctx, "INSERT INTO "+in.old+" SELECT * FROM "+in.quoted+" WHERE "+rid+" < ? AND "+rid+` IN (SELECT `+rid+` FROM `+in.victims+`)`, e.txRid); err != nil {
+			return err
+		}
+		if err := e.exec(ctx, "DELETE FROM "+in.quoted+" WHERE "+rid+` IN (SELECT `+rid+` FROM `+in.victims+`)`); err != nil {
+			return err
+		}
+	}
+	var casts []string
+	for j, sc := range in.stored {
+		casts = append(casts, fromStage(sc.ct, fmt.Sprintf(`"c_%d"`, j)))
+	}
+	if err := e.exec(ctx, "INSERT INTO "+in.quoted+" SELECT CAST(? AS BIGINT) + row_number() OVER () - 1, "+strings.Join(casts, ", ")+" FROM "+in.stage+` WHERE NOT "_del"`, e.nextRid); err != nil {
+		return err
+	}
+	e.nextRid += int64(n)
+	return nil
+}
+
+// insertRows appends snapshot rows (stored column order).
+func (e *Engine) insertRows(ctx context.Context, in *input, rows [][]change.Value) error {
+	staged := make([][]driver.Value, len(rows))
+	off := 2 + 2*len(in.tbl.Key)
+	for i, row := range rows {
+		r := make([]driver.Value, off+len(in.stored))
+		r[0] = false
+		if err := in.stageValues(r[off:], row); err != nil {
+			return err
+		}
+		staged[i] = r
+	}
+	if err := e.stage(ctx, in, staged); err != nil {
+		return err
+	}
+	var casts []string
+	for j, sc := range in.stored {
+		casts = append(casts, fromStage(sc.ct, fmt.Sprintf(`"c_%d"`, j)))
+	}
+	if err := e.exec(ctx, "INSERT INTO "+in.quoted+" SELECT CAST(? AS BIGINT) + row_number() OVER () - 1, "+strings.Join(casts, ", ")+" FROM "+in.stage, e.nextRid); err != nil {
+		return err
+	}
+	e.nextRid += int64(len(rows))
+	return nil
+}
+
+// stage empties the input's staging table and appends rows to it.
+func (e *Engine) stage(ctx context.Context, in *input, rows [][]driver.Value) error {
+	if err := e.exec(ctx, "DELETE FROM "+in.stage); err != nil {
+		return err
+	}
+	return e.appendRows(ctx, "temp", "main", bare(in.stage), rows)
+}
+
+func (e *Engine) appendRows(ctx context.Context, catalog, schema, table string, rows [][]driver.Value) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	table = strings.Trim(table, `"`)
+	return e.conn.Raw(func(dc any) error {
+		conn, ok := dc.(driver.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected DuckDB driver connection %T", dc)
+		}
+		app, err := duckdb.NewAppender(conn, catalog, schema, table)
+		if err != nil {
+			return fmt.Errorf("open appender on %s: %w", table, err)
+		}
+		for i, r := range rows {
+			if i%4096 == 0 && ctx.Err() != nil {
+				app.Close()
+				return ctx.Err()
+			}
+			if err := app.AppendRow(r...); err != nil {
+				app.Close()
+				return fmt.Errorf("append to %s: %w", table, err)
+			}
+		}
+		return app.Close()
+	})
+}

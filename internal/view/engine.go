@@ -1,0 +1,625 @@
+package view
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" driver
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+// Spec is one view as the user configures it.
+type Spec struct {
+	// Name is the view's output table, "schema.name" or "name" (schema public).
+	Name string
+	// Key optionally declares the output key (output column names). Without
+	// it the key is derived (see the package documentation).
+	Key []string
+	// SQL is one SELECT in DuckDB's dialect over the mirrored tables.
+	SQL string
+}
+
+// stateVersion changes when the state file's layout or the evaluation of a
+// view changes meaning; a view stored under another version is rebuilt.
+const stateVersion = "1"
+
+// Engine evaluates views incrementally, one source transaction at a time.
+// It is not safe for concurrent use, except Confirm.
+type Engine struct {
+	db   *sql.DB
+	conn *sql.Conn
+	log  *slog.Logger
+	path string
+
+	views   []*compiled
+	inputs  map[change.TableID]*input
+	order   []*input // inputs in name order
+	outputs []*change.Table
+	byName  map[string]*compiled
+
+	done    change.LSN // commit LSN of the last source transaction processed
+	nextRid int64
+
+	confirm chan change.LSN // latest Confirm, picked up by Apply
+	stmts   map[string]*sql.Stmt
+
+	// The DuckDB transaction in progress and the source transaction whose
+	// changes it is receiving.
+	txOpen    bool
+	cur       change.LSN
+	curReplay bool
+	curTime   changeMeta
+	txRid     int64 // nextRid when cur began: rows with a rid at or above it are new
+	broken    error
+	closed    bool
+}
+
+type changeMeta struct {
+	txid uint32
+	at   any
+}
+
+// Open compiles and validates every view (all errors at once, joined) and
+// opens the state file at statePath, creating it if need be. inputs are the
+// current schemas of the tables views may read; a view reading another
+// table is refused. log receives actionable events; nil discards them.
+func Open(ctx context.Context, statePath string, specs []Spec, inputs []*change.Table, log *slog.Logger) (*Engine, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	db, err := sql.Open("duckdb", statePath)
+	if err != nil {
+		return nil, fmt.Errorf("open view state %s: %w", statePath, err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open view state %s: %w", statePath, err)
+	}
+	e := &Engine{db: db, conn: conn, log: log, path: statePath, inputs: map[change.TableID]*input{},
+		byName: map[string]*compiled{}, confirm: make(chan change.LSN, 1), stmts: map[string]*sql.Stmt{}}
+	if err := e.open(ctx, specs, inputs); err != nil {
+		conn.Close()
+		db.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+var execHook func(string, time.Duration)
+
+func (e *Engine) exec(ctx context.Context, q string, args ...any) error {
+	_, err := e.execN(ctx, q, args...)
+	return err
+}
+
+// prepared returns the prepared statement of q, preparing it once.
+func (e *Engine) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
+	st := e.stmts[q]
+	if st == nil {
+		var err error
+		if st, err = e.conn.PrepareContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("%w\n(in: %s)", err, q)
+		}
+		e.stmts[q] = st
+	}
+	return st, nil
+}
+
+// execN runs a statement and returns the rows it changed. Data statements
+// are prepared once and reused: the view queries are planned once.
+func (e *Engine) execN(ctx context.Context, q string, args ...any) (int64, error) {
+	if execHook != nil {
+		defer func(t time.Time) { execHook(q, time.Since(t)) }(time.Now())
+	}
+	if strings.HasPrefix(q, "INSERT") || strings.HasPrefix(q, "DELETE") || strings.HasPrefix(q, "UPDATE") {
+		st, err := e.prepared(ctx, q)
+		if err != nil {
+			return 0, err
+		}
+		res, err := st.ExecContext(ctx, args...)
+		if err != nil {
+			return 0, fmt.Errorf("%w\n(in: %s)", err, q)
+		}
+		n, _ := res.RowsAffected()
+		return n, nil
+	}
+	// Prepared statements hold the tables they were planned over: a schema
+	// change of any table prepares them again.
+	for k, st := range e.stmts {
+		st.Close()
+		delete(e.stmts, k)
+	}
+	if _, err := e.conn.ExecContext(ctx, q, args...); err != nil {
+		return 0, fmt.Errorf("%w\n(in: %s)", err, q)
+	}
+	return 0, nil
+}
+
+func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table) error {
+	for _, q := range []string{
+		`SET TimeZone = 'UTC'`,
+		`SET threads = 1`,
+		`CREATE SCHEMA IF NOT EXISTS "public"`,
+		`SET search_path = 'public'`,
+		`CREATE SCHEMA IF NOT EXISTS "_sluice"`,
+		`CREATE SCHEMA IF NOT EXISTS "public"`,
+		`CREATE TABLE IF NOT EXISTS "_sluice"."meta" (done UBIGINT, next_rid BIGINT)`,
+		`CREATE TABLE IF NOT EXISTS "_sluice"."inputs" (schema_name VARCHAR, table_name VARCHAR, snapshotted BOOLEAN, snap_pos UBIGINT)`,
+		`CREATE TABLE IF NOT EXISTS "_sluice"."views" (name VARCHAR, hash VARCHAR, live BOOLEAN)`,
+		`CREATE TABLE IF NOT EXISTS "_sluice"."outlog" (commit_lsn UBIGINT, seq BIGINT, view_name VARCHAR, op UTINYINT, txid UINTEGER, commit_time TIMESTAMPTZ, before BLOB, after BLOB)`,
+		`CREATE TABLE IF NOT EXISTS "_sluice"."dead_letters" (view_name VARCHAR, input_table VARCHAR, input_key VARCHAR, commit_lsn UBIGINT, lsn UBIGINT, message VARCHAR, recorded_at TIMESTAMPTZ DEFAULT current_timestamp)`,
+	} {
+		if err := e.exec(ctx, q); err != nil {
+			return fmt.Errorf("set up view state %s: %w", e.path, err)
+		}
+	}
+	var done, rid sql.NullInt64
+	err := e.conn.QueryRowContext(ctx, `SELECT done, next_rid FROM "_sluice"."meta"`).Scan(&done, &rid)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if err := e.exec(ctx, `INSERT INTO "_sluice"."meta" VALUES (0, 1)`); err != nil {
+			return err
+		}
+		e.nextRid = 1
+	case err != nil:
+		return fmt.Errorf("read view state %s: %w", e.path, err)
+	default:
+		e.done, e.nextRid = change.LSN(done.Int64), rid.Int64
+	}
+
+	fns, err := loadFunctions(ctx, e.conn)
+	if err != nil {
+		return err
+	}
+	candidates := map[change.TableID]*input{}
+	for _, t := range tables {
+		candidates[t.ID()] = newInput(t)
+	}
+	c := &compiler{ctx: ctx, q: e.conn, fns: fns, inputs: candidates}
+
+	// Phase 1: parse, resolve tables, find the columns each view reads.
+	var errs []error
+	var views []*compiled
+	names := map[string]bool{}
+	for _, s := range specs {
+		v, err := c.resolve(s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if names[v.slug()] {
+			errs = append(errs, &SQLError{View: s.Name, Msg: "two views have this name"})
+			continue
+		}
+		names[v.slug()] = true
+		views = append(views, v)
+	}
+	// The inputs read, stored as their current schema.
+	for _, v := range views {
+		for _, o := range v.occ {
+			if e.inputs[o.in.id] == nil {
+				e.inputs[o.in.id] = o.in
+				e.order = append(e.order, o.in)
+			}
+		}
+	}
+	slices.SortFunc(e.order, func(a, b *input) int { return strings.Compare(a.id.String(), b.id.String()) })
+	for _, in := range e.order {
+		if err := e.setupInput(ctx, in, views); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	// Phase 2: bind, derive keys, build queries.
+	for _, v := range views {
+		if err := c.finish(v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, v := range views {
+		if err := e.setupView(ctx, v); err != nil {
+			return err
+		}
+		e.views = append(e.views, v)
+		e.byName[v.slug()] = v
+		e.outputs = append(e.outputs, v.table)
+		for _, o := range v.occ {
+			if !slices.Contains(o.in.views, v) {
+				o.in.views = append(o.in.views, v)
+			}
+		}
+	}
+	return nil
+}
+
+// setupInput creates or reconciles an input's stored table.
+func (e *Engine) setupInput(ctx context.Context, in *input, views []*compiled) error {
+	var snap sql.NullBool
+	var pos sql.NullInt64
+	err := e.conn.QueryRowContext(ctx, `SELECT snapshotted, snap_pos FROM "_sluice"."inputs" WHERE schema_name = ? AND table_name = ?`,
+		in.id.Schema, in.id.Name).Scan(&snap, &pos)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read view state of %s: %w", in.id, err)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		if err := e.exec(ctx, `INSERT INTO "_sluice"."inputs" VALUES (?, ?, false, 0)`, in.id.Schema, in.id.Name); err != nil {
+			return err
+		}
+	}
+	in.snapshotted, in.snapPos = snap.Bool, change.LSN(pos.Int64)
+	for _, c := range in.tbl.Columns {
+		if strings.EqualFold(c.Name, ridCol) {
+			return fmt.Errorf("table %s: column %s is reserved for sluice's views", in.id, ridCol)
+		}
+	}
+	stored, err := e.storedCols(ctx, in)
+	if err != nil {
+		return err
+	}
+	if stored == nil {
+		if err := e.exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+change.QuoteIdent(in.id.Schema)); err != nil {
+			return err
+		}
+		defs := []string{change.QuoteIdent(ridCol) + " BIGINT"}
+		for _, c := range in.tbl.Columns {
+			ct, duck := colType(c)
+			defs = append(defs, change.QuoteIdent(c.Name)+" "+duck)
+			in.stored = append(in.stored, storedCol{name: c.Name, ct: ct, duck: duck})
+		}
+		if err := e.exec(ctx, "CREATE TABLE "+in.quoted+" ("+strings.Join(defs, ", ")+")"); err != nil {
+			return fmt.Errorf("create view input %s: %w", in.id, err)
+		}
+	} else {
+		in.stored = stored
+		if err := e.reshape(ctx, in, in.tbl, views); err != nil {
+			return err
+		}
+	}
+	return e.workTables(ctx, in)
+}
+
+// storedCols reads the stored table's columns (nil when it does not exist).
+func (e *Engine) storedCols(ctx context.Context, in *input) ([]storedCol, error) {
+	rows, err := e.conn.QueryContext(ctx, `SELECT column_name, data_type FROM information_schema.columns
+		WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ? ORDER BY ordinal_position`, in.id.Schema, in.id.Name)
+	if err != nil {
+		return nil, fmt.Errorf("read view input %s: %w", in.id, err)
+	}
+	defer rows.Close()
+	var out []storedCol
+	found := false
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, err
+		}
+		found = true
+		if name == ridCol {
+			continue
+		}
+		sc := storedCol{name: name, duck: typ}
+		if i := in.tbl.Column(name); i >= 0 {
+			sc.ct, _ = colType(in.tbl.Columns[i])
+		}
+		out = append(out, sc)
+	}
+	if !found {
+		return nil, rows.Err()
+	}
+	return out, rows.Err()
+}
+
+// workTables (re)creates an input's captured-rows, delta and staging tables.
+func (e *Engine) workTables(ctx context.Context, in *input) error {
+	for _, q := range []string{
+		"CREATE OR REPLACE TABLE " + in.old + " AS SELECT * FROM " + in.quoted + " LIMIT 0",
+		"CREATE OR REPLACE TABLE " + in.delta + " AS SELECT * FROM " + in.quoted + " LIMIT 0",
+	} {
+		if err := e.exec(ctx, q); err != nil {
+			return fmt.Errorf("set up view input %s: %w", in.id, err)
+		}
+	}
+	return e.stageTable(ctx, in)
+}
+
+// stageTable (re)creates an input's staging table for its stored columns.
+func (e *Engine) stageTable(ctx context.Context, in *input) error {
+	stage := []string{`"_del" BOOLEAN`, `"_u" VARCHAR`}
+	for i := range in.tbl.Key {
+		stage = append(stage, fmt.Sprintf(`"k_%d" VARCHAR`, i), fmt.Sprintf(`"o_%d" VARCHAR`, i))
+	}
+	for i := range in.stored {
+		stage = append(stage, fmt.Sprintf(`"c_%d" VARCHAR`, i))
+	}
+	for _, q := range []string{
+		"CREATE OR REPLACE TEMP TABLE " + bare(in.stage) + " (" + strings.Join(stage, ", ") + ")",
+		"CREATE OR REPLACE TEMP TABLE " + bare(in.fresh) + " AS SELECT * FROM " + in.quoted + " LIMIT 0",
+		"CREATE OR REPLACE TEMP TABLE " + bare(in.victims) + " (" + change.QuoteIdent(ridCol) + " BIGINT)",
+	} {
+		if err := e.exec(ctx, q); err != nil {
+			return fmt.Errorf("set up view input %s: %w", in.id, err)
+		}
+	}
+	return nil
+}
+
+// reshape brings the stored table to schema t: new columns are added (with
+// the value rows that existed before hold for them), columns no view reads
+// are dropped with the source; a dropped or retyped column a view reads
+// stops that view.
+func (e *Engine) reshape(ctx context.Context, in *input, t *change.Table, views []*compiled) error {
+	uses := func(col string) []string {
+		var vs []string
+		for _, v := range views {
+			if v.uses[in.id] != nil && v.uses[in.id][col] {
+				vs = append(vs, v.spec.Name)
+			}
+		}
+		return vs
+	}
+	var errs []error
+	var keep []storedCol
+	changed := false
+	for _, s := range in.stored {
+		i := t.Column(s.name)
+		why := ""
+		if i < 0 {
+			why = "was dropped"
+		} else if ct, duck := colType(t.Columns[i]); duck != s.duck {
+			why = fmt.Sprintf("changed type (stored as %s, now %s)", s.duck, duck)
+		} else {
+			s.ct = ct
+		}
+		if why == "" {
+			keep = append(keep, s)
+			continue
+		}
+		if vs := uses(s.name); len(vs) > 0 {
+			for _, v := range vs {
+				errs = append(errs, &RuntimeError{View: v, Msg: fmt.Sprintf("column %s of %s %s; the view reads it: change the view", s.name, in.id, why)})
+			}
+			keep = append(keep, s)
+			continue
+		}
+		if err := e.alter(ctx, in, "DROP COLUMN "+change.QuoteIdent(s.name)); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for i, c := range t.Columns {
+		found := false
+		for _, s := range keep {
+			if s.name == c.Name {
+				found = true
+			}
+		}
+		if found {
+			continue
+		}
+		ct, duck := colType(c)
+		q := "ADD COLUMN " + change.QuoteIdent(c.Name) + " " + duck
+		if c.Missing != nil && !c.Missing.IsNull() {
+			s, ok, err := stageText(t, i, ct, *c.Missing)
+			if err != nil {
+				return err
+			}
+			if ok {
+				q += " DEFAULT " + fromStage(ct, change.QuoteLiteral(s))
+			}
+		}
+		if err := e.alter(ctx, in, q); err != nil {
+			return err
+		}
+		if strings.Contains(q, " DEFAULT ") {
+			if err := e.alter(ctx, in, "ALTER COLUMN "+change.QuoteIdent(c.Name)+" DROP DEFAULT"); err != nil {
+				return err
+			}
+		}
+		keep = append(keep, storedCol{name: c.Name, ct: ct, duck: duck})
+		changed = true
+	}
+	in.stored = keep
+	in.tbl = t
+	in.mapping = map[*change.Table][]int{}
+	if changed {
+		e.log.Info("view input schema changed", "table", in.id, "columns", strings.Join(in.storedNames(), ","))
+	}
+	return nil
+}
+
+// alter runs one ALTER TABLE on an input's stored table and its
+// captured-rows and delta tables, which share its columns.
+func (e *Engine) alter(ctx context.Context, in *input, what string) error {
+	for _, t := range []string{in.quoted, in.old, in.delta} {
+		if err := e.exec(ctx, "ALTER TABLE IF EXISTS "+t+" "+what); err != nil {
+			return fmt.Errorf("change view input %s: %w", in.id, err)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) viewHash(v *compiled) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", stateVersion, v.slug(), strings.Join(v.spec.Key, "\x01"), v.spec.SQL)
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// setupView creates the view's stored output and working tables; a view
+// whose definition changed is rebuilt (its output emitted again as a
+// snapshot once its inputs are snapshotted).
+func (e *Engine) setupView(ctx context.Context, v *compiled) error {
+	hash := e.viewHash(v)
+	var stored string
+	var live sql.NullBool
+	err := e.conn.QueryRowContext(ctx, `SELECT hash, live FROM "_sluice"."views" WHERE name = ?`, v.slug()).Scan(&stored, &live)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if stored != hash {
+		if stored != "" {
+			e.log.Info("view definition changed: rebuilding it", "view", v.slug())
+		}
+		for _, q := range []string{
+			`DELETE FROM "_sluice"."views" WHERE name = ?`,
+			`INSERT INTO "_sluice"."views" VALUES (?, ?, false)`,
+		} {
+			args := []any{v.slug()}
+			if strings.HasPrefix(q, "INSERT") {
+				args = append(args, hash)
+			}
+			if err := e.exec(ctx, q, args...); err != nil {
+				return err
+			}
+		}
+		if err := e.exec(ctx, "DROP TABLE IF EXISTS "+v.outTable()); err != nil {
+			return err
+		}
+		if err := e.exec(ctx, "DROP TABLE IF EXISTS "+v.linTable()); err != nil {
+			return err
+		}
+		if err := e.exec(ctx, `DELETE FROM "_sluice"."outlog" WHERE view_name = ?`, v.slug()); err != nil {
+			return err
+		}
+		live.Bool = false
+	}
+	v.live = live.Bool
+	first := v.occ[0]
+	qs := []string{
+		"CREATE TABLE IF NOT EXISTS " + v.outTable() + " AS SELECT * FROM (" + v.fullSQL + ") LIMIT 0",
+	}
+	if v.mode == modeRows {
+		qs = append(qs, "CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("aff"))+" AS SELECT "+quoteCols("", first.in.tbl.KeyNames())+" FROM "+first.in.quoted+" LIMIT 0")
+	} else {
+		var ks []string
+		for i, n := range v.keyNames() {
+			ks = append(ks, fmt.Sprintf(`%s AS "k%d"`, change.QuoteIdent(n), i))
+		}
+		qs = append(qs,
+			"CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("affrid"))+" ("+change.QuoteIdent(ridCol)+" BIGINT)",
+			"CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("affk"))+" AS SELECT "+strings.Join(ks, ", ")+" FROM "+v.outTable()+" LIMIT 0",
+			"CREATE TABLE IF NOT EXISTS "+v.linTable()+" AS SELECT * FROM ("+v.lineageSQL+") LIMIT 0",
+			"CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("newlin"))+" AS SELECT * FROM "+v.linTable()+" LIMIT 0",
+		)
+	}
+	qs = append(qs,
+		"CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("after"))+" AS SELECT * FROM "+v.outTable()+" LIMIT 0")
+	for _, q := range qs {
+		if err := e.exec(ctx, q); err != nil {
+			return fmt.Errorf("set up view %s: %w", v.spec.Name, err)
+		}
+	}
+	t := &change.Table{Schema: v.id.Schema, Name: v.id.Name, Key: slices.Clone(v.key), Version: 1}
+	for i, c := range v.cols {
+		t.Columns = append(t.Columns, change.Column{Name: c.name, Type: c.typ, Nullable: true, Key: slices.Contains(v.key, i), Num: i + 1})
+	}
+	v.table = t
+	return nil
+}
+
+func bare(tmp string) string { return strings.TrimPrefix(tmp, `"temp"."main".`) }
+
+// Outputs returns one table per view: its columns with their types, and its key.
+func (e *Engine) Outputs() []*change.Table { return slices.Clone(e.outputs) }
+
+// Inputs returns the tables the views read, in name order.
+func (e *Engine) Inputs() []change.TableID {
+	out := make([]change.TableID, len(e.order))
+	for i, in := range e.order {
+		out[i] = in.id
+	}
+	return out
+}
+
+// Rebuilding returns the views whose whole output the engine will emit as a
+// snapshot (op r rows, then a SnapshotDone) once their inputs are
+// snapshotted: views new to the state file, views whose definition changed,
+// views whose inputs are being snapshotted again, views passed to
+// Resnapshot. Their target tables should be reset first.
+func (e *Engine) Rebuilding() []change.TableID {
+	var out []change.TableID
+	for _, v := range e.views {
+		if !v.live {
+			out = append(out, v.id)
+		}
+	}
+	return out
+}
+
+// Unsnapshotted returns the inputs whose snapshot the state file does not
+// hold: the source must snapshot them (op r rows, then Snapshotted) before
+// the views reading them produce output.
+func (e *Engine) Unsnapshotted() []change.TableID {
+	var out []change.TableID
+	for _, in := range e.order {
+		if !in.snapshotted {
+			out = append(out, in.id)
+		}
+	}
+	return out
+}
+
+// Resnapshot makes a view emit its whole output again as a snapshot at the
+// next Apply (for a target table that lost it, e.g. reset before the
+// initial output committed there).
+func (e *Engine) Resnapshot(ctx context.Context, view change.TableID) error {
+	v := e.byName[view.Schema+"."+view.Name]
+	if v == nil {
+		return fmt.Errorf("resnapshot view %s: no such view", view)
+	}
+	v.live = false
+	return e.saveView(ctx, v)
+}
+
+// Confirm reports that the target durably holds every output up to the
+// transaction committed at pos: the output log before it is pruned (at the
+// next Apply). Safe to call from any goroutine.
+func (e *Engine) Confirm(pos change.LSN) {
+	for {
+		select {
+		case e.confirm <- pos:
+			return
+		case old := <-e.confirm:
+			if old > pos {
+				pos = old
+			}
+		}
+	}
+}
+
+// Close rolls back a source transaction still being received (it is
+// received again after a restart) and closes the state file.
+func (e *Engine) Close() error {
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	if e.txOpen {
+		e.conn.ExecContext(context.Background(), "ROLLBACK")
+	}
+	for _, st := range e.stmts {
+		st.Close()
+	}
+	err := e.conn.Close()
+	if err2 := e.db.Close(); err == nil {
+		err = err2
+	}
+	return err
+}

@@ -1,0 +1,423 @@
+package view
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/change"
+)
+
+// evaluate runs every live view that reads a touched input over the
+// transaction just received, appending their output changes to out and to
+// the output log.
+func (e *Engine) evaluate(ctx context.Context, touched []*input, out *change.Batch) error {
+	rid := change.QuoteIdent(ridCol)
+	for _, in := range touched {
+		if err := e.exec(ctx, "INSERT INTO "+in.delta+" SELECT * FROM "+in.old+" UNION ALL SELECT * FROM "+in.quoted+" WHERE "+rid+" >= ?", e.txRid); err != nil {
+			return err
+		}
+	}
+	var seq int64
+	var logRows [][]driver.Value
+	at, _ := e.curTime.at.(time.Time)
+	for _, v := range e.views {
+		if !v.live {
+			continue
+		}
+		var js []int
+		for j, o := range v.occ {
+			if o.in.touched {
+				js = append(js, j)
+			}
+		}
+		if len(js) == 0 {
+			continue
+		}
+		changes, err := e.evalView(ctx, v, js)
+		if err != nil {
+			if _, ok := err.(*RuntimeError); ok {
+				return err
+			}
+			msg, _, _ := duckPlace(err)
+			return &RuntimeError{View: v.spec.Name, Pos: change.Position{CommitLSN: e.cur}, Key: e.touchedKeys(ctx, touched), Msg: msg}
+		}
+		for i := range changes {
+			seq++
+			c := &changes[i]
+			c.Pos = change.Position{CommitLSN: e.cur, LSN: change.LSN(seq)}
+			c.TxID, c.CommitTime = e.curTime.txid, at
+			out.Changes = append(out.Changes, *c)
+			logRows = append(logRows, []driver.Value{uint64(e.cur), seq, v.slug(), uint8(c.Op), c.TxID, at,
+				blob(c.Before), blob(c.After)})
+		}
+	}
+	return e.appendRows(ctx, "", "_sluice", "outlog", logRows)
+}
+
+func (v *compiled) quotedCols(prefix string, idx []int) string {
+	var s []string
+	for _, i := range idx {
+		s = append(s, prefix+change.QuoteIdent(v.cols[i].name))
+	}
+	return strings.Join(s, ", ")
+}
+
+// evalView recomputes the output rows of one view that the transaction may
+// have changed and returns the difference against the stored output.
+func (e *Engine) evalView(ctx context.Context, v *compiled, js []int) ([]change.Change, error) {
+	var parts []string
+	for _, j := range js {
+		parts = append(parts, v.affSQL[j])
+	}
+	union := strings.Join(parts, " UNION ALL ")
+	out := v.outTable()
+	outName := change.QuoteIdent("out." + v.slug())
+	var qs []string
+	var delOut, before string
+	affTable := v.tmp("aff")
+	if v.mode == modeGroups {
+		affTable = v.tmp("affrid")
+	}
+	if err := e.exec(ctx, "DELETE FROM "+affTable); err != nil {
+		return nil, err
+	}
+	n, err := e.execN(ctx, "INSERT INTO "+affTable+" SELECT DISTINCT * FROM ("+union+")")
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, nil // the transaction reaches no row of this view
+	}
+	if v.mode == modeRows {
+		cond := "(" + v.quotedCols("", v.lkey) + ") IN (SELECT * FROM " + v.tmp("aff") + ")"
+		before = "SELECT * FROM " + out + " WHERE " + cond
+		delOut = "DELETE FROM " + out + " WHERE " + cond
+	} else {
+		rid := change.QuoteIdent(ridCol)
+		var ks, match []string
+		for i, n := range v.keyNames() {
+			ks = append(ks, fmt.Sprintf(`"k%d"`, i))
+			match = append(match, fmt.Sprintf(`a."k%d" IS NOT DISTINCT FROM %s.%s`, i, outName, change.QuoteIdent(n)))
+		}
+		k := strings.Join(ks, ", ")
+		inAff := rid + " IN (SELECT " + rid + " FROM " + v.tmp("affrid") + ")"
+		qs = append(qs,
+			"DELETE FROM "+v.tmp("newlin"),
+			"INSERT INTO "+v.tmp("newlin")+" "+v.lineageSQL,
+			"DELETE FROM "+v.tmp("affk"),
+			"INSERT INTO "+v.tmp("affk")+" SELECT DISTINCT * FROM (SELECT "+k+" FROM "+v.linTable()+" WHERE "+inAff+" UNION ALL SELECT "+k+" FROM "+v.tmp("newlin")+")",
+			"DELETE FROM "+v.linTable()+" WHERE "+inAff,
+			"INSERT INTO "+v.linTable()+" SELECT * FROM "+v.tmp("newlin"))
+		before = "SELECT * FROM " + out + " WHERE EXISTS (SELECT 1 FROM " + v.tmp("affk") + " a WHERE " + strings.Join(match, " AND ") + ")"
+		delOut = "DELETE FROM " + out + " USING " + v.tmp("affk") + " a WHERE " + strings.Join(match, " AND ")
+	}
+	qs = append(qs,
+		"DELETE FROM "+v.tmp("after"),
+		"INSERT INTO "+v.tmp("after")+" "+v.restrictSQL)
+	for _, q := range qs {
+		if err := e.exec(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.checkUnique(ctx, v); err != nil {
+		return nil, err
+	}
+	changes, err := e.diff(ctx, v, before)
+	if err != nil {
+		return nil, err
+	}
+	if len(changes) > 0 {
+		if err := e.exec(ctx, delOut); err != nil {
+			return nil, err
+		}
+		if err := e.exec(ctx, "INSERT INTO "+out+" SELECT * FROM "+v.tmp("after")); err != nil {
+			return nil, err
+		}
+	}
+	return changes, nil
+}
+
+// checkUnique stops a view whose declared key is not unique in its new rows.
+func (e *Engine) checkUnique(ctx context.Context, v *compiled) error {
+	if len(v.spec.Key) == 0 {
+		return nil
+	}
+	var render []string
+	for _, k := range v.key {
+		render = append(render, v.cols[k].render(change.QuoteIdent(v.cols[k].name)))
+	}
+	q := "SELECT " + strings.Join(render, ", ") + ", count(*) FROM " + v.tmp("after") + " GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+	rows, err := e.conn.QueryContext(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if rows.Next() {
+		vals := make([]any, len(render)+1)
+		ptrs := make([]any, len(vals))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		var parts []string
+		for i, k := range v.key {
+			parts = append(parts, v.cols[k].name+"="+value(v.cols[k].typ.Kind, vals[i]).String())
+		}
+		return &RuntimeError{View: v.spec.Name, Pos: change.Position{CommitLSN: e.cur}, Key: "(" + strings.Join(parts, ", ") + ")",
+			Msg: fmt.Sprintf("the declared key (%s) is not unique: %v output rows have this key; declare a key that is unique, or derive it", strings.Join(v.keyNames(), ", "), vals[len(vals)-1])}
+	}
+	return rows.Err()
+}
+
+// diff compares the view's before and after working tables on the key.
+func (e *Engine) diff(ctx context.Context, v *compiled, before string) ([]change.Change, error) {
+	sel := []string{`b."_sluice_x" IS NOT NULL`, `a."_sluice_x" IS NOT NULL`}
+	var differ, order, on []string
+	for _, c := range v.cols {
+		sel = append(sel, c.render("b."+change.QuoteIdent(c.name)))
+	}
+	for _, c := range v.cols {
+		q := change.QuoteIdent(c.name)
+		sel = append(sel, c.render("a."+q))
+		differ = append(differ, "b."+q+" IS DISTINCT FROM a."+q)
+	}
+	for _, n := range v.keyNames() {
+		q := change.QuoteIdent(n)
+		on = append(on, "b."+q+" IS NOT DISTINCT FROM a."+q)
+		order = append(order, "coalesce(a."+q+", b."+q+") NULLS FIRST")
+	}
+	q := "SELECT " + strings.Join(sel, ", ") + ` FROM (SELECT *, true AS "_sluice_x" FROM (` + before + `)) b FULL OUTER JOIN (SELECT *, true AS "_sluice_x" FROM ` +
+		v.tmp("after") + ") a ON " + strings.Join(on, " AND ") + ` WHERE b."_sluice_x" IS NULL OR a."_sluice_x" IS NULL OR ` + strings.Join(differ, " OR ") +
+		" ORDER BY " + strings.Join(order, ", ")
+	rows, err := e.conn.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	n := len(v.cols)
+	vals := make([]any, 2+2*n)
+	ptrs := make([]any, len(vals))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var out []change.Change
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		had, has := vals[0].(bool), vals[1].(bool)
+		c := change.Change{Table: v.table}
+		if had {
+			c.Before = v.row(vals[2 : 2+n])
+		}
+		if has {
+			c.After = v.row(vals[2+n:])
+		}
+		switch {
+		case had && has:
+			c.Op = change.OpUpdate
+		case had:
+			c.Op = change.OpDelete
+		default:
+			c.Op = change.OpInsert
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (v *compiled) row(vals []any) []change.Value {
+	r := make([]change.Value, len(vals))
+	for i, x := range vals {
+		r[i] = value(v.cols[i].typ.Kind, x)
+	}
+	return r
+}
+
+// initView computes a view's whole output: emitted as snapshot rows (op r)
+// with a SnapshotDone, plus deletes of keys a previous output held that the
+// new one lacks.
+func (e *Engine) initView(ctx context.Context, v *compiled, out *change.Batch) error {
+	if e.cur != 0 {
+		return nil // never over half a transaction: the next batch does it
+	}
+	var p change.LSN
+	for _, o := range v.occ {
+		p = max(p, o.in.snapPos)
+	}
+	p = max(p, e.done)
+	pos := change.Position{CommitLSN: p}
+	qs := []string{
+		"DELETE FROM " + v.tmp("after"),
+		"INSERT INTO " + v.tmp("after") + " " + v.fullSQL,
+	}
+	for _, q := range qs {
+		if err := e.exec(ctx, q); err != nil {
+			msg, _, _ := duckPlace(err)
+			return &RuntimeError{View: v.spec.Name, Pos: pos, Msg: msg}
+		}
+	}
+	saved := e.cur
+	e.cur = p
+	err := e.checkUnique(ctx, v)
+	e.cur = saved
+	if err != nil {
+		return err
+	}
+	changes, err := e.diff(ctx, v, "SELECT * FROM "+v.outTable())
+	if err != nil {
+		return err
+	}
+	// Every row of the new output, as a snapshot row.
+	var render, order []string
+	for _, c := range v.cols {
+		render = append(render, c.render(change.QuoteIdent(c.name)))
+	}
+	for _, n := range v.keyNames() {
+		order = append(order, change.QuoteIdent(n)+" NULLS FIRST")
+	}
+	rows, err := e.conn.QueryContext(ctx, "SELECT "+strings.Join(render, ", ")+" FROM "+v.tmp("after")+" ORDER BY "+strings.Join(order, ", "))
+	if err != nil {
+		return err
+	}
+	vals := make([]any, len(v.cols))
+	ptrs := make([]any, len(vals))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			rows.Close()
+			return err
+		}
+		out.Changes = append(out.Changes, change.Change{Op: change.OpRead, Table: v.table, After: v.row(vals), Pos: pos})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, c := range changes {
+		if c.Op == change.OpDelete {
+			c.Pos = pos
+			out.Changes = append(out.Changes, c)
+		}
+	}
+	qs = []string{"DELETE FROM " + v.outTable(), "INSERT INTO " + v.outTable() + " SELECT * FROM " + v.tmp("after")}
+	if v.mode == modeGroups {
+		rid := change.QuoteIdent(ridCol)
+		qs = append(qs,
+			"DELETE FROM "+v.tmp("affrid"),
+			"INSERT INTO "+v.tmp("affrid")+" SELECT "+rid+" FROM "+v.occ[0].in.quoted,
+			"DELETE FROM "+v.linTable(),
+			"INSERT INTO "+v.linTable()+" "+v.lineageSQL)
+	}
+	for _, q := range qs {
+		if err := e.exec(ctx, q); err != nil {
+			return err
+		}
+	}
+	v.live = true
+	if err := e.saveView(ctx, v); err != nil {
+		return err
+	}
+	out.Snapshotted = append(out.Snapshotted, change.SnapshotDone{Table: v.table, Pos: pos})
+	e.log.Info("view output snapshotted", "view", v.slug(), "position", pos)
+	return nil
+}
+
+// replay emits again the logged outputs of the transaction committed at c.
+func (e *Engine) replay(ctx context.Context, c change.LSN, out *change.Batch) error {
+	rows, err := e.conn.QueryContext(ctx, `SELECT view_name, seq, op, txid, commit_time, before, after FROM "_sluice"."outlog" WHERE commit_lsn = ? ORDER BY seq`, uint64(c))
+	if err != nil {
+		return fmt.Errorf("read view output log: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var seq int64
+		var op uint8
+		var txid uint32
+		var at time.Time
+		var before, after []byte
+		if err := rows.Scan(&name, &seq, &op, &txid, &at, &before, &after); err != nil {
+			return fmt.Errorf("read view output log: %w", err)
+		}
+		v := e.byName[name]
+		if v == nil {
+			continue
+		}
+		ch := change.Change{Op: change.Op(op), Table: v.table, Pos: change.Position{CommitLSN: c, LSN: change.LSN(seq)}, TxID: txid, CommitTime: at}
+		if ch.Before, err = decodeRow(before); err != nil {
+			return err
+		}
+		if ch.After, err = decodeRow(after); err != nil {
+			return err
+		}
+		out.Changes = append(out.Changes, ch)
+	}
+	return rows.Err()
+}
+
+// touchedKeys names a few input rows of the failing transaction.
+func (e *Engine) touchedKeys(_ context.Context, touched []*input) string {
+	var parts []string
+	for _, in := range touched {
+		parts = append(parts, in.sample...)
+	}
+	return strings.Join(parts, " ")
+}
+
+// sampleKey remembers the first few input keys a transaction touches, for
+// error messages (a failed DuckDB transaction can no longer be read).
+func (in *input) sampleKey(c *change.Change) {
+	if len(in.sample) >= 5 {
+		return
+	}
+	row, names := c.After, in.tbl.KeyNames()
+	if c.Op == change.OpDelete {
+		row = c.Before
+	}
+	idx := c.Table.Key
+	if len(idx) == 0 {
+		names = nil
+		for i, col := range c.Table.Columns {
+			idx = append(idx, i)
+			names = append(names, col.Name)
+		}
+	}
+	var kv []string
+	for i, j := range idx {
+		if j < len(row) && i < len(names) {
+			kv = append(kv, names[i]+"="+row[j].String())
+		}
+	}
+	s := in.id.String() + "(" + strings.Join(kv, ", ") + ")"
+	if !slices.Contains(in.sample, s) {
+		in.sample = append(in.sample, s)
+	}
+}
+
+// deadLetter records a view's runtime failure in the state file.
+func (e *Engine) deadLetter(ctx context.Context, re *RuntimeError) {
+	input := ""
+	if i := strings.Index(re.Key, "("); i > 0 {
+		input = re.Key[:i]
+	}
+	if err := e.exec(ctx, `INSERT INTO "_sluice"."dead_letters" (view_name, input_table, input_key, commit_lsn, lsn, message) VALUES (?, ?, ?, ?, ?, ?)`,
+		re.View, input, re.Key, uint64(re.Pos.CommitLSN), uint64(re.Pos.LSN), re.Msg); err != nil {
+		e.log.Error("record view dead letter", "view", re.View, "error", err)
+	}
+}
+
+func blob(row []change.Value) driver.Value {
+	if row == nil {
+		return nil
+	}
+	return appendRow(nil, row)
+}
