@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/source/postgres"
 	"github.com/sluice-dev/sluice/internal/stream/kinesis"
 	"github.com/sluice-dev/sluice/internal/verify"
+	"github.com/sluice-dev/sluice/internal/view"
 )
 
 func newRunCmd() *cobra.Command {
@@ -65,6 +66,7 @@ type running struct {
 	tgt    *warehouseTarget
 	p      *pipeline.Pipeline
 	tables []*change.Table
+	views  *view.Engine // nil without views
 	log    *slog.Logger
 
 	streamStats func() any // stream producer/consumer figures, when there is a stream
@@ -91,6 +93,11 @@ func runPipeline(ctx context.Context, c *config.Config, hooks runHooks) error {
 	if err != nil {
 		return err
 	}
+	engine, transform, closeViews, err := openViews(ctx, c, tables, log)
+	if err != nil {
+		return err
+	}
+	defer closeViews()
 	tgt, err := openTarget(ctx, c, log)
 	if err != nil {
 		return err
@@ -110,8 +117,9 @@ func runPipeline(ctx context.Context, c *config.Config, hooks runHooks) error {
 		ApplyBytes:   2 * int(c.Batch.MaxBytes),
 		Logger:       log,
 		Retry:        hooks.retry,
+		Transform:    transform,
 	})
-	r := &running{cfg: c, src: src, tgt: tgt, p: p, tables: tables, log: log}
+	r := &running{cfg: c, src: src, tgt: tgt, p: p, tables: tables, views: engine, log: log}
 	srv, err := admin.Start(c.Admin.Listen, c.AdminFile(), r)
 	if err != nil {
 		return err

@@ -62,8 +62,14 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger, retry pi
 			return err
 		}
 		defer sink.Close()
-		r.src, r.tables, r.sink = src, tables, sink
-		r.p = pipeline.New(src, sink, pipeline.Options{QueueBytes: int(c.Batch.QueueBytes), Logger: log, Retry: retry})
+		// Views run before the stream: their output travels like any table.
+		engine, transform, closeViews, err := openViews(ctx, c, tables, log)
+		if err != nil {
+			return err
+		}
+		defer closeViews()
+		r.src, r.tables, r.sink, r.views = src, tables, sink, engine
+		r.p = pipeline.New(src, sink, pipeline.Options{QueueBytes: int(c.Batch.QueueBytes), Logger: log, Retry: retry, Transform: transform})
 		stats = append(stats, func() any { return map[string]any{"producer": sink.Stats()} })
 		g.Go(func() error { return r.p.Run(gctx, tables) })
 		go r.watchWAL(gctx)
