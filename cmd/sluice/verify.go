@@ -140,7 +140,7 @@ func runVerify(ctx context.Context, c *config.Config, opt verify.Options) (*veri
 	if held {
 		rep.At = snap.At.String()
 	}
-	for _, t := range tables {
+	add := func(t *change.Table, src verify.Side) {
 		r, err := verify.Compare(ctx, t, src, dst, opt)
 		if err != nil {
 			r.Error = err.Error()
@@ -148,6 +148,24 @@ func runVerify(ctx context.Context, c *config.Config, opt verify.Options) (*veri
 		}
 		rep.Tables = append(rep.Tables, r)
 		rep.Match = rep.Match && r.Match
+	}
+	for i, t := range tables {
+		if i < len(c.Tables) && !c.Tables[i].Mirrored() {
+			continue // feeds views only
+		}
+		add(t, src)
+	}
+	if len(c.Views) > 0 {
+		// A view's table is compared with the view's SQL run in full over
+		// the source at the same point.
+		oracle, err := openViewOracle(ctx, c, tables, snap.Tx)
+		if err != nil {
+			return nil, fmt.Errorf("evaluate the views over the source: %w", err)
+		}
+		defer oracle.Close()
+		for _, t := range oracle.outputs {
+			add(t, oracle)
+		}
 	}
 	return rep, nil
 }

@@ -7,10 +7,13 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/config"
 	"github.com/sluice-dev/sluice/internal/pipeline"
 	"github.com/sluice-dev/sluice/internal/view"
+	"github.com/sluice-dev/sluice/internal/warehouse/duckdb"
 )
 
 // openViews opens the view engine over the source's tables when the
@@ -44,4 +47,65 @@ func openViews(ctx context.Context, c *config.Config, tables []*change.Table, lo
 // viewStatePath is the view engine's state file.
 func viewStatePath(c *config.Config) string {
 	return filepath.Join(c.StateDir, c.Pipeline+".views.duckdb")
+}
+
+// viewOracle is verify's source side for views: each view's SQL evaluated in
+// full over the source's rows at the comparison point, loaded into an
+// in-memory DuckDB so its checksums come from the same code as a target's.
+type viewOracle struct {
+	*warehouseTarget
+	outputs []*change.Table
+}
+
+// openViewOracle reads the views' inputs inside the source snapshot tx and
+// evaluates every view over them. The inputs are held in memory.
+func openViewOracle(ctx context.Context, c *config.Config, tables []*change.Table, tx pgx.Tx) (*viewOracle, error) {
+	specs := make([]view.Spec, len(c.Views))
+	for i, v := range c.Views {
+		specs[i] = view.Spec{Name: v.Name, Key: v.Key, SQL: v.SQL}
+	}
+	e, err := view.Open(ctx, "", specs, tables, discardLog())
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	src, err := openSource(c, discardLog())
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	var inputs []view.InputRows
+	for _, id := range e.Inputs() {
+		t, rows, err := src.ReadRows(ctx, tx, id)
+		if err != nil {
+			return nil, fmt.Errorf("read %s for the views: %w", id, err)
+		}
+		inputs = append(inputs, view.InputRows{Table: t, Rows: rows})
+	}
+	mem, err := duckdb.Open(ctx, ":memory:", duckdb.Options{Schema: c.Target.Schema})
+	if err != nil {
+		return nil, err
+	}
+	o := &viewOracle{warehouseTarget: &warehouseTarget{warehouseImpl: mem}, outputs: e.Outputs()}
+	at := change.Position{CommitLSN: 1}
+	for _, t := range o.outputs {
+		rows, err := e.Evaluate(ctx, t.ID().String(), inputs)
+		if err != nil {
+			mem.Close()
+			return nil, err
+		}
+		b := &change.Batch{Snapshotted: []change.SnapshotDone{{Table: t, Pos: at}}}
+		for _, r := range rows {
+			b.Changes = append(b.Changes, change.Change{Op: change.OpRead, Table: t, After: r, Pos: at})
+		}
+		if err := mem.Reset(ctx, t); err != nil {
+			mem.Close()
+			return nil, err
+		}
+		if err := mem.Apply(ctx, b); err != nil {
+			mem.Close()
+			return nil, fmt.Errorf("load the output of view %s: %w", t.ID(), err)
+		}
+	}
+	return o, nil
 }
