@@ -504,7 +504,7 @@ func (e *Engine) flushKeyed(ctx context.Context, in *input, chunk []*change.Chan
 		keyO = append(keyO, "o."+change.QuoteIdent(in.stored[kc].name)+" = "+fromStage(in.stored[kc].ct, fmt.Sprintf(`s."o_%d"`, i)))
 	}
 	keyIn := "(" + strings.Join(keyT, ", ") + ") IN (SELECT " + strings.Join(keyS, ", ") + " FROM " + in.stage + " s)"
-	if err := e.exec(ctx, "INSERT INTO "+in.old+" SELECT t.* FROM "+in.quoted+" t WHERE t."+rid+" < ? AND "+keyIn, e.txRid); err != nil {
+	if err := e.exec(ctx, "INSERT INTO "+in.old+" SELECT t.* FROM "+in.quoted+" t WHERE "+keyIn+" AND t."+rid+" < ?", e.txRid); err != nil {
 		return err
 	}
 	exprs := make([]string, len(in.stored))

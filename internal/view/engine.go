@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"time"
 
 	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" driver
 
@@ -95,8 +94,6 @@ func Open(ctx context.Context, statePath string, specs []Spec, inputs []*change.
 	return e, nil
 }
 
-var execHook func(string, time.Duration)
-
 func (e *Engine) exec(ctx context.Context, q string, args ...any) error {
 	_, err := e.execN(ctx, q, args...)
 	return err
@@ -118,9 +115,6 @@ func (e *Engine) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
 // execN runs a statement and returns the rows it changed. Data statements
 // are prepared once and reused: the view queries are planned once.
 func (e *Engine) execN(ctx context.Context, q string, args ...any) (int64, error) {
-	if execHook != nil {
-		defer func(t time.Time) { execHook(q, time.Since(t)) }(time.Now())
-	}
 	if strings.HasPrefix(q, "INSERT") || strings.HasPrefix(q, "DELETE") || strings.HasPrefix(q, "UPDATE") {
 		st, err := e.prepared(ctx, q)
 		if err != nil {
@@ -290,7 +284,28 @@ func (e *Engine) setupInput(ctx context.Context, in *input, views []*compiled) e
 			return err
 		}
 	}
+	if err := e.index(ctx, in, true); err != nil {
+		return err
+	}
 	return e.workTables(ctx, in)
+}
+
+// index creates (or drops) the index on a keyed input's key: a
+// transaction's lookups of the rows it touches are then point lookups, not
+// scans of the whole table.
+func (e *Engine) index(ctx context.Context, in *input, create bool) error {
+	if !in.keyed() {
+		return nil
+	}
+	name := change.QuoteIdent(in.id.Schema) + "." + change.QuoteIdent("_sluice_key."+in.id.Name)
+	q := "DROP INDEX IF EXISTS " + name
+	if create {
+		q = "CREATE INDEX IF NOT EXISTS " + change.QuoteIdent("_sluice_key."+in.id.Name) + " ON " + in.quoted + " (" + quoteCols("", in.tbl.KeyNames()) + ")"
+	}
+	if err := e.exec(ctx, q); err != nil {
+		return fmt.Errorf("index view input %s: %w", in.id, err)
+	}
+	return nil
 }
 
 // storedCols reads the stored table's columns (nil when it does not exist).
@@ -448,12 +463,16 @@ func (e *Engine) reshape(ctx context.Context, in *input, t *change.Table, views 
 // alter runs one ALTER TABLE on an input's stored table and its
 // captured-rows and delta tables, which share its columns.
 func (e *Engine) alter(ctx context.Context, in *input, what string) error {
+	// DuckDB alters no table that has an index: drop it for the change.
+	if err := e.index(ctx, in, false); err != nil {
+		return err
+	}
 	for _, t := range []string{in.quoted, in.old, in.delta} {
 		if err := e.exec(ctx, "ALTER TABLE IF EXISTS "+t+" "+what); err != nil {
 			return fmt.Errorf("change view input %s: %w", in.id, err)
 		}
 	}
-	return nil
+	return e.index(ctx, in, true)
 }
 
 func (e *Engine) viewHash(v *compiled) string {
@@ -505,6 +524,13 @@ func (e *Engine) setupView(ctx context.Context, v *compiled) error {
 	qs := []string{
 		"CREATE TABLE IF NOT EXISTS " + v.outTable() + " AS SELECT * FROM (" + v.fullSQL + ") LIMIT 0",
 	}
+	// The stored output is looked up by the first table's key (rows) or by
+	// the output key (groups); the lineage by row number.
+	idxCols := v.quotedCols("", v.key)
+	if v.mode == modeRows {
+		idxCols = v.quotedCols("", v.lkey)
+	}
+	qs = append(qs, "CREATE INDEX IF NOT EXISTS "+change.QuoteIdent("_sluice_idx.out."+v.slug())+" ON "+v.outTable()+" ("+idxCols+")")
 	if v.mode == modeRows {
 		qs = append(qs, "CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("aff"))+" AS SELECT "+quoteCols("", first.in.tbl.KeyNames())+" FROM "+first.in.quoted+" LIMIT 0")
 	} else {
@@ -517,6 +543,7 @@ func (e *Engine) setupView(ctx context.Context, v *compiled) error {
 			"CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("affk"))+" AS SELECT "+strings.Join(ks, ", ")+" FROM "+v.outTable()+" LIMIT 0",
 			"CREATE TABLE IF NOT EXISTS "+v.linTable()+" AS SELECT * FROM ("+v.lineageSQL+") LIMIT 0",
 			"CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("newlin"))+" AS SELECT * FROM "+v.linTable()+" LIMIT 0",
+			"CREATE INDEX IF NOT EXISTS "+change.QuoteIdent("_sluice_idx.lin."+v.slug())+" ON "+v.linTable()+" ("+change.QuoteIdent(ridCol)+")",
 		)
 	}
 	qs = append(qs,

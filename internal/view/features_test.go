@@ -297,3 +297,17 @@ func TestInputSchemaChanges(t *testing.T) {
 		t.Fatalf("error\n got: %v\nwant: %s", err, msg2)
 	}
 }
+
+// A comma join with its condition in WHERE, and a self-join under aliases.
+func TestCommaAndSelfJoin(t *testing.T) {
+	e := open(t, "", []Spec{
+		{Name: "named", SQL: "SELECT o.id, c.name FROM orders o, customers c WHERE c.id = o.customer_id"},
+		{Name: "pairs", SQL: "SELECT a.id AS a_id, b.id AS b_id FROM orders a JOIN orders b ON b.customer_id = a.customer_id AND b.id > a.id"},
+	}, orders, customers)
+	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{
+		orders:    {ord(1, 1, "5.00", "new"), ord(2, 1, "5.00", "new")},
+		customers: {{I(1), S("ann"), S("gold")}},
+	}))
+	want(t, apply(t, e, (&tx{lsn: 200}).ins(orders, ord(3, 1, "1.00", "new")...).batch()), "named c 3,ann", "pairs c 1,3", "pairs c 2,3")
+	want(t, apply(t, e, (&tx{lsn: 300}).upd(orders, ord(1, 2, "1.00", "new")...).batch()), "named d 1,ann", "pairs d 1,2", "pairs d 1,3")
+}

@@ -181,10 +181,6 @@ func (v *compiled) toOne(i int) bool {
 			join = j
 		}
 	})
-	cond := child(join, "condition")
-	if cond == nil {
-		return false
-	}
 	var conj []node
 	var flat func(n node)
 	flat = func(n node) {
@@ -196,7 +192,13 @@ func (v *compiled) toOne(i int) bool {
 		}
 		conj = append(conj, n)
 	}
-	flat(cond)
+	if cond := child(join, "condition"); cond != nil {
+		flat(cond)
+	}
+	// Equalities in WHERE hold for every output row too.
+	if w := child(v.sel, "where_clause"); w != nil {
+		flat(w)
+	}
 	bound := map[int]bool{}
 	for _, e := range conj {
 		if str(e, "type") != "COMPARE_EQUAL" {
@@ -208,7 +210,7 @@ func (v *compiled) toOne(i int) bool {
 			if ro == nil || ro.alias != o.alias {
 				continue
 			}
-			if !v.mentions(side[1], o.alias) {
+			if v.before(side[1], i) {
 				bound[ci] = true
 			}
 		}
@@ -221,20 +223,26 @@ func (v *compiled) toOne(i int) bool {
 	return true
 }
 
-// mentions reports whether expression e reads any column of occurrence alias.
-func (v *compiled) mentions(e node, alias string) bool {
-	hit := false
+// before reports whether expression e reads only columns of the
+// occurrences before occurrence i.
+func (v *compiled) before(e node, i int) bool {
+	ok := true
 	walk(e, func(n node) {
-		if str(n, "class") == "COLUMN_REF" {
-			if o, _ := v.refOf(n); o != nil && o.alias == alias {
-				hit = true
-			}
-			if o, _ := v.refOf(n); o == nil {
-				hit = true // unresolved: be safe
+		if str(n, "class") != "COLUMN_REF" {
+			return
+		}
+		o, _ := v.refOf(n)
+		if o == nil {
+			ok = false
+			return
+		}
+		for j := range v.occ {
+			if &v.occ[j] == o && j >= i {
+				ok = false
 			}
 		}
 	})
-	return hit
+	return ok
 }
 
 func exprText(n node) string {
