@@ -225,6 +225,14 @@ func stopped(ctx context.Context, err error) error {
 
 func (p *Pipeline) apply(ctx context.Context, b *change.Batch) error {
 	start := p.opt.Now()
+	for _, t := range b.Reset { // the source re-snapshots t: its rows follow
+		if err := p.dst.Reset(ctx, t); err != nil {
+			return fmt.Errorf("prepare target table %s for its re-snapshot: %w", t.ID(), err)
+		}
+		p.mu.Lock()
+		p.table(t.ID().String()).Snapshotted = false
+		p.mu.Unlock()
+	}
 	tb, err := p.opt.Transform.Transform(ctx, b)
 	if err != nil {
 		return fmt.Errorf("transform batch: %w", err)
