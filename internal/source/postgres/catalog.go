@@ -258,7 +258,9 @@ func unseen(m *tableMeta, old, now *catalogState, cols []shapeCol) (string, []re
 			switch {
 			case (!ok || oc.num != nc.num) && !nc.missing:
 				return fmt.Sprintf("column %s was added with a volatile default: the table was rewritten and the existing rows' values never reach the stream", c.name), nil
-			case ok && oc.num == nc.num && oc.xmin != nc.xmin:
+			case ok && oc.num == nc.num && oc.xmin != nc.xmin && !(oc.missing && !nc.missing):
+				// (A rewrite writes the fast defaults into the rows and
+				// clears atthasmissing: that alone changes no value.)
 				return fmt.Sprintf("column %s was altered and the table rewritten: the rows' new values never reach the stream", c.name), nil
 			}
 		}

@@ -80,9 +80,9 @@ func checkNested(ctx context.Context, conn *pgx.Conn, metas []*tableMeta) error 
 		relids = append(relids, m.relid)
 		byOID[m.relid] = m.table.ID()
 	}
-	rows, err := conn.Query(ctx, `SELECT c.relid, a.relid FROM unnest($1::oid[]) AS c(relid)
+	rows, err := conn.Query(ctx, `SELECT c.relid, a.relid::oid FROM unnest($1::oid[]) AS c(relid)
 		CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(c.relid::regclass) AS a
-		WHERE a.relid <> c.relid AND a.relid = ANY($1::oid[])`, relids)
+		WHERE a.relid::oid <> c.relid AND a.relid::oid = ANY($1::oid[])`, relids)
 	if err != nil {
 		return fmt.Errorf("read partition ancestors: %w", err)
 	}
@@ -118,7 +118,7 @@ func (s *Source) checkPublishedAncestors(ctx context.Context, conn *pgx.Conn, me
 		JOIN pg_catalog.pg_class ac ON ac.oid = a.relid
 		JOIN pg_catalog.pg_namespace an ON an.oid = ac.relnamespace
 		JOIN pg_catalog.pg_publication p ON p.pubname = $2 AND p.pubviaroot
-		WHERE a.relid <> c.relid AND EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt
+		WHERE a.relid::oid <> c.relid AND EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt
 			WHERE pt.pubname = $2 AND pt.schemaname = an.nspname AND pt.tablename = ac.relname)`, relids, s.cfg.Publication)
 	if err != nil {
 		return fmt.Errorf("read published ancestors: %w", err)

@@ -139,26 +139,34 @@ func (st *streamer) checkCatalog(ctx context.Context) error {
 	s.mu.Lock()
 	startup := !s.startChecked
 	s.mu.Unlock()
+	need := map[change.TableID]string{}
 	if startup {
-		need, err := s.checkStartup(ctx, st.meta)
-		if err != nil {
+		if need, err = s.checkStartup(ctx, st.meta); err != nil {
 			return err
 		}
-		s.mu.Lock()
-		s.startChecked = true
-		s.mu.Unlock()
-		if len(need) > 0 {
-			return &needResnapshot{tables: need}
-		}
 	}
-	need, err := s.check(ctx, st.meta)
+	found, err := s.check(ctx, st.meta)
 	if err != nil {
 		return err
 	}
+	for _, m := range []map[change.TableID]string{found, st.need} {
+		for id, why := range m {
+			if _, ok := need[id]; !ok {
+				need[id] = why
+			}
+		}
+	}
+	if startup {
+		s.mu.Lock()
+		s.startChecked = true
+		s.mu.Unlock()
+	}
+	// Every table that needs a re-snapshot is in need, and the batch that
+	// carries the Ack resets them: the Ack may pass the check's position.
+	st.checked = max(st.checked, at)
 	if len(need) > 0 {
 		return &needResnapshot{tables: need}
 	}
-	st.checked = max(st.checked, at)
 	return nil
 }
 

@@ -97,6 +97,7 @@ type streamer struct {
 	conn *pgconn.PgConn
 	meta *pgx.Conn
 	rels map[uint32]*tableMeta // nil entry: relation not mirrored
+	need map[change.TableID]string // tables found to need a re-snapshot, at the transaction's end
 
 	base      change.LSN // the slot's confirmed position when the session started
 	received  change.LSN // reported as the write position
@@ -182,7 +183,8 @@ func (st *streamer) run(ctx context.Context) error {
 			}
 			nextStatus = now.Add(interval)
 		}
-		if !now.Before(nextCheck) {
+		if !now.Before(nextCheck) && !st.inTxn {
+			// Between transactions only: a session never ends inside one.
 			if err := st.checkCatalog(ctx); err != nil {
 				return err
 			}
@@ -287,7 +289,7 @@ func (st *streamer) handle(ctx context.Context, lsn change.LSN, data []byte) err
 			return nil
 		}
 		rel := st.rels[r.relid]
-		if rel.before(st.finalLSN) {
+		if rel.before(st.finalLSN) || st.need[rel.table.ID()] != "" {
 			return nil
 		}
 		return st.add(ctx, change.Change{Op: r.op, Table: rel.table, Before: r.before, After: r.after,
@@ -305,6 +307,9 @@ func (st *streamer) handle(ctx context.Context, lsn change.LSN, data []byte) err
 		}
 		st.inTxn = false
 		st.safe = max(st.safe, change.LSN(m.TransactionEndLSN))
+		if len(st.need) > 0 {
+			return st.checkCatalog(ctx) // ends the session with them
+		}
 	case 'R':
 		var m pglogrepl.RelationMessage
 		if err := m.Decode(data[1:]); err != nil {
@@ -318,7 +323,7 @@ func (st *streamer) handle(ctx context.Context, lsn change.LSN, data []byte) err
 		}
 		for _, relid := range m.RelationIDs {
 			rel := st.rels[relid]
-			if rel == nil || rel.before(st.finalLSN) {
+			if rel == nil || rel.before(st.finalLSN) || st.need[rel.table.ID()] != "" {
 				continue
 			}
 			err := st.add(ctx, change.Change{Op: change.OpTruncate, Table: rel.table,
@@ -391,7 +396,13 @@ func (st *streamer) flush(ctx context.Context) error {
 // sendStatus reports the confirmed position as flushed and applied; the
 // write position is what was received. It never reports beyond Confirm.
 func (st *streamer) sendStatus(reply bool) error {
-	flushed := max(change.LSN(st.s.confirmed.Load()), st.base)
+	// Nor past what this session decoded: a position confirmed by an
+	// earlier session's batches can lie ahead of a new session, which
+	// decodes again from the slot's position; confirming it would let the
+	// server drop catalog rows the new session still needs (after a
+	// re-snapshot of a rewritten table: "pg_attribute catalog is missing
+	// attributes").
+	flushed := max(min(change.LSN(st.s.confirmed.Load()), st.safe), st.base)
 	if flushed == 0 {
 		return nil
 	}
@@ -485,7 +496,18 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 	known := cur.cat
 	st.s.mu.Unlock()
 	if why, _ := unseen(cur, known, now, shape); why != "" {
-		return &needResnapshot{tables: map[change.TableID]string{id: why}}
+		// The session ends at the transaction's commit, so that the Ack
+		// covers the transaction whole and it is never decoded again
+		// (re-decoding a transaction that rewrote a table, from a restart
+		// point a snapshot's temporary slot left, fails on Postgres 15 with
+		// "pg_attribute catalog is missing attributes"). The table's changes
+		// until then are dropped: the snapshot holds them.
+		if st.need == nil {
+			st.need = map[change.TableID]string{}
+		}
+		st.need[id] = why
+		st.rels[m.RelationID] = next
+		return nil
 	}
 	if keyErr != nil {
 		return &permanent{fmt.Errorf("schema change of %s: %w", id, keyErr)}
