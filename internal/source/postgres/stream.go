@@ -96,7 +96,7 @@ type streamer struct {
 	emit pipeline.Emit
 	conn *pgconn.PgConn
 	meta *pgx.Conn
-	rels map[uint32]*tableMeta // nil entry: relation not mirrored
+	rels map[uint32]*tableMeta     // nil entry: relation not mirrored
 	need map[change.TableID]string // tables found to need a re-snapshot, at the transaction's end
 
 	base      change.LSN // the slot's confirmed position when the session started
