@@ -487,6 +487,11 @@ func (s *Source) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("create replication slot %s: %w", slot, err)
 	}
 	s.log.Info("created replication slot", "slot", slot)
+	// A new slot has no history that the target could lag behind: there
+	// is nothing made while sluice was stopped to look for.
+	s.mu.Lock()
+	s.startChecked = true
+	s.mu.Unlock()
 	return nil
 }
 

@@ -203,7 +203,10 @@ func (st *streamer) run(ctx context.Context) error {
 			}
 		}
 		idle = false
-		wake := minTime(nextStatus, nextCheck)
+		wake := nextStatus
+		if !st.inTxn {
+			wake = minTime(wake, nextCheck)
+		}
 		if pending {
 			wake = minTime(wake, st.pendingSince.Add(flush))
 			if !st.inTxn {
