@@ -5,6 +5,13 @@ package change
 // transaction size); Ack says how far the source may be confirmed once this
 // batch and every earlier one is durable downstream.
 type Batch struct {
+	// Reset lists tables to empty and forget in the target (Target.Reset)
+	// before this batch's changes are applied: the source is about to
+	// snapshot them again (a change the stream cannot describe, such as a
+	// table rewrite or a partition attached). Their rows follow in this or
+	// later batches, ending with a Snapshotted marker. A batch with a Reset
+	// is never merged into an earlier batch.
+	Reset   []*Table
 	Changes []Change
 	// Snapshotted lists the tables whose initial snapshot is complete once
 	// this batch is applied, with the snapshot's position: changes at or

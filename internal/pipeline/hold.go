@@ -158,7 +158,7 @@ func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b *change.Batc
 	for b != nil {
 		at, reached, moved := h.state()
 		before, after := split(b, at)
-		if len(before.Changes) > 0 || len(before.Snapshotted) > 0 || before.Ack > 0 {
+		if len(before.Changes) > 0 || len(before.Snapshotted) > 0 || before.Ack > 0 || len(before.Reset) > 0 {
 			if err := p.apply(runCtx, applyCtx, before); err != nil {
 				return err
 			}
@@ -219,7 +219,7 @@ func split(b *change.Batch, at change.LSN) (before, after *change.Batch) {
 	if i == len(b.Changes) && b.Ack < at {
 		return b, nil
 	}
-	before = &change.Batch{Changes: b.Changes[:i], Snapshotted: b.Snapshotted}
+	before = &change.Batch{Reset: b.Reset, Changes: b.Changes[:i], Snapshotted: b.Snapshotted}
 	after = &change.Batch{Changes: b.Changes[i:], Ack: b.Ack}
 	return before, after
 }

@@ -273,6 +273,16 @@ func (p *Pipeline) apply(runCtx, applyCtx context.Context, b *change.Batch) erro
 			}
 			tb = out
 		}
+		// The source re-snapshots these tables: their rows follow. A reset
+		// done by a failed attempt is done again harmlessly.
+		for _, t := range tb.Reset {
+			if err := p.dst.Reset(applyCtx, t); err != nil {
+				return fmt.Errorf("prepare target table %s for its re-snapshot: %w", t.ID(), err)
+			}
+			p.mu.Lock()
+			p.table(t.ID().String()).Snapshotted = false
+			p.mu.Unlock()
+		}
 		return p.applyOnce(applyCtx, b, tb)
 	})
 	if err != nil && runCtx.Err() != nil && errors.Is(err, runCtx.Err()) {

@@ -77,6 +77,9 @@ func (q *queue) pop(maxChanges, maxBytes int) *change.Batch {
 	taken, bytes := 1, q.sizes[0]
 	for taken < len(q.items) {
 		next := q.items[taken]
+		if len(next.Reset) > 0 {
+			break // its Reset must not be applied before the changes ahead of it
+		}
 		if len(out.Changes)+len(next.Changes) > maxChanges || bytes+q.sizes[taken] > maxBytes {
 			break
 		}
@@ -102,6 +105,7 @@ func (q *queue) pop(maxChanges, maxBytes int) *change.Batch {
 // merged copies b so appending to it does not alias the source's slices.
 func merged(b *change.Batch) *change.Batch {
 	return &change.Batch{
+		Reset:       b.Reset,
 		Changes:     append([]change.Change(nil), b.Changes...),
 		Snapshotted: append([]change.SnapshotDone(nil), b.Snapshotted...),
 		Ack:         b.Ack,

@@ -99,6 +99,13 @@ func (t *Transform) Transform(ctx context.Context, b *change.Batch) (*change.Bat
 		return nil, fmt.Errorf("views: %w", err)
 	}
 	out := &change.Batch{Ack: b.Ack}
+	for _, r := range b.Reset {
+		// A table only feeding views has nothing in the target to reset;
+		// the engine rebuilds the views over it from its snapshot rows.
+		if t.mirrored[r.ID()] {
+			out.Reset = append(out.Reset, r)
+		}
+	}
 	for i := range b.Changes {
 		c := &b.Changes[i]
 		id := c.Table.ID()

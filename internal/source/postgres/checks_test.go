@@ -101,7 +101,7 @@ func TestRoleAndTableErrors(t *testing.T) {
 	wantErr(t, err, ErrNoPrivilege, "role repl has no SELECT privilege on table public.secret", `GRANT SELECT ON "public"."secret" TO "repl"`)
 
 	_, err = newSource(t, url, nil, "missing", "vw").Prepare(ctx)
-	wantErr(t, err, ErrNoTable, "table public.missing does not exist in database", "public.vw is not a plain table")
+	wantErr(t, err, ErrNoTable, "table public.missing does not exist in database", "public.vw is not a table (relkind v)")
 
 	_, err = newSource(t, url, nil, "nopk").Prepare(ctx)
 	wantErr(t, err, ErrNoKey, "table public.nopk has no primary key", "ADD PRIMARY KEY", "declare its key", `ALTER TABLE "public"."nopk" REPLICA IDENTITY FULL`)

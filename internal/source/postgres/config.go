@@ -27,7 +27,12 @@ type Config struct {
 	BatchBytes      int                         // max bytes (change.Change.Size) per batch (default 16 MiB)
 	FlushInterval   time.Duration               // emit a partial batch after this long (default 200ms)
 	StatusInterval  time.Duration               // standby status update period (default 10s)
-	Logger          *slog.Logger
+	// CheckInterval is how often the stream compares the mirrored tables
+	// with the catalog, for changes that send no row changes (a partition
+	// attached, a table rewritten); the slot is confirmed only up to the
+	// last check (default 2s).
+	CheckInterval time.Duration
+	Logger        *slog.Logger
 }
 
 const (
@@ -37,6 +42,7 @@ const (
 	defaultBatchBytes     = 16 << 20
 	defaultFlushInterval  = 200 * time.Millisecond
 	defaultStatusInterval = 10 * time.Second
+	defaultCheckInterval  = 2 * time.Second
 	maxIdentLen           = 63 // NAMEDATALEN-1: longer slot names are refused by the server
 )
 
@@ -64,6 +70,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StatusInterval <= 0 {
 		c.StatusInterval = defaultStatusInterval
+	}
+	if c.CheckInterval <= 0 {
+		c.CheckInterval = defaultCheckInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

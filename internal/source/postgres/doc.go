@@ -13,6 +13,13 @@
 // bytes (a batch may end inside a transaction), and moves the slot only as far
 // as Confirm allows.
 //
+// A partitioned table is read through its root (partition.go). Changes that
+// send no row changes, such as a table rewritten by a volatile default or a
+// type change and a partition attached or detached, are found in the
+// catalog (catalog.go), while streaming and at start-up, and re-snapshot
+// just that table: a batch with Reset, its rows, then streaming resumes
+// from the slot (resnapshot.go).
+//
 // Values from COPY and from pgoutput are both Postgres' text form, so one
 // decoder (types.go) keyed on the column's type turns them into
 // change.Values. Its neighbours: change (the currency it produces) and

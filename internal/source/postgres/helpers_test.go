@@ -99,7 +99,7 @@ func tableIDs(names ...string) []change.TableID {
 func newSource(t *testing.T, url string, mod func(*Config), tables ...string) *Source {
 	t.Helper()
 	cfg := Config{URL: url, Pipeline: pipelineName(t), Tables: tableIDs(tables...), Logger: testLogger(t),
-		FlushInterval: 20 * time.Millisecond, StatusInterval: 200 * time.Millisecond}
+		FlushInterval: 20 * time.Millisecond, StatusInterval: 200 * time.Millisecond, CheckInterval: 100 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -101,10 +101,27 @@ func (s *Source) Prepare(ctx context.Context) ([]*change.Table, error) {
 		}
 		metas = append(metas, m)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if len(errs) == 0 {
+		errs = append(errs, checkNested(ctx, conn, metas))
 	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := readCatalogs(ctx, conn, metas); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.roots = nil
+	for _, m := range metas {
+		if m.partitioned {
+			s.roots = append(s.roots, m.table.ID().String())
+		}
+	}
+	s.mu.Unlock()
 	if err := s.ensurePublication(ctx, conn); err != nil {
+		return nil, err
+	}
+	if err := s.checkPublishedAncestors(ctx, conn, metas); err != nil {
 		return nil, err
 	}
 	if err := s.ensureSlot(ctx, conn); err != nil {
@@ -170,15 +187,15 @@ func (s *Source) loadTable(ctx context.Context, conn *pgx.Conn, id change.TableI
 	if err != nil {
 		return nil, fmt.Errorf("look up table %s: %w", id, err)
 	}
-	if relkind != "r" {
-		return nil, fmt.Errorf("%s is not a plain table (relkind %s): mirror the table itself, not a view or a partitioned parent: %w", id, relkind, ErrNoTable)
+	if relkind != "r" && relkind != "p" {
+		return nil, fmt.Errorf("%s is not a table (relkind %s): mirror a table or a partitioned table, not a view, sequence or foreign table: %w", id, relkind, ErrNoTable)
 	}
 	if check && !canSelect {
 		var role string
 		_ = conn.QueryRow(ctx, "SELECT current_user::text").Scan(&role)
 		return nil, fmt.Errorf("role %s has no SELECT privilege on table %s, which the snapshot needs: run GRANT SELECT ON %s TO %s: %w", role, id, id.Quoted(), change.QuoteIdent(role), ErrNoPrivilege)
 	}
-	m := &tableMeta{relid: relid, table: &change.Table{Schema: id.Schema, Name: id.Name, Version: 1}}
+	m := &tableMeta{relid: relid, partitioned: relkind == "p", table: &change.Table{Schema: id.Schema, Name: id.Name, Version: 1}}
 	// Generated columns are left out: pgoutput does not send them (Postgres 15).
 	rows, err := conn.Query(ctx, `SELECT a.attname::text, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.attnum::int
 		FROM pg_catalog.pg_attribute a
@@ -220,6 +237,23 @@ func (s *Source) loadTable(ctx context.Context, conn *pgx.Conn, id change.TableI
 		return nil, fmt.Errorf("read primary key of %s: %w", id, err)
 	}
 	declared := s.cfg.Keys[id]
+	var leaves []leafIdent
+	if m.partitioned {
+		// Changes come from the partitions, each with its own replica
+		// identity: a partitioned table's own setting carries nothing.
+		if leaves, err = leafIdents(ctx, conn, relid); err != nil {
+			return nil, fmt.Errorf("read partitions of %s: %w", id, err)
+		}
+		if len(leaves) > 0 && ident != "f" {
+			full := true
+			for _, l := range leaves {
+				full = full && l.ident == "f"
+			}
+			if full {
+				ident = "f"
+			}
+		}
+	}
 	switch {
 	case ident == "n" && check:
 		return nil, fmt.Errorf("table %s has REPLICA IDENTITY NOTHING, so its updates and deletes carry no key: run ALTER TABLE %s REPLICA IDENTITY DEFAULT (or FULL): %w", id, id.Quoted(), ErrNoKey)
@@ -243,6 +277,11 @@ func (s *Source) loadTable(ctx context.Context, conn *pgx.Conn, id change.TableI
 	}
 	if err := setKey(m.table, m.keyNames); err != nil {
 		return nil, err
+	}
+	if check {
+		if err := checkLeaves(ctx, conn, m, pk, leaves); err != nil {
+			return nil, err
+		}
 	}
 	if len(declared) > 0 && check {
 		// A key with NULLs cannot be merged on (NULL matches nothing) and
@@ -296,9 +335,10 @@ func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
 		exists  bool
 		comment string
 		allTabs bool
+		viaRoot bool
 	)
-	err := conn.QueryRow(ctx, `SELECT true, coalesce(obj_description(p.oid, 'pg_publication'), ''), p.puballtables
-		FROM pg_catalog.pg_publication p WHERE p.pubname = $1`, pub).Scan(&exists, &comment, &allTabs)
+	err := conn.QueryRow(ctx, `SELECT true, coalesce(obj_description(p.oid, 'pg_publication'), ''), p.puballtables, p.pubviaroot
+		FROM pg_catalog.pg_publication p WHERE p.pubname = $1`, pub).Scan(&exists, &comment, &allTabs, &viaRoot)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("look up publication %s: %w", pub, err)
 	}
@@ -313,7 +353,11 @@ func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
 			names[i] = id.Quoted()
 		}
 		own := ownership{pubOurs: true, pipeline: s.cfg.Pipeline}
-		if _, err := tx.Exec(ctx, "CREATE PUBLICATION "+change.QuoteIdent(pub)+" FOR TABLE "+strings.Join(names, ", ")); err != nil {
+		// Through the root: a partitioned table's changes are sent as the
+		// root's, with its relation and schema, whichever partition holds
+		// the row (plain tables, partitions named alone included, are not
+		// affected).
+		if _, err := tx.Exec(ctx, "CREATE PUBLICATION "+change.QuoteIdent(pub)+" FOR TABLE "+strings.Join(names, ", ")+" WITH (publish_via_partition_root = true)"); err != nil {
 			return fmt.Errorf("create publication %s: %w%s", pub, err, privilegeHint(err, "the role needs CREATE on the database and ownership of the tables"))
 		}
 		if _, err := tx.Exec(ctx, "COMMENT ON PUBLICATION "+change.QuoteIdent(pub)+" IS "+change.QuoteLiteral(own.comment(""))); err != nil {
@@ -324,6 +368,25 @@ func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
 		}
 		s.log.Info("created publication", "publication", pub)
 		return nil
+	}
+	own := parseOwnership(comment)
+	if !viaRoot {
+		if roots := s.partitionedTables(); len(roots) > 0 {
+			if !own.pubOurs {
+				return fmt.Errorf("publication %s was not created by sluice and publishes partitioned tables (%s) through their partitions, whose changes sluice would not recognise: run ALTER PUBLICATION %s SET (publish_via_partition_root = true), or leave the publication to sluice: %w",
+					pub, strings.Join(roots, ", "), change.QuoteIdent(pub), ErrForeignObjects)
+			}
+			// A slot already streaming sees the option from the point its
+			// decoding reaches this statement: changes of plain tables are
+			// sent as before, changes of partitions of a published
+			// partitioned table as the root's from then on. The partitioned
+			// tables are added just below and snapshotted after it, so no
+			// earlier change of theirs is needed.
+			if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+change.QuoteIdent(pub)+" SET (publish_via_partition_root = true)"); err != nil {
+				return fmt.Errorf("set publish_via_partition_root on publication %s: %w", pub, err)
+			}
+			s.log.Info("publication now publishes partitioned tables through their root", "publication", pub)
+		}
 	}
 	if allTabs {
 		return nil
@@ -344,7 +407,6 @@ func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read tables of publication %s: %w", pub, err)
 	}
-	own := parseOwnership(comment)
 	var missing []string
 	for _, id := range s.cfg.Tables {
 		if !have[id] {
@@ -425,6 +487,11 @@ func (s *Source) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("create replication slot %s: %w", slot, err)
 	}
 	s.log.Info("created replication slot", "slot", slot)
+	// A new slot has no history that the target could lag behind: there
+	// is nothing made while sluice was stopped to look for.
+	s.mu.Lock()
+	s.startChecked = true
+	s.mu.Unlock()
 	return nil
 }
 

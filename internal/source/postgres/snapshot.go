@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,13 +20,18 @@ import (
 	"github.com/sluice-dev/sluice/internal/pipeline"
 )
 
-// chunk is one COPY of a table: the heap pages [from, to) by ctid, to < 0
-// meaning "to the end". Page ranges rather than key ranges work for every
-// table (with or without a usable key), need no sort, and are read by TID
-// range scans; the last chunk is open-ended because a table can only have
-// grown past the size measured, never holding rows our snapshot sees there.
+// chunk is one COPY of a table: the heap pages [from, to) by ctid of rel
+// (the table, or one leaf partition of a partitioned table), to < 0 meaning
+// "to the end". Page ranges rather than key ranges work for every table
+// (with or without a usable key), need no sort, and are read by TID range
+// scans; the last chunk is open-ended because a table can only have grown
+// past the size measured, never holding rows our snapshot sees there. A
+// whole chunk reads rel entirely (a partitioned table read through its
+// root, when its partitions cannot be read one by one).
 type chunk struct {
 	meta     *tableMeta
+	rel      string // quoted relation to read
+	whole    bool
 	from, to int64
 	left     *atomic.Int32 // chunks of this table not yet emitted
 }
@@ -49,6 +55,15 @@ func (s *Source) Snapshot(ctx context.Context, tables []*change.Table, emit pipe
 		}
 		metas[i] = m
 	}
+	return s.snapshot(ctx, metas, nil, emit)
+}
+
+// snapshot copies the tables of metas in one exported snapshot. With reset
+// set (a re-snapshot while streaming), each table's schema is read again
+// inside the snapshot and reset is emitted, with those schemas in its Reset,
+// before any row; the new schemas then replace the old ones.
+func (s *Source) snapshot(ctx context.Context, metas []*tableMeta, reset *change.Batch, emit pipeline.Emit) error {
+	metas = slices.Clone(metas)
 	repl, err := s.connectReplication(ctx)
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
@@ -81,7 +96,7 @@ func (s *Source) Snapshot(ctx context.Context, tables []*change.Table, emit pipe
 	}
 	taken := time.Now().UTC()
 	pos := change.Position{CommitLSN: point}
-	s.log.Info("snapshot started", "tables", len(tables), "position", point.String(), "workers", s.cfg.SnapshotWorkers)
+	s.log.Info("snapshot started", "tables", len(metas), "position", point.String(), "workers", s.cfg.SnapshotWorkers)
 
 	// Plan the chunks inside the snapshot, then start the workers; the
 	// exporting connection stays idle until every worker has imported it.
@@ -89,10 +104,23 @@ func (s *Source) Snapshot(ctx context.Context, tables []*change.Table, emit pipe
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
-	chunks, err := s.planChunks(ctx, plan, res.SnapshotName, metas)
+	chunks, err := s.planSnapshot(ctx, plan, res.SnapshotName, metas, reset != nil)
 	plan.Close(context.Background())
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
+	}
+	// From here on the stream drops these tables' changes committed before
+	// the snapshot: it holds them.
+	for _, m := range metas {
+		m.snapAt.Store(uint64(point))
+	}
+	if reset != nil {
+		for _, m := range metas {
+			reset.Reset = append(reset.Reset, m.table)
+		}
+		if err := emit(ctx, reset); err != nil {
+			return err
+		}
 	}
 	workers := min(s.cfg.SnapshotWorkers, len(chunks))
 	queue := make(chan chunk, len(chunks))
@@ -142,7 +170,14 @@ func (s *Source) Snapshot(ctx context.Context, tables []*change.Table, emit pipe
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
-	s.log.Info("snapshot done", "tables", len(tables), "position", point.String())
+	if reset != nil {
+		s.mu.Lock()
+		for _, m := range metas {
+			s.tables[m.table.ID()] = m
+		}
+		s.mu.Unlock()
+	}
+	s.log.Info("snapshot done", "tables", len(metas), "position", point.String())
 	return nil
 }
 
@@ -154,7 +189,10 @@ func slotLimitHint(err error) string {
 	return ""
 }
 
-func (s *Source) planChunks(ctx context.Context, conn *pgx.Conn, snapshot string, metas []*tableMeta) ([]chunk, error) {
+// planSnapshot imports the snapshot and cuts the tables into chunks. With
+// reload, it first reads each table's schema again inside the snapshot
+// (replacing metas' entries with new ones) together with its catalog state.
+func (s *Source) planSnapshot(ctx context.Context, conn *pgx.Conn, snapshot string, metas []*tableMeta, reload bool) ([]chunk, error) {
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("plan chunks: %w", err)
@@ -163,36 +201,93 @@ func (s *Source) planChunks(ctx context.Context, conn *pgx.Conn, snapshot string
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+change.QuoteLiteral(snapshot)); err != nil {
 		return nil, fmt.Errorf("plan chunks: import snapshot: %w", err)
 	}
+	cats := map[uint32]*catalogState{}
+	if reload {
+		for i, m := range metas {
+			nm, err := s.loadTable(ctx, conn, m.table.ID(), false)
+			if err != nil {
+				return nil, &permanent{fmt.Errorf("read the schema of %s again: %w", m.table.ID(), err)}
+			}
+			nm.table.Version = m.table.Version + 1
+			metas[i] = nm
+		}
+		if err := readCatalogs(ctx, tx, metas); err != nil {
+			return nil, err
+		}
+	}
+	var roots []uint32
+	for _, m := range metas {
+		if m.partitioned {
+			roots = append(roots, m.relid)
+		}
+	}
+	if len(roots) > 0 {
+		// The partitions as the snapshot sees them.
+		if cats, err = readCatalog(ctx, tx, roots); err != nil {
+			return nil, err
+		}
+	}
 	var chunks []chunk
 	for _, m := range metas {
-		var pages int64
-		var relpages int64
-		var reltuples float64
-		err := tx.QueryRow(ctx, `SELECT pg_relation_size($1::oid) / current_setting('block_size')::bigint, c.relpages::bigint, c.reltuples::float8
-			FROM pg_catalog.pg_class c WHERE c.oid = $1::oid`, m.relid).Scan(&pages, &relpages, &reltuples)
-		if err != nil {
-			return nil, fmt.Errorf("plan chunks of %s: %w", m.table.ID(), err)
-		}
-		perPage := 100.0 // a guess for tables never analyzed
-		if relpages > 0 && reltuples > 0 {
-			perPage = max(reltuples/float64(relpages), 1)
-		}
-		step := max(int64(float64(s.cfg.ChunkRows)/perPage), 1)
 		left := new(atomic.Int32)
 		var mine []chunk
-		for from := int64(0); ; from += step {
-			c := chunk{meta: m, from: from, to: from + step, left: left}
-			if c.to >= pages {
-				c.to = -1
-				mine = append(mine, c)
+		switch {
+		case !m.partitioned:
+			if mine, err = s.pageChunks(ctx, tx, m, m.relid, m.table.ID().Quoted(), left); err != nil {
+				return nil, err
+			}
+		default:
+			leaves := cats[m.relid].sortedFiles()
+			byLeaf := len(leaves) > 0
+			for _, f := range leaves {
+				byLeaf = byLeaf && f.canSelect && f.kind == "r"
+			}
+			if !byLeaf {
+				// No partitions, or some that cannot be read one by one
+				// (no SELECT on them, foreign tables): through the root.
+				mine = []chunk{{meta: m, rel: m.table.ID().Quoted(), whole: true, left: left}}
 				break
 			}
-			mine = append(mine, c)
+			for _, f := range leaves {
+				cs, err := s.pageChunks(ctx, tx, m, f.oid, f.name, left)
+				if err != nil {
+					return nil, err
+				}
+				mine = append(mine, cs...)
+			}
 		}
 		left.Store(int32(len(mine)))
 		chunks = append(chunks, mine...)
 	}
 	return chunks, nil
+}
+
+// pageChunks cuts one relation holding rows into ctid page ranges.
+func (s *Source) pageChunks(ctx context.Context, tx pgx.Tx, m *tableMeta, oid uint32, rel string, left *atomic.Int32) ([]chunk, error) {
+	var pages int64
+	var relpages int64
+	var reltuples float64
+	err := tx.QueryRow(ctx, `SELECT pg_relation_size($1::oid) / current_setting('block_size')::bigint, c.relpages::bigint, c.reltuples::float8
+		FROM pg_catalog.pg_class c WHERE c.oid = $1::oid`, oid).Scan(&pages, &relpages, &reltuples)
+	if err != nil {
+		return nil, fmt.Errorf("plan chunks of %s: %w", rel, err)
+	}
+	perPage := 100.0 // a guess for tables never analyzed
+	if relpages > 0 && reltuples > 0 {
+		perPage = max(reltuples/float64(relpages), 1)
+	}
+	step := max(int64(float64(s.cfg.ChunkRows)/perPage), 1)
+	var mine []chunk
+	for from := int64(0); ; from += step {
+		c := chunk{meta: m, rel: rel, from: from, to: from + step, left: left}
+		if c.to >= pages {
+			c.to = -1
+			mine = append(mine, c)
+			break
+		}
+		mine = append(mine, c)
+	}
+	return mine, nil
 }
 
 type snapWorker struct {
@@ -213,19 +308,23 @@ func (w *snapWorker) copyChunk(ctx context.Context, c chunk) error {
 	for i, col := range t.Columns {
 		names[i] = col.Name
 	}
-	where := fmt.Sprintf("ctid >= '(%d,0)'::tid", c.from)
+	where := fmt.Sprintf(" WHERE ctid >= '(%d,0)'::tid", c.from)
 	if c.to >= 0 {
 		where += fmt.Sprintf(" AND ctid < '(%d,0)'::tid", c.to)
 	}
-	sql := "COPY (SELECT " + quoteIdents(names) + " FROM " + t.ID().Quoted() + " WHERE " + where + ") TO STDOUT"
+	if c.whole {
+		where = ""
+	}
+	// A partitioned table cannot be copied directly, only through a query.
+	sql := "COPY (SELECT " + quoteIdents(names) + " FROM " + c.rel + where + ") TO STDOUT"
 	if len(names) == 0 {
-		sql = "COPY (SELECT FROM " + t.ID().Quoted() + " WHERE " + where + ") TO STDOUT"
+		sql = "COPY (SELECT FROM " + c.rel + where + ") TO STDOUT"
 	}
 	w.batch = &change.Batch{}
 	w.bytes = 0
 	lw := &lineWriter{line: func(line string) error { return w.row(ctx, c.meta, line) }}
 	if _, err := w.conn.PgConn().CopyTo(ctx, lw, sql); err != nil {
-		return fmt.Errorf("copy %s pages %d..%d: %w", t.ID(), c.from, c.to, err)
+		return fmt.Errorf("copy %s (%s pages %d..%d): %w", t.ID(), c.rel, c.from, c.to, err)
 	}
 	if err := lw.finish(); err != nil {
 		return fmt.Errorf("copy %s: %w", t.ID(), err)

@@ -23,6 +23,12 @@ type Source struct {
 
 	mu     sync.Mutex
 	tables map[change.TableID]*tableMeta // the mirrored tables' current schemas
+	roots  []string                      // the mirrored partitioned tables
+	// resnap lists the tables that must be snapshotted again before the
+	// stream goes on, with the reason; startChecked says whether the
+	// start-up check for changes made while sluice was stopped ran.
+	resnap       map[change.TableID]string
+	startChecked bool
 
 	confirmed atomic.Uint64 // highest LSN given to Confirm
 	closed    atomic.Bool
@@ -33,11 +39,20 @@ var _ pipeline.Source = (*Source)(nil)
 // tableMeta is the source's own knowledge of a mirrored table beside its
 // change.Table: the decoders and type modifiers of its columns and its key.
 type tableMeta struct {
-	table    *change.Table
-	types    []*typeInfo
-	typmods  []int32
-	keyNames []string
-	relid    uint32
+	table       *change.Table
+	types       []*typeInfo
+	typmods     []int32
+	keyNames    []string
+	relid       uint32
+	partitioned bool // relkind p: mirrored through its root
+
+	// cat is what the catalog said of the table when it was last checked
+	// (guarded by Source.mu): its storage files and columns' catalog rows.
+	cat *catalogState
+	// snapAt is the position of this process's last snapshot of the table
+	// (0 if none): the stream drops the table's changes committed before
+	// it, which the snapshot holds.
+	snapAt atomic.Uint64
 }
 
 // New validates cfg and fills in defaults. It does no I/O.

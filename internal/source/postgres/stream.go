@@ -35,15 +35,31 @@ func (s *Source) Stream(ctx context.Context, emit pipeline.Emit) error {
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 10 * time.Second
 	backoff := minBackoff
 	for {
-		st := &streamer{s: s, emit: emit, rels: map[uint32]*tableMeta{}}
-		err := st.run(ctx)
+		// Re-snapshots left from an earlier session go first; a session
+		// that finds a table needing one ends, hands over what it decoded
+		// (without that table's changes) with the table's Reset, and the
+		// next session resumes from the slot's confirmed position.
+		var st *streamer
+		err := s.resnapshot(ctx, nil, emit)
+		if err == nil {
+			st = &streamer{s: s, emit: emit, rels: map[uint32]*tableMeta{}}
+			err = st.run(ctx)
+			var need *needResnapshot
+			if errors.As(err, &need) && ctx.Err() == nil {
+				s.addResnapshot(need.tables)
+				if err = s.resnapshot(ctx, st.undelivered(need.tables), emit); err == nil {
+					backoff = minBackoff
+					continue
+				}
+			}
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if !retryable(err) {
 			return fmt.Errorf("stream from slot %s: %w", s.cfg.Slot, err)
 		}
-		if st.progressed {
+		if st != nil && st.progressed {
 			backoff = minBackoff
 		}
 		s.log.Warn("replication connection lost, reconnecting", "slot", s.cfg.Slot, "error", err, "retry_in", backoff)
@@ -80,7 +96,8 @@ type streamer struct {
 	emit pipeline.Emit
 	conn *pgconn.PgConn
 	meta *pgx.Conn
-	rels map[uint32]*tableMeta // nil entry: relation not mirrored
+	rels map[uint32]*tableMeta     // nil entry: relation not mirrored
+	need map[change.TableID]string // tables found to need a re-snapshot, at the transaction's end
 
 	base      change.LSN // the slot's confirmed position when the session started
 	received  change.LSN // reported as the write position
@@ -93,6 +110,11 @@ type streamer struct {
 
 	safe    change.LSN // end of the last whole transaction (or idle keepalive position) seen
 	lastAck change.LSN // the last Ack emitted
+	// checked is the WAL position before the last catalog check that found
+	// nothing to re-snapshot: Acks stay at or before it, so the slot never
+	// passes a change that sends no row changes (catalog.go) before a check
+	// has seen it, and a restart still finds it (checkStartup).
+	checked change.LSN
 
 	batch        *change.Batch
 	bytes        int
@@ -119,6 +141,9 @@ func (st *streamer) run(ctx context.Context) error {
 	if st.base, err = change.ParseLSN(confirmed); err != nil {
 		return &permanent{err}
 	}
+	if err := st.checkCatalog(ctx); err != nil {
+		return err
+	}
 	if st.conn, err = s.connectReplication(ctx); err != nil {
 		return err
 	}
@@ -140,6 +165,7 @@ func (st *streamer) run(ctx context.Context) error {
 	st.lastEmit = time.Now()
 	interval, flush := s.cfg.StatusInterval, s.cfg.FlushInterval
 	nextStatus := time.Now()
+	nextCheck := time.Now().Add(s.cfg.CheckInterval)
 	// idle is set when a read found nothing to read for idleFlush: a batch
 	// that ends at a transaction boundary then goes out at once instead of
 	// waiting out the flush interval, which keeps latency low when changes
@@ -157,13 +183,20 @@ func (st *streamer) run(ctx context.Context) error {
 			}
 			nextStatus = now.Add(interval)
 		}
+		if !now.Before(nextCheck) && !st.inTxn {
+			// Between transactions only: a session never ends inside one.
+			if err := st.checkCatalog(ctx); err != nil {
+				return err
+			}
+			nextCheck = time.Now().Add(s.cfg.CheckInterval)
+		}
 		pending := len(st.batch.Changes) > 0
 		if pending && (now.Sub(st.pendingSince) >= flush || (idle && !st.inTxn)) {
 			if err := st.flush(ctx); err != nil {
 				return err
 			}
 			pending = false
-		} else if !pending && !st.inTxn && st.safe > st.lastAck && now.Sub(st.lastEmit) >= flush {
+		} else if !pending && !st.inTxn && st.ackable() > st.lastAck && now.Sub(st.lastEmit) >= flush {
 			// Idle: let the slot move past WAL that touches no mirrored table.
 			if err := st.flush(ctx); err != nil {
 				return err
@@ -171,12 +204,15 @@ func (st *streamer) run(ctx context.Context) error {
 		}
 		idle = false
 		wake := nextStatus
+		if !st.inTxn {
+			wake = minTime(wake, nextCheck)
+		}
 		if pending {
 			wake = minTime(wake, st.pendingSince.Add(flush))
 			if !st.inTxn {
 				wake = minTime(wake, now.Add(idleFlush))
 			}
-		} else if !st.inTxn && st.safe > st.lastAck {
+		} else if !st.inTxn && st.ackable() > st.lastAck {
 			wake = minTime(wake, st.lastEmit.Add(flush))
 		}
 		_ = st.conn.Conn().SetReadDeadline(wake)
@@ -255,7 +291,11 @@ func (st *streamer) handle(ctx context.Context, lsn change.LSN, data []byte) err
 		if !ok {
 			return nil
 		}
-		return st.add(ctx, change.Change{Op: r.op, Table: st.rels[r.relid].table, Before: r.before, After: r.after,
+		rel := st.rels[r.relid]
+		if rel.before(st.finalLSN) || st.need[rel.table.ID()] != "" {
+			return nil
+		}
+		return st.add(ctx, change.Change{Op: r.op, Table: rel.table, Before: r.before, After: r.after,
 			Pos: change.Position{CommitLSN: st.finalLSN, LSN: lsn}, TxID: st.xid, CommitTime: st.commitTime})
 	case 'B':
 		var m pglogrepl.BeginMessage
@@ -270,6 +310,9 @@ func (st *streamer) handle(ctx context.Context, lsn change.LSN, data []byte) err
 		}
 		st.inTxn = false
 		st.safe = max(st.safe, change.LSN(m.TransactionEndLSN))
+		if len(st.need) > 0 {
+			return st.checkCatalog(ctx) // ends the session with them
+		}
 	case 'R':
 		var m pglogrepl.RelationMessage
 		if err := m.Decode(data[1:]); err != nil {
@@ -283,7 +326,7 @@ func (st *streamer) handle(ctx context.Context, lsn change.LSN, data []byte) err
 		}
 		for _, relid := range m.RelationIDs {
 			rel := st.rels[relid]
-			if rel == nil {
+			if rel == nil || rel.before(st.finalLSN) || st.need[rel.table.ID()] != "" {
 				continue
 			}
 			err := st.add(ctx, change.Change{Op: change.OpTruncate, Table: rel.table,
@@ -320,9 +363,9 @@ func (st *streamer) add(ctx context.Context, c change.Change) error {
 // status updates keep going out so the server does not time the session out.
 func (st *streamer) flush(ctx context.Context) error {
 	b := st.batch
-	if st.safe > st.lastAck {
-		b.Ack = st.safe
-		st.lastAck = st.safe
+	if a := st.ackable(); a > st.lastAck {
+		b.Ack = a
+		st.lastAck = a
 	}
 	if len(b.Changes) == 0 && b.Ack == 0 {
 		return nil
@@ -356,7 +399,13 @@ func (st *streamer) flush(ctx context.Context) error {
 // sendStatus reports the confirmed position as flushed and applied; the
 // write position is what was received. It never reports beyond Confirm.
 func (st *streamer) sendStatus(reply bool) error {
-	flushed := max(change.LSN(st.s.confirmed.Load()), st.base)
+	// Nor past what this session decoded: a position confirmed by an
+	// earlier session's batches can lie ahead of a new session, which
+	// decodes again from the slot's position; confirming it would let the
+	// server drop catalog rows the new session still needs (after a
+	// re-snapshot of a rewritten table: "pg_attribute catalog is missing
+	// attributes").
+	flushed := max(min(change.LSN(st.s.confirmed.Load()), st.safe), st.base)
 	if flushed == 0 {
 		return nil
 	}
@@ -377,7 +426,11 @@ func (st *streamer) sendStatus(reply bool) error {
 
 // relation handles a RELATION message: the first one for a table in a
 // session binds it to the known schema; one whose columns differ builds a
-// new schema version, which reports the schema change downstream.
+// new schema version, which reports the schema change downstream, unless
+// the change is one the stream cannot describe (catalog.go): then the
+// session ends with the table to re-snapshot. A message in a transaction
+// that committed before the table's last snapshot only serves to decode
+// changes that are dropped (the snapshot holds them).
 func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
 	id := change.TableID{Schema: m.Namespace, Name: m.RelationName}
 	cur := st.s.meta(id)
@@ -385,32 +438,13 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 		st.rels[m.RelationID] = nil
 		return nil
 	}
-	nullable := map[string]bool{}
-	// attmissingval is the value rows that predate an added column take (a
-	// "fast default"): they send no change, so the warehouse must be told.
-	missing := map[string]string{}
-	nums := map[string]int{}
-	rows, err := st.meta.Query(ctx, `SELECT attname::text, NOT attnotnull, atthasmissing, coalesce(attmissingval::text, ''), attnum::int
-		FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped`, m.RelationID)
+	cats, err := readCatalog(ctx, st.meta, []uint32{m.RelationID})
 	if err != nil {
-		return fmt.Errorf("read columns of %s: %w", id, err)
+		return err
 	}
-	for rows.Next() {
-		var n, miss string
-		var null, hasMissing bool
-		var num int
-		if err := rows.Scan(&n, &null, &hasMissing, &miss, &num); err != nil {
-			rows.Close()
-			return fmt.Errorf("read columns of %s: %w", id, err)
-		}
-		nullable[n] = null
-		nums[n] = num
-		if hasMissing {
-			missing[n] = miss
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read columns of %s: %w", id, err)
+	now := cats[m.RelationID]
+	if now == nil { // dropped since: decode with the message alone
+		now = &catalogState{files: map[uint32]relFile{}, cols: map[string]catColumn{}}
 	}
 	// Column numbers come from the catalog: a column dropped and added
 	// again under the same name and type looks the same in the message.
@@ -418,15 +452,19 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 	for i := 0; same && i < len(m.Columns); i++ {
 		c := m.Columns[i]
 		old := cur.table.Columns[i]
+		num := now.cols[c.Name].num
 		same = c.Name == old.Name && c.DataType == old.Type.OID && c.TypeModifier == cur.typmods[i] &&
-			(old.Num == 0 || nums[c.Name] == 0 || nums[c.Name] == old.Num)
+			(old.Num == 0 || num == 0 || num == old.Num)
 	}
 	if same {
 		st.rels[m.RelationID] = cur
 		return nil
 	}
-	next := &tableMeta{relid: m.RelationID, keyNames: cur.keyNames,
+	stale := cur.before(st.finalLSN)
+	next := &tableMeta{relid: m.RelationID, keyNames: cur.keyNames, partitioned: cur.partitioned, cat: now,
 		table: &change.Table{Schema: id.Schema, Name: id.Name, Version: cur.table.Version + 1}}
+	next.snapAt.Store(cur.snapAt.Load())
+	shape := make([]shapeCol, 0, len(m.Columns))
 	for _, c := range m.Columns {
 		ti, err := st.s.types.resolve(ctx, st.meta, c.DataType)
 		if err != nil {
@@ -436,10 +474,14 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 		if err := st.meta.QueryRow(ctx, "SELECT format_type($1, $2)", c.DataType, c.TypeModifier).Scan(&name); err != nil {
 			return fmt.Errorf("format type of %s.%s: %w", id, c.Name, err)
 		}
-		null, ok := nullable[c.Name]
-		col := change.Column{Name: c.Name, Type: ti.changeType(name), Nullable: null || !ok, Num: nums[c.Name]}
-		if miss, ok := missing[c.Name]; ok {
-			if col.Missing, err = missingValue(miss, ti); err != nil {
+		shape = append(shape, shapeCol{name: c.Name, typ: c.DataType, typmod: c.TypeModifier, typName: name})
+		cc, ok := now.cols[c.Name]
+		col := change.Column{Name: c.Name, Type: ti.changeType(name), Nullable: cc.nullable || !ok, Num: cc.num}
+		if cc.missing && !stale {
+			// attmissingval is the value rows that predate an added column
+			// take (a "fast default"): they send no change, so the
+			// warehouse must be told.
+			if col.Missing, err = missingValue(cc.missVal, ti); err != nil {
 				st.s.log.Warn("cannot read the default of an added column: rows that existed before it will hold NULL in the target until they change",
 					"table", id.String(), "column", c.Name, "err", err)
 			}
@@ -448,8 +490,30 @@ func (st *streamer) relation(ctx context.Context, m *pglogrepl.RelationMessage) 
 		next.types = append(next.types, ti)
 		next.typmods = append(next.typmods, c.TypeModifier)
 	}
-	if err := setKey(next.table, next.keyNames); err != nil {
-		return &permanent{fmt.Errorf("schema change of %s: %w", id, err)}
+	keyErr := setKey(next.table, next.keyNames)
+	if stale {
+		st.rels[m.RelationID] = next
+		return nil
+	}
+	st.s.mu.Lock()
+	known := cur.cat
+	st.s.mu.Unlock()
+	if why, _ := unseen(cur, known, now, shape); why != "" {
+		// The session ends at the transaction's commit, so that the Ack
+		// covers the transaction whole and it is never decoded again
+		// (re-decoding a transaction that rewrote a table, from a restart
+		// point a snapshot's temporary slot left, fails on Postgres 15 with
+		// "pg_attribute catalog is missing attributes"). The table's changes
+		// until then are dropped: the snapshot holds them.
+		if st.need == nil {
+			st.need = map[change.TableID]string{}
+		}
+		st.need[id] = why
+		st.rels[m.RelationID] = next
+		return nil
+	}
+	if keyErr != nil {
+		return &permanent{fmt.Errorf("schema change of %s: %w", id, keyErr)}
 	}
 	st.s.mu.Lock()
 	if now := st.s.tables[id]; now == cur {
