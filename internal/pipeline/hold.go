@@ -221,5 +221,16 @@ func split(b *change.Batch, at change.LSN) (before, after *change.Batch) {
 	}
 	before = &change.Batch{Reset: b.Reset, Changes: b.Changes[:i], Snapshotted: b.Snapshotted}
 	after = &change.Batch{Changes: b.Changes[i:], Ack: b.Ack}
+	// Every transaction before the cut is whole (the source delivers in
+	// commit order and the rest starts at or after at): say so, so that a
+	// transform waiting for a transaction's end (views) emits its output
+	// now. The last one's commit LSN is a safe Ack: its commit record
+	// ends after it, so a restart from there replays it, never skips it.
+	for j := i - 1; j >= 0; j-- {
+		if c := &b.Changes[j]; c.Op != change.OpRead {
+			before.Ack = c.Pos.CommitLSN
+			break
+		}
+	}
 	return before, after
 }

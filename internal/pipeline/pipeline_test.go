@@ -217,8 +217,12 @@ func TestHoldAtStopsBetweenTransactions(t *testing.T) {
 		t.Fatalf("while held at 30: %d changes applied, want exactly the one committed at 20", n)
 	}
 	src.mu.Lock()
-	if len(src.confirmed) != 0 {
-		t.Errorf("confirmed %v while the second transaction is held", src.confirmed)
+	// The first transaction is whole: its commit position may be confirmed
+	// (a restart from there replays it), nothing of the held second one.
+	for _, c := range src.confirmed {
+		if c > 20 {
+			t.Errorf("confirmed %v while the second transaction is held", src.confirmed)
+		}
 	}
 	src.mu.Unlock()
 	release()
