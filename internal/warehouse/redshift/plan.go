@@ -71,7 +71,8 @@ type TablePlan struct {
 	Source *change.Table
 	// Target is the mirrored table; Deleted keeps the keys of deleted rows
 	// with the position of their delete, so a late, older change cannot bring
-	// a row back.
+	// a row back. A keyless table (Source.Keyless) has no delete markers:
+	// Deleted is then the zero TableID.
 	Target  change.TableID
 	Deleted change.TableID
 	Columns []Column
@@ -169,9 +170,10 @@ func NewPlan(cfg Config) (*Plan, error) {
 		targets[tp.Target] = src.ID()
 		p.Warnings = append(p.Warnings, warn...)
 		p.Tables = append(p.Tables, tp)
-		p.Objects = append(p.Objects,
-			tableObject(tp.Target, tableDDL(d, tp.Target, tp.Columns)),
-			tableObject(tp.Deleted, tableDDL(d, tp.Deleted, keyColumns(tp.Columns))))
+		p.Objects = append(p.Objects, tableObject(tp.Target, tableDDL(d, tp.Target, tp.Columns, src.Keyless())))
+		if !src.Keyless() {
+			p.Objects = append(p.Objects, tableObject(tp.Deleted, tableDDL(d, tp.Deleted, keyColumns(tp.Columns), false)))
+		}
 	}
 	// Target schemas other than the state schema.
 	seen := map[string]bool{c.StateSchema: true}
@@ -227,10 +229,9 @@ func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
 	if schema == "" {
 		schema = src.Schema
 	}
-	tp := &TablePlan{
-		Source:  src,
-		Target:  change.TableID{Schema: schema, Name: src.Name},
-		Deleted: change.TableID{Schema: p.Config.StateSchema, Name: schema + "." + src.Name + ".deleted"},
+	tp := &TablePlan{Source: src, Target: change.TableID{Schema: schema, Name: src.Name}}
+	if !src.Keyless() {
+		tp.Deleted = change.TableID{Schema: p.Config.StateSchema, Name: schema + "." + src.Name + ".deleted"}
 	}
 	if len(tp.Deleted.Name) > maxIdent {
 		return nil, nil, fmt.Errorf("%w: table %s: the name of its delete markers table %q is longer than Redshift's %d bytes: shorten the table name or the target schema", ErrConfig, src.ID(), tp.Deleted.Name, maxIdent)
@@ -258,7 +259,7 @@ func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
 			NotNull: col.Key || !col.Nullable, Toastable: !col.Key && toastable(col.Type.Kind),
 		})
 	}
-	if n := mergeWidth(tp.Columns); n > maxColumns {
+	if n := mergeWidth(tp.Columns, src.Keyless()); n > maxColumns {
 		return nil, nil, fmt.Errorf("%w: table %s: its merge needs a temporary table of %d columns (%d columns, %d of them TOAST-able, each carrying its value, an \"unchanged\" flag and where its latest value is), over Redshift's %d columns per table: mirror fewer columns (project them in a pipeline) or split the table into several pipelines' views",
 			ErrConfig, src.ID(), n, len(tp.Columns), toastCount(tp.Columns), maxColumns)
 	}
@@ -271,8 +272,11 @@ const maxColumns = 1600
 
 // mergeWidth is the number of columns of the widest table the merge makes
 // (_sluice_changes: the row columns of _sluice_rows plus its window
-// columns; see mergeSQL), or of the mirror itself.
-func mergeWidth(cols []Column) int {
+// columns; see mergeSQL and multisetMergeSQL), or of the mirror itself.
+func mergeWidth(cols []Column, keyless bool) int {
+	if keyless {
+		return len(cols) + 8 // positions, count; id, group, net, first, added
+	}
 	keys, toast := len(keyColumns(cols)), toastCount(cols)
 	rows := 4 + keys + len(cols) + toast // positions, deleted, moved; from-keys; values; unchanged flags
 	changes := rows + 2 + toast          // seq, last; one source column per TOAST-able column
@@ -280,6 +284,15 @@ func mergeWidth(cols []Column) int {
 		changes++ // reset
 	}
 	return max(changes, len(cols)+2)
+}
+
+// identityColumns are the columns that tell rows apart: the key's, or
+// every column of a keyless table.
+func identityColumns(cols []Column) []Column {
+	if k := keyColumns(cols); len(k) > 0 {
+		return k
+	}
+	return cols
 }
 
 func keyColumns(cols []Column) []Column {
@@ -293,14 +306,15 @@ func keyColumns(cols []Column) []Column {
 }
 
 // tableDDL renders CREATE TABLE for a mirrored table (or its delete markers:
-// the key columns only), with the position of the last change applied.
-func tableDDL(d Dialect, id change.TableID, cols []Column) string {
+// the key columns only), with the position of the last change applied. A
+// keyless table is a multiset: no key, and no NOT NULL on its columns.
+func tableDDL(d Dialect, id change.TableID, cols []Column, keyless bool) string {
 	var b strings.Builder
 	b.WriteString("CREATE TABLE " + id.Quoted() + " (\n")
 	var keys []string
 	for _, c := range cols {
 		b.WriteString("  " + change.QuoteIdent(c.Name) + " " + d.Type(c.Type))
-		if c.NotNull {
+		if c.NotNull && !keyless {
 			b.WriteString(" NOT NULL")
 		}
 		b.WriteString(",\n")
@@ -309,6 +323,11 @@ func tableDDL(d Dialect, id change.TableID, cols []Column) string {
 		}
 	}
 	b.WriteString("  " + change.QuoteIdent(colCommitLSN) + " " + lsnType + " NOT NULL,\n")
+	if keyless {
+		b.WriteString("  " + change.QuoteIdent(colLSN) + " " + lsnType + " NOT NULL\n)")
+		b.WriteString(d.TableOptions(cols))
+		return b.String()
+	}
 	b.WriteString("  " + change.QuoteIdent(colLSN) + " " + lsnType + " NOT NULL,\n")
 	b.WriteString("  PRIMARY KEY (" + strings.Join(keys, ", ") + ")\n)")
 	b.WriteString(d.TableOptions(cols))
