@@ -18,9 +18,12 @@ import (
 //
 //  1. records after the per-shard watermarks (recordsSQL, shared);
 //  2. rows: one per delta, +1 for each row added, -1 for each row removed;
-//     a record put twice by the producer (same position and op) counts once
-//     (snapshot reads all share their snapshot's position and cannot be
-//     told from identical rows: they are all counted);
+//     a record put twice by the producer (same position and op: a retry,
+//     or a batch put again after a crash) counts once, in this run or a
+//     later one: the changes counted are kept per table (TablePlan.Applied,
+//     forgotten once a truncate passes them). Snapshot reads all share
+//     their snapshot's position and cannot be told from identical rows:
+//     they are all counted;
 //  3. truncates (truncateSQL, shared): rows older than the floor go;
 //  4. changes: the deltas after the floor, grouped by row value compared
 //     NULL-safely (eqParts), with the net count per value;
@@ -83,17 +86,22 @@ func multisetMergeSQL(p *Plan, tp *TablePlan) []string {
 		plus.WriteString(",\n  " + after + " AS " + q(c.Name))
 		minus.WriteString(",\n  " + before + " AS " + q(c.Name))
 	}
+	applied := tp.Applied.Quoted()
 	from := "\nFROM (\n  SELECT\n    x.*,\n" +
-		"    ROW_NUMBER() OVER (PARTITION BY x." + q(colCommitLSN) + ", x." + q(colLSN) + ", x.\"_sluice_op\"" +
+		"    ROW_NUMBER() OVER (PARTITION BY x." + q(colCommitLSN) + ", x." + q(colLSN) + ", x." + q(colOp) +
 		" ORDER BY x.\"_sluice_shard_id\", " + d.SeqDesc(`x."_sluice_sequence_number"`) + ") AS \"_sluice_copy\"\n" +
-		"  FROM " + tmpRecords + " AS x\n) AS r\n"
-	plus.WriteString(from + "WHERE r.\"_sluice_op\" IN ('r', 'c', 'u')\n  AND (r.\"_sluice_copy\" = 1 OR r.\"_sluice_op\" = 'r')")
+		"  FROM " + tmpRecords + " AS x\n) AS r\n" +
+		"LEFT JOIN " + applied + " AS a\n  ON a." + q(colCommitLSN) + " = r." + q(colCommitLSN) + " AND a." + q(colLSN) + " = r." + q(colLSN) +
+		" AND a." + q(colOp) + " = r." + q(colOp) + "\n"
+	once := "r.\"_sluice_copy\" = 1 AND a." + q(colOp) + " IS NULL"
+	plus.WriteString(from + "WHERE r.\"_sluice_op\" IN ('r', 'c', 'u')\n  AND ((" + once + ") OR r.\"_sluice_op\" = 'r')")
 	minus.WriteString(from + "WHERE (r.\"_sluice_op\" = 'd' OR (r.\"_sluice_op\" = 'u' AND " + d.IsObject(d.Field(rec, "before")) + "))\n" +
-		"  AND r.\"_sluice_copy\" = 1")
+		"  AND " + once)
 	add("CREATE TEMP TABLE " + tmpRows + " AS\n" + plus.String() + "\nUNION ALL\n" + minus.String())
 
-	// 3. truncates
-	out = append(out, truncateSQL(p, tp, target)...)
+	// 3. truncates (applied changes older than the floor are forgotten:
+	// a record before it is dropped anyway)
+	out = append(out, truncateSQL(p, tp, target, applied)...)
 
 	// 4. changes: after the floor (and the snapshot rows at a reset
 	// marker's own position, as for keyed tables), grouped by value.
@@ -145,6 +153,12 @@ func multisetMergeSQL(p *Plan, tp *TablePlan) []string {
 		"JOIN " + tmpMerge + " AS m ON m.\"_sluice_gid\" = c.\"_sluice_gid\"\n" +
 		"WHERE m.\"_sluice_net\" > 0\n  AND c.\"_sluice_n\" = 1\n  AND c.\"_sluice_added\" <= m.\"_sluice_net\"")
 
+	// The changes counted, so that a copy put in a later run is not.
+	add("INSERT INTO " + applied + " (" + q(colCommitLSN) + ", " + q(colLSN) + ", " + q(colOp) + ")\n" +
+		"SELECT DISTINCT r." + q(colCommitLSN) + ", r." + q(colLSN) + ", r." + q(colOp) + "\nFROM " + tmpRecords + " AS r\n" +
+		"LEFT JOIN " + applied + " AS a\n  ON a." + q(colCommitLSN) + " = r." + q(colCommitLSN) + " AND a." + q(colLSN) + " = r." + q(colLSN) +
+		" AND a." + q(colOp) + " = r." + q(colOp) + "\n" +
+		"WHERE r." + q(colOp) + " IN ('c', 'u', 'd')\n  AND a." + q(colOp) + " IS NULL")
 	out = append(out, watermarkSQL(p, tp)...)
 	for i := len(temps) - 1; i >= 0; i-- {
 		add("DROP TABLE " + temps[i])

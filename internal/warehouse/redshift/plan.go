@@ -72,9 +72,12 @@ type TablePlan struct {
 	// Target is the mirrored table; Deleted keeps the keys of deleted rows
 	// with the position of their delete, so a late, older change cannot bring
 	// a row back. A keyless table (Source.Keyless) has no delete markers:
-	// Deleted is then the zero TableID.
+	// Deleted is then the zero TableID, and Applied keeps the positions and
+	// ops of the changes merged, so that a record the producer put again
+	// (after a crash, in a later merge run) is not counted twice.
 	Target  change.TableID
 	Deleted change.TableID
+	Applied change.TableID
 	Columns []Column
 	// Merge is the incremental merge: statements run in one transaction.
 	Merge []string
@@ -107,6 +110,7 @@ const (
 	reservedPrefix = "_sluice_"
 	colCommitLSN   = "_sluice_commit_lsn"
 	colLSN         = "_sluice_lsn"
+	colOp          = "_sluice_op"
 	lsnType        = "DECIMAL(20,0)" // an LSN is an unsigned 64-bit number: 20 digits
 )
 
@@ -171,7 +175,12 @@ func NewPlan(cfg Config) (*Plan, error) {
 		p.Warnings = append(p.Warnings, warn...)
 		p.Tables = append(p.Tables, tp)
 		p.Objects = append(p.Objects, tableObject(tp.Target, tableDDL(d, tp.Target, tp.Columns, src.Keyless())))
-		if !src.Keyless() {
+		if src.Keyless() {
+			p.Objects = append(p.Objects, tableObject(tp.Applied, "CREATE TABLE "+tp.Applied.Quoted()+" (\n"+
+				"  "+q(colCommitLSN)+" "+lsnType+" NOT NULL,\n"+
+				"  "+q(colLSN)+" "+lsnType+" NOT NULL,\n"+
+				"  "+q(colOp)+" CHAR(1) NOT NULL\n)"))
+		} else {
 			p.Objects = append(p.Objects, tableObject(tp.Deleted, tableDDL(d, tp.Deleted, keyColumns(tp.Columns), false)))
 		}
 	}
@@ -230,11 +239,15 @@ func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
 		schema = src.Schema
 	}
 	tp := &TablePlan{Source: src, Target: change.TableID{Schema: schema, Name: src.Name}}
-	if !src.Keyless() {
+	state := tp.Deleted
+	if src.Keyless() {
+		tp.Applied = change.TableID{Schema: p.Config.StateSchema, Name: schema + "." + src.Name + ".applied"}
+		state = tp.Applied
+	} else {
 		tp.Deleted = change.TableID{Schema: p.Config.StateSchema, Name: schema + "." + src.Name + ".deleted"}
 	}
-	if len(tp.Deleted.Name) > maxIdent {
-		return nil, nil, fmt.Errorf("%w: table %s: the name of its delete markers table %q is longer than Redshift's %d bytes: shorten the table name or the target schema", ErrConfig, src.ID(), tp.Deleted.Name, maxIdent)
+	if len(state.Name) > maxIdent {
+		return nil, nil, fmt.Errorf("%w: table %s: the name of its bookkeeping table %q is longer than Redshift's %d bytes: shorten the table name or the target schema", ErrConfig, src.ID(), state.Name, maxIdent)
 	}
 	var warns []string
 	for _, col := range src.Columns {
