@@ -91,7 +91,7 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 			del.WriteString(",\n  NULL::" + d.Type(c.Type) + " AS " + q(c.Name))
 		}
 		if c.Toastable {
-			up.WriteString(",\n  " + d.Contains(rec, []string{"unchanged"}, c.Name) + " AS " + unchangedCol(i))
+			up.WriteString(",\n  " + unchangedExpr(d, rec, `r."_sluice_shape"`, tp, c) + " AS " + unchangedCol(i))
 			del.WriteString(",\n  FALSE AS " + unchangedCol(i))
 		}
 	}
@@ -218,6 +218,12 @@ func recordsSQL(p *Plan, tp *TablePlan) []string {
 	lsnT := WType{Base: "DECIMAL", Args: "(20,0)"}
 	var out []string
 	add := func(s string) { out = append(out, s) }
+	// Whether a record's columns are the mirror's; over several pending
+	// schemas, which of them it has (schema.go).
+	shapeCol, shapeOk := shapeOK(d, `v."data"`, tp)+` AS "_sluice_shape_ok"`, `"_sluice_shape_ok"`
+	if id := shapeID(d, `v."data"`, tp); id != "" {
+		shapeCol, shapeOk = id+` AS "_sluice_shape"`, `("_sluice_shape" IS NOT NULL)`
+	}
 	data := `v."data"`
 	add("CREATE TEMP TABLE " + tmpRecords + " AS\nSELECT\n" +
 		`  v."shard_id" AS "_sluice_shard_id",` + "\n" +
@@ -226,7 +232,7 @@ func recordsSQL(p *Plan, tp *TablePlan) []string {
 		"  " + d.Value(data, []string{"source", "commit_lsn"}, change.KindInt, lsnT) + " AS " + q(colCommitLSN) + ",\n" +
 		"  " + d.Value(data, []string{"source", "lsn"}, change.KindInt, lsnT) + " AS " + q(colLSN) + ",\n" +
 		"  " + data + ` AS "_sluice_data",` + "\n" +
-		"  " + shapeOK(d, data, tp) + ` AS "_sluice_shape_ok",` + "\n" +
+		"  " + shapeCol + ",\n" +
 		`  v."unparsed_data" IS NOT NULL AS "_sluice_unparsed"` + "\n" +
 		pendingSource(p, tp))
 
@@ -242,8 +248,11 @@ func recordsSQL(p *Plan, tp *TablePlan) []string {
 	// source) must not be merged with a column silently dropped. Merge
 	// checks first and says so; this statement fails the transaction if
 	// such a record landed between that check and this read.
-	add("DELETE FROM " + tmpRecords + "\nWHERE NOT \"_sluice_shape_ok\"\n" +
-		"  AND CAST(CASE WHEN NOT \"_sluice_shape_ok\" THEN " + d.Literal("schema of "+tp.Source.ID().String()+" changed at the source") + " END AS INTEGER) IS NOT NULL")
+	// (A truncate's columns do not matter.)
+	// The condition is the CASE's own: SQL does not evaluate AND in order.
+	bad := "NOT " + shapeOk + " AND \"_sluice_op\" <> 't'"
+	add("DELETE FROM " + tmpRecords + "\nWHERE " + bad + "\n" +
+		"  AND CAST(CASE WHEN " + bad + " THEN " + d.Literal("schema of "+tp.Source.ID().String()+" changed at the source") + " END AS INTEGER) IS NOT NULL")
 	return out
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/sluice-dev/sluice/internal/change"
 )
@@ -53,9 +54,12 @@ type Object struct {
 	Drop   string
 	State  State
 	// Columns are a table's column names, in order; Problem says how an
-	// existing table differs from them (State Conflict).
+	// existing table differs from them (State Conflict), or, for a mirror
+	// of another schema of its source table (Mirror), that the merge
+	// alters it.
 	Columns []string
 	Problem string
+	Mirror  bool // a mirrored table (not sluice's bookkeeping)
 }
 
 // ID is the object's quoted name.
@@ -81,6 +85,11 @@ type TablePlan struct {
 	Columns []Column
 	// Merge is the incremental merge: statements run in one transaction.
 	Merge []string
+	// shapes are, for a run over records of several schemas (schema.go),
+	// those schemas, newest first; missing names, per column, the shapes
+	// (1-based) that lack it.
+	shapes  []*change.Table
+	missing map[string][]int
 }
 
 // Plan is everything that will exist for a config, rendered once.
@@ -103,6 +112,14 @@ type Plan struct {
 	Tables  []*TablePlan
 	// Warnings are properties of the source the mirror cannot keep.
 	Warnings []string
+
+	aligned *alignedShapes // per mirror, the shape a merge last gave it
+}
+
+// alignedShapes is shared by copies of a Plan.
+type alignedShapes struct {
+	mu sync.Mutex
+	m  map[change.TableID]*change.Table
 }
 
 // Reserved column names. Source columns may not start with this prefix.
@@ -128,6 +145,7 @@ func NewPlan(cfg Config) (*Plan, error) {
 		Truncations: change.TableID{Schema: c.StateSchema, Name: "truncations"},
 		Skipped:     change.TableID{Schema: c.StateSchema, Name: "skipped"},
 		Created:     change.TableID{Schema: c.StateSchema, Name: "created"},
+		aligned:     &alignedShapes{m: map[change.TableID]*change.Table{}},
 	}
 	if p.Roles, err = rolePolicies(&c); err != nil {
 		return nil, err
@@ -174,7 +192,9 @@ func NewPlan(cfg Config) (*Plan, error) {
 		targets[tp.Target] = src.ID()
 		p.Warnings = append(p.Warnings, warn...)
 		p.Tables = append(p.Tables, tp)
-		p.Objects = append(p.Objects, tableObject(tp.Target, tableDDL(d, tp.Target, tp.Columns, src.Keyless())))
+		mirror := tableObject(tp.Target, tableDDL(d, tp.Target, tp.Columns, src.Keyless()))
+		mirror.Mirror = true
+		p.Objects = append(p.Objects, mirror)
 		if src.Keyless() {
 			p.Objects = append(p.Objects, tableObject(tp.Applied, "CREATE TABLE "+tp.Applied.Quoted()+" (\n"+
 				"  "+q(colCommitLSN)+" "+lsnType+" NOT NULL,\n"+
@@ -483,13 +503,54 @@ func (p *Plan) Inspect(ctx context.Context, in Inspector) error {
 		if err != nil {
 			return fmt.Errorf("inspect the columns of %s: %w", o.ID(), err)
 		}
-		if strings.Join(have, "\x00") != strings.Join(o.Columns, "\x00") {
-			o.State = Conflict
-			o.Problem = fmt.Sprintf("it has columns (%s), sluice needs (%s): rename or drop it, or choose another target schema",
+		if strings.Join(have, "\x00") == strings.Join(o.Columns, "\x00") {
+			continue
+		}
+		if o.Mirror && mirrorOfAnotherSchema(have, p.tableOf(*o)) {
+			// Sluice's mirror, altered to (or still of) another schema of
+			// the source table: the merge alters it to the schema of the
+			// records (schema.go).
+			o.Problem = fmt.Sprintf("it has columns (%s) of another schema of the source table (now %s): the merge alters it when it merges records of the new schema",
 				strings.Join(have, ", "), strings.Join(o.Columns, ", "))
+			continue
+		}
+		o.State = Conflict
+		o.Problem = fmt.Sprintf("it has columns (%s), sluice needs (%s): rename or drop it, or choose another target schema",
+			strings.Join(have, ", "), strings.Join(o.Columns, ", "))
+	}
+	return nil
+}
+
+// tableOf is the table plan of a mirror object.
+func (p *Plan) tableOf(o Object) *TablePlan {
+	for _, tp := range p.Tables {
+		if tp.Target.Schema == o.Schema && tp.Target.Name == o.Name {
+			return tp
 		}
 	}
 	return nil
+}
+
+// mirrorOfAnotherSchema reports whether a table with columns have is
+// sluice's mirror of tp's source table under another schema: it has the
+// positions and the key columns.
+func mirrorOfAnotherSchema(have []string, tp *TablePlan) bool {
+	if tp == nil {
+		return false
+	}
+	set := map[string]bool{}
+	for _, n := range have {
+		set[n] = true
+	}
+	if !set[colCommitLSN] || !set[colLSN] {
+		return false
+	}
+	for _, n := range tp.Source.KeyNames() {
+		if !set[n] {
+			return false
+		}
+	}
+	return true
 }
 
 // String renders the plan the way terraform does: + to create, = already
