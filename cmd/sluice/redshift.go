@@ -258,15 +258,19 @@ func redshiftPlan(ctx context.Context, c *config.Config, tables []*change.Table)
 	r := c.Redshift // Validate made sure it is set for a Redshift target
 	stream := c.Stream.Kinesis.Stream
 	rc := redshift.Config{
-		StreamName:     stream,
-		Region:         r.Region,
-		AccountID:      r.Account,
-		RoleARN:        r.RoleARN,
-		KMSKeyARN:      r.KMSKeyARN,
-		ExternalSchema: r.ExternalSchema,
-		TargetSchema:   r.TargetSchema,
-		Tables:         tables,
-		Dialect:        redshiftDialect(c),
+		StreamName:    stream,
+		Region:        r.Region,
+		AccountID:     r.Account,
+		RoleARN:       r.RoleARN,
+		ChainRoleARNs: r.ChainRoleARNs,
+		KMSKeyARN:     r.KMSKeyARN,
+		// The streaming view refreshes with the parameter group's
+		// enable_case_sensitive_identifier, so only the user can say it is on.
+		CaseSensitiveParameterGroup: r.CaseSensitiveParameterGroup,
+		ExternalSchema:              r.ExternalSchema,
+		TargetSchema:                r.TargetSchema,
+		Tables:                      tables,
+		Dialect:                     redshiftDialect(c),
 	}
 	if rc.TargetSchema == "" {
 		rc.TargetSchema = c.Target.Schema

@@ -299,15 +299,17 @@ func Redact(s string) string {
 // objects that do so (`sluice setup`) and merges what landed into the
 // mirrored tables on a schedule.
 type Redshift struct {
-	RoleARN        string           `yaml:"role_arn" doc:"Required. ARN of the IAM role Redshift assumes to read the stream (arn:aws:iam::<account>:role/<name>), associated with the cluster or workgroup; sluice plan prints its trust and permission policies."`
-	Account        string           `yaml:"account" doc:"12-digit AWS account that owns the stream; default: taken from stream.kinesis.stream when that is an ARN."`
-	Region         string           `yaml:"region" doc:"AWS region of the stream; default: stream.kinesis.region, the stream ARN's region, or AWS_REGION."`
-	KMSKeyARN      string           `yaml:"kms_key_arn" doc:"The stream's customer-managed KMS key, if any; the permission policy then grants kms:Decrypt on it."`
-	ExternalSchema string           `yaml:"external_schema" default:"sluice_kinesis" doc:"Redshift schema mapped to Kinesis (CREATE EXTERNAL SCHEMA ... FROM KINESIS)."`
-	TargetSchema   string           `yaml:"target_schema" doc:"Schema of the mirrored tables in Redshift; default: target.schema, else each source table's own schema."`
-	MergeInterval  time.Duration    `yaml:"merge_interval" default:"1m" doc:"How often the landed records are merged into the mirrored tables."`
-	DataAPI        *RedshiftDataAPI `yaml:"data_api" doc:"Reach Redshift through the Redshift Data API (IAM, HTTPS) instead of the wire protocol; the target is then just redshift:."`
-	Dialect        string           `yaml:"dialect" doc:"For tests only: postgres runs the same plan and merge against a Postgres database standing in for Redshift. Leave empty."`
+	RoleARN                     string           `yaml:"role_arn" doc:"Required. ARN of the IAM role Redshift assumes to read the stream (arn:aws:iam::<account>:role/<name>), associated with the cluster or workgroup; sluice plan prints its trust and permission policies."`
+	Account                     string           `yaml:"account" doc:"12-digit AWS account that owns the stream; default: taken from stream.kinesis.stream when that is an ARN."`
+	Region                      string           `yaml:"region" doc:"AWS region of the stream; default: stream.kinesis.region, the stream ARN's region, or AWS_REGION."`
+	ChainRoleARNs               []string         `yaml:"chain_role_arns" doc:"Further IAM roles, in order, that role_arn assumes one after the other (role chaining, e.g. to read a stream of another account); the last one reads the stream. CREATE EXTERNAL SCHEMA names them all, and sluice plan prints each role's trust and permission policy."`
+	KMSKeyARN                   string           `yaml:"kms_key_arn" doc:"The stream's customer-managed KMS key, if any; the permission policy then grants kms:Decrypt on it."`
+	CaseSensitiveParameterGroup bool             `yaml:"case_sensitive_parameter_group" doc:"Set to true once the cluster's parameter group (Serverless: the workgroup's parameters) sets enable_case_sensitive_identifier to true. The streaming view refreshes itself with the parameter group's setting, not sluice's session's, so a stream, view or schema name with upper-case letters is refused without it."`
+	ExternalSchema              string           `yaml:"external_schema" default:"sluice_kinesis" doc:"Redshift schema mapped to Kinesis (CREATE EXTERNAL SCHEMA ... FROM KINESIS)."`
+	TargetSchema                string           `yaml:"target_schema" doc:"Schema of the mirrored tables in Redshift; default: target.schema, else each source table's own schema."`
+	MergeInterval               time.Duration    `yaml:"merge_interval" default:"1m" doc:"How often the landed records are merged into the mirrored tables."`
+	DataAPI                     *RedshiftDataAPI `yaml:"data_api" doc:"Reach Redshift through the Redshift Data API (IAM, HTTPS) instead of the wire protocol; the target is then just redshift:."`
+	Dialect                     string           `yaml:"dialect" doc:"For tests only: postgres runs the same plan and merge against a Postgres database standing in for Redshift. Leave empty."`
 }
 
 // RedshiftDataAPI addresses Redshift through the Data API.
@@ -315,8 +317,8 @@ type RedshiftDataAPI struct {
 	ClusterIdentifier string `yaml:"cluster_identifier" doc:"Provisioned cluster identifier (or set workgroup_name)."`
 	WorkgroupName     string `yaml:"workgroup_name" doc:"Redshift Serverless workgroup (or set cluster_identifier)."`
 	Database          string `yaml:"database" doc:"Database name."`
-	SecretARN         string `yaml:"secret_arn" doc:"Secrets Manager secret with the database credentials."`
-	DbUser            string `yaml:"db_user" doc:"Database user for temporary credentials (provisioned clusters only; or set secret_arn)."`
+	SecretARN         string `yaml:"secret_arn" doc:"Secrets Manager secret with the database credentials. With neither secret_arn nor db_user, sluice connects as the caller's IAM identity (temporary credentials)."`
+	DbUser            string `yaml:"db_user" doc:"Database user for temporary credentials (provisioned clusters only: on Serverless the user comes from the IAM identity; or set secret_arn)."`
 }
 
 // IsRedshift reports whether the target is Redshift.
@@ -364,6 +366,11 @@ func (c *Config) validateRedshift(add func(string, ...any)) {
 	} else if r.Account != "" && !accountRE.MatchString(r.Account) {
 		add("redshift.account %q: want the 12-digit AWS account ID", r.Account)
 	}
+	for i, arn := range r.ChainRoleARNs {
+		if !roleARNRE.MatchString(arn) {
+			add("redshift.chain_role_arns[%d] %q: want an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>", i, arn)
+		}
+	}
 	if r.Region != "" && !awsRegionRE.MatchString(r.Region) {
 		add("redshift.region %q: want an AWS region such as us-east-1", r.Region)
 	}
@@ -390,8 +397,14 @@ func (c *Config) validateRedshift(add func(string, ...any)) {
 		if d.Database == "" {
 			add("redshift.data_api.database is empty: set the database name")
 		}
-		if d.ClusterIdentifier != "" && d.SecretARN == "" && d.DbUser == "" {
-			add("redshift.data_api: set secret_arn or db_user for cluster %s", d.ClusterIdentifier)
+		// With neither secret_arn nor db_user the Data API authenticates the
+		// caller's IAM identity, on a cluster and on Serverless alike:
+		// https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ExecuteStatement.html
+		if d.SecretARN != "" && d.DbUser != "" {
+			add("redshift.data_api: set one of secret_arn and db_user, not both (or neither, to connect as your IAM identity)")
+		}
+		if d.WorkgroupName != "" && d.DbUser != "" {
+			add("redshift.data_api.db_user is for provisioned clusters only: on Serverless workgroup %s the database user comes from your IAM identity; remove db_user, or set secret_arn", d.WorkgroupName)
 		}
 		return
 	}

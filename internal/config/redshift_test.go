@@ -55,10 +55,17 @@ func TestRedshiftValidate(t *testing.T) {
 		"dialect":        {func(c *Config) { c.Redshift.Dialect = "mysql" }, `redshift.dialect "mysql"`},
 		"no database":    {func(c *Config) { c.Target.URL = "redshift://h" }, "want redshift://user:password@host:5439/database"},
 		"data api host":  {func(c *Config) { c.Redshift.DataAPI = &RedshiftDataAPI{WorkgroupName: "w", Database: "dev"} }, "use one way to reach Redshift"},
-		"data api user": {func(c *Config) {
+		"db user on serverless": {func(c *Config) {
 			c.Target.URL = "redshift:"
-			c.Redshift.DataAPI = &RedshiftDataAPI{ClusterIdentifier: "c", Database: "dev"}
-		}, "set secret_arn or db_user for cluster c"},
+			c.Redshift.DataAPI = &RedshiftDataAPI{WorkgroupName: "w", Database: "dev", DbUser: "admin"}
+		}, "db_user is for provisioned clusters only: on Serverless workgroup w"},
+		"secret and user": {func(c *Config) {
+			c.Target.URL = "redshift:"
+			c.Redshift.DataAPI = &RedshiftDataAPI{ClusterIdentifier: "c", Database: "dev", DbUser: "admin", SecretARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:s"}
+		}, "set one of secret_arn and db_user, not both"},
+		"bad chained role": {func(c *Config) {
+			c.Redshift.ChainRoleARNs = []string{"arn:aws:iam::123456789012:role/a", "role-b"}
+		}, `redshift.chain_role_arns[1] "role-b"`},
 		"no source":       {func(c *Config) { c.Source.URL = ""; c.Stream.Role = "merge" }, "a Redshift target needs the source even for the merge"},
 		"merge elsewhere": {func(c *Config) { c.Target.URL = "duckdb:x"; c.Redshift = nil; c.Stream.Role = "merge" }, "stream.role merge runs the Redshift merge schedule"},
 		"section unused":  {func(c *Config) { c.Target.URL = "duckdb:x" }, "redshift is set but the target is not Redshift"},
@@ -76,10 +83,54 @@ func TestRedshiftValidate(t *testing.T) {
 			}
 		})
 	}
-	c := base()
-	c.Target.URL = "redshift:"
-	c.Redshift.DataAPI = &RedshiftDataAPI{WorkgroupName: "w", Database: "dev"}
+	// The Data API authenticates the caller's IAM identity when neither a
+	// secret nor a database user is given, on a cluster as on Serverless:
+	// https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ExecuteStatement.html
+	for name, api := range map[string]*RedshiftDataAPI{
+		"workgroup as IAM identity": {WorkgroupName: "w", Database: "dev"},
+		"cluster as IAM identity":   {ClusterIdentifier: "c", Database: "dev"},
+		"cluster with a db user":    {ClusterIdentifier: "c", Database: "dev", DbUser: "admin"},
+		"workgroup with a secret":   {WorkgroupName: "w", Database: "dev", SecretARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:s"},
+	} {
+		c := base()
+		c.Target.URL = "redshift:"
+		c.Redshift.DataAPI = api
+		if err := c.Validate(); err != nil {
+			t.Errorf("Data API, %s: %v", name, err)
+		}
+	}
+}
+
+// Chained roles and the parameter group's case-sensitive identifiers are
+// options of the redshift section, read as the redshift package wants them.
+func TestRedshiftChainAndCaseSensitive(t *testing.T) {
+	c, err := Parse([]byte(`
+source: {url: postgres://h/db}
+tables: [public.customers]
+target: redshift://sluice:pw@cluster.example:5439/dev
+stream:
+  kinesis: {stream: "arn:aws:kinesis:eu-west-1:210987654321:stream/Shop"}
+redshift:
+  role_arn: arn:aws:iam::123456789012:role/sluice
+  chain_role_arns: [arn:aws:iam::210987654321:role/reads-shop]
+  case_sensitive_parameter_group: true
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Validate(); err != nil {
-		t.Errorf("Data API with a workgroup: %v", err)
+		t.Fatalf("Validate: %v", err)
+	}
+	r := c.Redshift
+	if len(r.ChainRoleARNs) != 1 || r.ChainRoleARNs[0] != "arn:aws:iam::210987654321:role/reads-shop" || !r.CaseSensitiveParameterGroup {
+		t.Errorf("redshift section: %+v", r)
+	}
+	// A comma-separated string is a list too, as IAM_ROLE writes the chain.
+	c, err = Parse([]byte("redshift: {role_arn: \"arn:aws:iam::123456789012:role/a\", chain_role_arns: \"arn:aws:iam::123456789012:role/b, arn:aws:iam::123456789012:role/c\"}\n"), env(nil))
+	if err != nil || len(c.Redshift.ChainRoleARNs) != 2 || c.Redshift.ChainRoleARNs[1] != "arn:aws:iam::123456789012:role/c" {
+		t.Errorf("comma-separated chain: %+v, %v", c.Redshift, err)
+	}
+	if c.Redshift.CaseSensitiveParameterGroup {
+		t.Errorf("case_sensitive_parameter_group defaults to true")
 	}
 }

@@ -170,12 +170,18 @@ func TestRedshiftEndToEndWithKills(t *testing.T) {
 	}
 	e := newEnv(t, "")
 	const rows = 2000
+	// ledger has no key (REPLICA IDENTITY FULL): a multiset of few distinct
+	// values, so identical rows abound, NULLs in every column included.
 	e.exec(seedCustomer + `;
-CREATE TABLE notes (account int, seq int, body text, PRIMARY KEY (account, seq));`)
+CREATE TABLE notes (account int, seq int, body text, PRIMARY KEY (account, seq));
+CREATE TABLE ledger (account int, delta int, note text);
+ALTER TABLE ledger REPLICA IDENTITY FULL;`)
 	initialRows := func() {
 		e.exec(fmt.Sprintf(`
 INSERT INTO customers SELECT i, 'first ' || i, 'last ' || i, CASE WHEN i %% 3 = 0 THEN NULL ELSE '555-' || i END FROM generate_series(1, %d) i;
-INSERT INTO notes SELECT i %% 100, i, repeat('x', i %% 50) FROM generate_series(1, %d) i;`, rows, rows))
+INSERT INTO notes SELECT i %% 100, i, repeat('x', i %% 50) FROM generate_series(1, %d) i;
+INSERT INTO ledger SELECT i %% 5, i %% 3, CASE WHEN i %% 4 = 0 THEN NULL ELSE 'n' END FROM generate_series(1, 300) i;
+INSERT INTO ledger VALUES (NULL, NULL, NULL), (NULL, NULL, NULL);`, rows, rows))
 	}
 	if snapshotThroughRedshift {
 		initialRows()
@@ -189,7 +195,7 @@ INSERT INTO notes SELECT i %% 100, i, repeat('x', i %% 50) FROM generate_series(
 	writeFile(t, cfg, fmt.Sprintf(`
 pipeline: %s
 source: {url: %q}
-tables: [public.customers, public.notes]
+tables: [public.customers, public.notes, public.ledger]
 target: %q
 state_dir: %q
 snapshot: {chunk_rows: 500}
@@ -337,7 +343,7 @@ redshift:
 	// positions, delete markers and watermarks.
 	before := dumpMirror(t, landing)
 	out, code = e.sluice("merge", "--config", cfg)
-	if code != 0 || !strings.Contains(out, "public.customers: 0 records") || !strings.Contains(out, "public.notes: 0 records") {
+	if code != 0 || !strings.Contains(out, "public.customers: 0 records") || !strings.Contains(out, "public.notes: 0 records") || !strings.Contains(out, "public.ledger: 0 records") {
 		t.Fatalf("second merge: exit %d\n%s", code, out)
 	}
 	if after := dumpMirror(t, landing); after != before {
@@ -345,6 +351,11 @@ redshift:
 	}
 	if n := strings.Count(before, "\n"); n < rows {
 		t.Errorf("mirror dump has %d lines, want at least %d", n, rows)
+	}
+	// Independent of verify: the keyless table, row for row, counted.
+	srcLedger, dstLedger := ledgerRows(t, e.src), ledgerRows(t, dst)
+	if srcLedger != dstLedger {
+		t.Errorf("ledger differs:\nsource %s\nmirror %s", srcLedger, dstLedger)
 	}
 
 	out, code = e.sluice("teardown", "--config", cfg)
@@ -406,7 +417,7 @@ func waitSnapshotted(t *testing.T, e *env, cfg string, p *proc) {
 				} `json:"tables"`
 			} `json:"stats"`
 		}
-		if code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Stats != nil && len(st.Stats.Tables) == 2 {
+		if code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Stats != nil && len(st.Stats.Tables) == 3 {
 			done := true
 			for _, tb := range st.Stats.Tables {
 				done = done && tb.Snapshotted
@@ -431,6 +442,8 @@ func dumpMirror(t *testing.T, conn *pgx.Conn) string {
 		`SELECT * FROM public.notes ORDER BY account, seq`,
 		`SELECT * FROM "_sluice"."public.customers.deleted" ORDER BY 1`,
 		`SELECT * FROM "_sluice"."public.notes.deleted" ORDER BY 1, 2`,
+		`SELECT * FROM public.ledger ORDER BY 1, 2, 3, 4, 5`,
+		`SELECT * FROM "_sluice"."public.ledger.applied" ORDER BY 1, 2, 3`,
 		`SELECT table_name, shard_id, sequence_number FROM "_sluice"."watermarks" ORDER BY 1, 2`,
 		`SELECT table_name, commit_lsn, lsn FROM "_sluice"."truncations" ORDER BY 1`,
 	} {
@@ -453,9 +466,27 @@ func dumpMirror(t *testing.T, conn *pgx.Conn) string {
 	return b.String()
 }
 
-// runCustomerWorkload makes random transactions on customers and notes
-// until ctx ends: inserts, updates, key changes, deletes, a delete and
-// re-insert of one key, upserts and, now and then, a truncate.
+// ledgerRows is the keyless ledger as one text: each distinct row with its count.
+func ledgerRows(t *testing.T, url string) string {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var out string
+	if err := conn.QueryRow(context.Background(), `SELECT coalesce(string_agg(r, ' ' ORDER BY r), '') FROM (
+  SELECT coalesce(account::text, '~') || '|' || coalesce(delta::text, '~') || '|' || coalesce(note, '~') || 'x' || count(*) AS r
+  FROM public.ledger GROUP BY account, delta, note) x`).Scan(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// runCustomerWorkload makes random transactions on customers, notes and
+// ledger until ctx ends: inserts, updates, key changes, deletes, a delete
+// and re-insert of one key, upserts, one of several identical ledger rows
+// deleted or updated, and, now and then, a truncate.
 func runCustomerWorkload(ctx context.Context, src string, seed uint64, rows int) error {
 	conn, err := pgx.Connect(ctx, src)
 	if err != nil {
@@ -473,7 +504,7 @@ func runCustomerWorkload(ctx context.Context, src string, seed uint64, rows int)
 			id := 1 + rng.IntN(next)
 			var q string
 			var args []any
-			switch p := rng.IntN(100); {
+			switch p := rng.IntN(120); {
 			case p < 30:
 				q, args = `INSERT INTO customers VALUES ($1, $2, 'new', NULL) ON CONFLICT (userid) DO NOTHING`, []any{next, fmt.Sprintf("f%d", next)}
 				next++
@@ -488,8 +519,14 @@ func runCustomerWorkload(ctx context.Context, src string, seed uint64, rows int)
 				q, args = `WITH d AS (DELETE FROM customers WHERE userid = $1 RETURNING *) INSERT INTO customers SELECT userid, first_name || ' again', last_name, phone FROM d`, []any{id}
 			case p < 95:
 				q, args = `INSERT INTO notes VALUES ($1, $2, $3) ON CONFLICT (account, seq) DO UPDATE SET body = excluded.body`, []any{id % 100, rng.IntN(5000), fmt.Sprintf("note %d", rng.IntN(1e6))}
-			default:
+			case p < 100:
 				q, args = `DELETE FROM notes WHERE account = $1`, []any{id % 100}
+			case p < 108:
+				q, args = `INSERT INTO ledger VALUES (NULLIF($1::int % 6, 5), $2::int % 3, CASE WHEN $2::int % 4 = 0 THEN NULL ELSE 'n' END)`, []any{id, rng.IntN(12)}
+			case p < 114:
+				q, args = `DELETE FROM ledger WHERE ctid = (SELECT ctid FROM ledger WHERE account IS NOT DISTINCT FROM NULLIF($1::int % 6, 5) LIMIT 1)`, []any{id}
+			default:
+				q, args = `UPDATE ledger SET delta = (coalesce(delta, 0) + 1) % 3 WHERE ctid = (SELECT ctid FROM ledger WHERE account IS NOT DISTINCT FROM NULLIF($1::int % 6, 5) LIMIT 1)`, []any{id}
 			}
 			if _, err := tx.Exec(ctx, q, args...); err != nil {
 				_ = tx.Rollback(context.Background())
@@ -500,7 +537,11 @@ func runCustomerWorkload(ctx context.Context, src string, seed uint64, rows int)
 			}
 		}
 		if rng.IntN(150) == 0 {
-			if _, err := tx.Exec(ctx, `TRUNCATE notes`); err != nil {
+			truncate := `TRUNCATE notes`
+			if rng.IntN(3) == 0 {
+				truncate = `TRUNCATE ledger`
+			}
+			if _, err := tx.Exec(ctx, truncate); err != nil {
 				_ = tx.Rollback(context.Background())
 				if ctx.Err() != nil {
 					return nil

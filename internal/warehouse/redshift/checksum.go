@@ -136,7 +136,7 @@ func rowText(d Dialect, cols []Column) (string, error) {
 // ChecksumSQL is the query Checksums runs: per bucket, id, rows, and the
 // sum of the row hashes as text.
 func ChecksumSQL(d Dialect, tp *TablePlan, buckets int) (string, error) {
-	keyText, err := rowText(d, keyColumns(tp.Columns))
+	keyText, err := rowText(d, identityColumns(tp.Columns))
 	if err != nil {
 		return "", err
 	}
@@ -152,7 +152,7 @@ func ChecksumSQL(d Dialect, tp *TablePlan, buckets int) (string, error) {
 // BucketRowsSQL lists one bucket's rows: each key column's canonical text,
 // then the row's md5, in md5 order of the key, at most limit rows.
 func BucketRowsSQL(d Dialect, tp *TablePlan, buckets, bucket, limit int) (string, error) {
-	keys := keyColumns(tp.Columns)
+	keys := identityColumns(tp.Columns)
 	keyText, err := rowText(d, keys)
 	if err != nil {
 		return "", err

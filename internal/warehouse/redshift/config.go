@@ -159,9 +159,7 @@ func (c Config) normalize() (Config, error) {
 			return bad("table %s is listed twice: list it once", t.ID())
 		}
 		seen[t.ID()] = true
-		if len(t.Key) == 0 {
-			return bad("table %s has no primary key: add one (ALTER TABLE ... ADD PRIMARY KEY) or declare a key for it", t.ID())
-		}
+		// A table without a key is mirrored as a multiset (multiset.go).
 	}
 	return c, nil
 }

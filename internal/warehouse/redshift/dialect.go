@@ -31,6 +31,12 @@ type Dialect interface {
 	ElemText(rec string, path []string, i int, attr string) string
 	// Contains tests whether the array at path holds the string s.
 	Contains(rec string, path []string, s string) string
+	// IsObject tests whether a semi-structured value is an object (false
+	// for null).
+	IsObject(expr string) string
+	// SuperText is a SUPER (jsonb) value's JSON text, for comparing values
+	// that cannot be compared themselves.
+	SuperText(expr string) string
 	// SeqAfter tests whether sequence number a is after b. Kinesis sequence
 	// numbers are decimal strings of up to 128 digits, more than DECIMAL(38)
 	// holds, so they compare by length, then byte-wise.
@@ -119,6 +125,13 @@ func (d redshiftDialect) ElemText(rec string, path []string, i int, attr string)
 func (d redshiftDialect) Contains(rec string, path []string, s string) string {
 	return "COALESCE(ARRAY_CONTAINS(" + d.Field(rec, path...) + ", " + d.Literal(s) + "), FALSE)"
 }
+
+// IsObject: https://docs.aws.amazon.com/redshift/latest/dg/r_is_object.html
+func (redshiftDialect) IsObject(expr string) string { return "IS_OBJECT(" + expr + ")" }
+
+// SuperText: https://docs.aws.amazon.com/redshift/latest/dg/JSON_SERIALIZE.html
+// (it fails on a value whose text exceeds VARCHAR's 65,535 bytes).
+func (redshiftDialect) SuperText(expr string) string { return "JSON_SERIALIZE(" + expr + ")" }
 
 func (redshiftDialect) SeqAfter(a, b string) string {
 	return fmt.Sprintf("(LEN(%s) > LEN(%s) OR (LEN(%s) = LEN(%s) AND %s > %s))", a, b, a, b, a, b)
@@ -253,6 +266,12 @@ func (d postgresDialect) Contains(rec string, path []string, s string) string {
 	arr := "[" + string(appendJSONString(nil, s)) + "]"
 	return "COALESCE(" + d.Field(rec, path...) + " @> " + change.QuoteLiteral(arr) + "::JSONB, FALSE)"
 }
+
+func (postgresDialect) IsObject(expr string) string {
+	return "COALESCE(jsonb_typeof(" + expr + ") = 'object', FALSE)"
+}
+
+func (postgresDialect) SuperText(expr string) string { return "(" + expr + ")::TEXT" }
 
 func (postgresDialect) SeqAfter(a, b string) string {
 	return fmt.Sprintf("(CHAR_LENGTH(%s) > CHAR_LENGTH(%s) OR (CHAR_LENGTH(%s) = CHAR_LENGTH(%s) AND %s COLLATE \"C\" > %s COLLATE \"C\"))", a, b, a, b, a, b)

@@ -16,7 +16,10 @@
 // Merge runs the incremental merge: only view rows after each table's
 // per-shard watermark, reduced to the latest change per key by (commit LSN,
 // LSN), applied with the new watermarks in one transaction, so re-running
-// or replaying changes nothing (merge.go has the steps).
+// or replaying changes nothing (merge.go has the steps). A table without a
+// key is a multiset, merged as net counts per row value (multiset.go). A
+// schema change at the source (ADD/DROP COLUMN) is applied to the mirror by
+// the merge that first meets it, over every pending schema (schema.go).
 //
 // Every Redshift spelling lives in one Dialect; a Postgres Dialect uses a
 // landing table with the view's columns and jsonb for SUPER, so tests run

@@ -202,7 +202,7 @@ func TestPlanRefusesTooWideMerge(t *testing.T) {
 	}
 	p := mustPlan(t, seedConfig(Redshift, wide(500)))
 	for _, s := range p.Tables[0].Merge {
-		if strings.HasPrefix(s, "CREATE TEMP TABLE \"_sluice_changes\"") && mergeWidth(p.Tables[0].Columns) != 4+1+501+500+2+500+1 {
+		if strings.HasPrefix(s, "CREATE TEMP TABLE \"_sluice_changes\"") && mergeWidth(p.Tables[0].Columns, false) != 4+1+501+500+2+500+1 {
 			t.Errorf("mergeWidth does not count the merge's widest table")
 		}
 	}

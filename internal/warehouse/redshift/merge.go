@@ -48,13 +48,14 @@ func posAfter(ac, al, bc, bl string) string {
 }
 
 func mergeSQL(p *Plan, tp *TablePlan) []string {
+	if tp.Source.Keyless() {
+		return multisetMergeSQL(p, tp)
+	}
 	d := p.Config.Dialect
 	target := tp.Target.Quoted()
 	deleted := tp.Deleted.Quoted()
-	name := d.Literal(target) // the table's name in watermarks and truncations
 	cols := tp.Columns
 	keys := keyColumns(cols)
-	lsnT := WType{Base: "DECIMAL", Args: "(20,0)"}
 	var out []string
 	add := func(s string) { out = append(out, s) }
 	for _, t := range []string{tmpRecords, tmpRows, tmpFloor, tmpChanges, tmpMerge} {
@@ -62,32 +63,7 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 	}
 
 	// 1. records
-	data := `v."data"`
-	add("CREATE TEMP TABLE " + tmpRecords + " AS\nSELECT\n" +
-		`  v."shard_id" AS "_sluice_shard_id",` + "\n" +
-		`  v."sequence_number" AS "_sluice_sequence_number",` + "\n" +
-		"  " + d.Text(data, "op") + ` AS "_sluice_op",` + "\n" +
-		"  " + d.Value(data, []string{"source", "commit_lsn"}, change.KindInt, lsnT) + " AS " + q(colCommitLSN) + ",\n" +
-		"  " + d.Value(data, []string{"source", "lsn"}, change.KindInt, lsnT) + " AS " + q(colLSN) + ",\n" +
-		"  " + data + ` AS "_sluice_data",` + "\n" +
-		"  " + shapeOK(d, data, tp) + ` AS "_sluice_shape_ok",` + "\n" +
-		`  v."unparsed_data" IS NOT NULL AS "_sluice_unparsed"` + "\n" +
-		pendingSource(p, tp))
-
-	// A record Redshift could not parse (kept by the view without "data")
-	// that may be this table's stops the merge: moving the watermarks past
-	// it would lose its change without a word. Merge says so first, naming
-	// it; this fails the transaction should one land meanwhile. Listing it
-	// in the skipped table is how someone decides to go on without it.
-	add("DELETE FROM " + tmpRecords + "\nWHERE \"_sluice_unparsed\"\n" +
-		"  AND CAST(CASE WHEN \"_sluice_unparsed\" THEN " + d.Literal("a record of "+tp.Source.ID().String()+" could not be parsed by Redshift") + " END AS INTEGER) IS NOT NULL")
-
-	// A record whose columns are not the mirror's (a schema change at the
-	// source) must not be merged with a column silently dropped. Merge
-	// checks first and says so; this statement fails the transaction if
-	// such a record landed between that check and this read.
-	add("DELETE FROM " + tmpRecords + "\nWHERE NOT \"_sluice_shape_ok\"\n" +
-		"  AND CAST(CASE WHEN NOT \"_sluice_shape_ok\" THEN " + d.Literal("schema of "+tp.Source.ID().String()+" changed at the source") + " END AS INTEGER) IS NOT NULL")
+	out = append(out, recordsSQL(p, tp)...)
 
 	// 2. rows
 	rec := `r."_sluice_data"`
@@ -115,7 +91,7 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 			del.WriteString(",\n  NULL::" + d.Type(c.Type) + " AS " + q(c.Name))
 		}
 		if c.Toastable {
-			up.WriteString(",\n  " + d.Contains(rec, []string{"unchanged"}, c.Name) + " AS " + unchangedCol(i))
+			up.WriteString(",\n  " + unchangedExpr(d, rec, `r."_sluice_shape"`, tp, c) + " AS " + unchangedCol(i))
 			del.WriteString(",\n  FALSE AS " + unchangedCol(i))
 		}
 	}
@@ -124,25 +100,7 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 	add("CREATE TEMP TABLE " + tmpRows + " AS\n" + up.String() + "\nUNION ALL\n" + del.String())
 
 	// 3. truncates
-	add("INSERT INTO " + p.Truncations.Quoted() + ` ("table_name", "commit_lsn", "lsn", "merged_at")` + "\n" +
-		"SELECT " + name + ", r." + q(colCommitLSN) + ", r." + q(colLSN) + ", " + d.Now() + "\n" +
-		"FROM " + tmpRecords + " AS r\nWHERE r.\"_sluice_op\" = 't'")
-	// The floor: the latest truncate of the table, zero or one row. Joins
-	// against it, not correlated subqueries, which Redshift decorrelates
-	// only in some shapes.
-	add("CREATE TEMP TABLE " + tmpFloor + " AS\n" +
-		"SELECT x.\"commit_lsn\", x.\"lsn\"\nFROM (\n  SELECT\n    \"commit_lsn\",\n    \"lsn\",\n" +
-		"    ROW_NUMBER() OVER (ORDER BY \"commit_lsn\" DESC, \"lsn\" DESC) AS \"_sluice_rank\"\n" +
-		"  FROM " + p.Truncations.Quoted() + "\n  WHERE \"table_name\" = " + name + "\n) AS x\nWHERE x.\"_sluice_rank\" = 1")
-	// Only the latest truncate matters: forget the older ones.
-	add("DELETE FROM " + p.Truncations.Quoted() + "\nUSING " + tmpFloor + "\n" +
-		"WHERE " + p.Truncations.Quoted() + ".\"table_name\" = " + name + "\n" +
-		"  AND " + posAfter(tmpFloor+`."commit_lsn"`, tmpFloor+`."lsn"`, p.Truncations.Quoted()+`."commit_lsn"`, p.Truncations.Quoted()+`."lsn"`))
-	for _, t := range []string{target, deleted} {
-		add("DELETE FROM " + t + "\nUSING " + tmpFloor + "\n" +
-			"WHERE EXISTS (SELECT 1 FROM " + tmpRecords + " AS r WHERE r.\"_sluice_op\" = 't')\n" +
-			"  AND " + posAfter(tmpFloor+`."commit_lsn"`, tmpFloor+`."lsn"`, t+"."+q(colCommitLSN), t+"."+q(colLSN)))
-	}
+	out = append(out, truncateSQL(p, tp, target, deleted)...)
 
 	// 4. changes
 	var part []string
@@ -246,15 +204,100 @@ func mergeSQL(p *Plan, tp *TablePlan) []string {
 	add("INSERT INTO " + target + " (" + withPos(names) + ")\nSELECT " + withPos(names) + "\nFROM " + tmpMerge + "\nWHERE NOT \"_sluice_deleted\"")
 	add("DELETE FROM " + deleted + "\nUSING " + tmpMerge + "\nWHERE " + keyJoin(keys, deleted, tmpMerge))
 	add("INSERT INTO " + deleted + " (" + withPos(keyNames) + ")\nSELECT " + withPos(keyNames) + "\nFROM " + tmpMerge + "\nWHERE \"_sluice_deleted\"")
+	out = append(out, watermarkSQL(p, tp)...)
+	for _, t := range []string{tmpMerge, tmpChanges, tmpFloor, tmpRows, tmpRecords} {
+		add("DROP TABLE " + t)
+	}
+	return out
+}
+
+// recordsSQL reads the table's records after its watermarks into
+// _sluice_records, and guards against records the merge must not take.
+func recordsSQL(p *Plan, tp *TablePlan) []string {
+	d := p.Config.Dialect
+	lsnT := WType{Base: "DECIMAL", Args: "(20,0)"}
+	var out []string
+	add := func(s string) { out = append(out, s) }
+	// Whether a record's columns are the mirror's; over several pending
+	// schemas, which of them it has (schema.go).
+	shapeCol, shapeOk := shapeOK(d, `v."data"`, tp)+` AS "_sluice_shape_ok"`, `"_sluice_shape_ok"`
+	if id := shapeID(d, `v."data"`, tp); id != "" {
+		shapeCol, shapeOk = id+` AS "_sluice_shape"`, `("_sluice_shape" IS NOT NULL)`
+	}
+	data := `v."data"`
+	add("CREATE TEMP TABLE " + tmpRecords + " AS\nSELECT\n" +
+		`  v."shard_id" AS "_sluice_shard_id",` + "\n" +
+		`  v."sequence_number" AS "_sluice_sequence_number",` + "\n" +
+		"  " + d.Text(data, "op") + ` AS "_sluice_op",` + "\n" +
+		"  " + d.Value(data, []string{"source", "commit_lsn"}, change.KindInt, lsnT) + " AS " + q(colCommitLSN) + ",\n" +
+		"  " + d.Value(data, []string{"source", "lsn"}, change.KindInt, lsnT) + " AS " + q(colLSN) + ",\n" +
+		"  " + data + ` AS "_sluice_data",` + "\n" +
+		"  " + shapeCol + ",\n" +
+		`  v."unparsed_data" IS NOT NULL AS "_sluice_unparsed"` + "\n" +
+		pendingSource(p, tp))
+
+	// A record Redshift could not parse (kept by the view without "data")
+	// that may be this table's stops the merge: moving the watermarks past
+	// it would lose its change without a word. Merge says so first, naming
+	// it; this fails the transaction should one land meanwhile. Listing it
+	// in the skipped table is how someone decides to go on without it.
+	add("DELETE FROM " + tmpRecords + "\nWHERE \"_sluice_unparsed\"\n" +
+		"  AND CAST(CASE WHEN \"_sluice_unparsed\" THEN " + d.Literal("a record of "+tp.Source.ID().String()+" could not be parsed by Redshift") + " END AS INTEGER) IS NOT NULL")
+
+	// A record whose columns are not the mirror's (a schema change at the
+	// source) must not be merged with a column silently dropped. Merge
+	// checks first and says so; this statement fails the transaction if
+	// such a record landed between that check and this read.
+	// (A truncate's columns do not matter.)
+	// The condition is the CASE's own: SQL does not evaluate AND in order.
+	bad := "NOT " + shapeOk + " AND \"_sluice_op\" <> 't'"
+	add("DELETE FROM " + tmpRecords + "\nWHERE " + bad + "\n" +
+		"  AND CAST(CASE WHEN " + bad + " THEN " + d.Literal("schema of "+tp.Source.ID().String()+" changed at the source") + " END AS INTEGER) IS NOT NULL")
+	return out
+}
+
+// truncateSQL records the run's truncates, computes the table's floor
+// (_sluice_floor) and empties the given tables of rows older than it.
+func truncateSQL(p *Plan, tp *TablePlan, tables ...string) []string {
+	d := p.Config.Dialect
+	name := d.Literal(tp.Target.Quoted())
+	var out []string
+	add := func(s string) { out = append(out, s) }
+	add("INSERT INTO " + p.Truncations.Quoted() + ` ("table_name", "commit_lsn", "lsn", "merged_at")` + "\n" +
+		"SELECT " + name + ", r." + q(colCommitLSN) + ", r." + q(colLSN) + ", " + d.Now() + "\n" +
+		"FROM " + tmpRecords + " AS r\nWHERE r.\"_sluice_op\" = 't'")
+	// The floor: the latest truncate of the table, zero or one row. Joins
+	// against it, not correlated subqueries, which Redshift decorrelates
+	// only in some shapes.
+	add("CREATE TEMP TABLE " + tmpFloor + " AS\n" +
+		"SELECT x.\"commit_lsn\", x.\"lsn\"\nFROM (\n  SELECT\n    \"commit_lsn\",\n    \"lsn\",\n" +
+		"    ROW_NUMBER() OVER (ORDER BY \"commit_lsn\" DESC, \"lsn\" DESC) AS \"_sluice_rank\"\n" +
+		"  FROM " + p.Truncations.Quoted() + "\n  WHERE \"table_name\" = " + name + "\n) AS x\nWHERE x.\"_sluice_rank\" = 1")
+	// Only the latest truncate matters: forget the older ones.
+	add("DELETE FROM " + p.Truncations.Quoted() + "\nUSING " + tmpFloor + "\n" +
+		"WHERE " + p.Truncations.Quoted() + ".\"table_name\" = " + name + "\n" +
+		"  AND " + posAfter(tmpFloor+`."commit_lsn"`, tmpFloor+`."lsn"`, p.Truncations.Quoted()+`."commit_lsn"`, p.Truncations.Quoted()+`."lsn"`))
+	for _, t := range tables {
+		add("DELETE FROM " + t + "\nUSING " + tmpFloor + "\n" +
+			"WHERE EXISTS (SELECT 1 FROM " + tmpRecords + " AS r WHERE r.\"_sluice_op\" = 't')\n" +
+			"  AND " + posAfter(tmpFloor+`."commit_lsn"`, tmpFloor+`."lsn"`, t+"."+q(colCommitLSN), t+"."+q(colLSN)))
+	}
+	return out
+}
+
+// watermarkSQL moves the table's per-shard watermarks to the last record
+// read from each shard.
+func watermarkSQL(p *Plan, tp *TablePlan) []string {
+	d := p.Config.Dialect
+	name := d.Literal(tp.Target.Quoted())
+	var out []string
+	add := func(s string) { out = append(out, s) }
 	add("DELETE FROM " + p.Watermarks.Quoted() + "\nWHERE \"table_name\" = " + name + "\n  AND \"shard_id\" IN (SELECT \"_sluice_shard_id\" FROM " + tmpRecords + ")")
 	add("INSERT INTO " + p.Watermarks.Quoted() + ` ("table_name", "shard_id", "sequence_number", "merged_at")` + "\n" +
 		"SELECT " + name + `, x."_sluice_shard_id", x."_sluice_sequence_number", ` + d.Now() + "\n" +
 		"FROM (\n  SELECT\n    \"_sluice_shard_id\",\n    \"_sluice_sequence_number\",\n" +
 		"    ROW_NUMBER() OVER (PARTITION BY \"_sluice_shard_id\" ORDER BY " + d.SeqDesc(`"_sluice_sequence_number"`) + ") AS \"_sluice_rank\"\n" +
 		"  FROM " + tmpRecords + "\n) AS x\nWHERE x.\"_sluice_rank\" = 1")
-	for _, t := range []string{tmpMerge, tmpChanges, tmpFloor, tmpRows, tmpRecords} {
-		add("DROP TABLE " + t)
-	}
 	return out
 }
 

@@ -3,7 +3,6 @@ package redshift
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math/big"
 	"math/rand/v2"
@@ -563,34 +562,6 @@ func TestMergeUnchangedAcrossKeyChanges(t *testing.T) {
 	e.land(late, mk(change.OpUpdate, 0, 5, "", true))
 	e.merge()
 	equalLines(t, "stale delete and an unchanged update", e.dump(dump), []string{"2|one", "5|six"})
-}
-
-// A record with another shape (a column added at the source) stops the
-// merge with an error that says so; nothing is merged or skipped.
-func TestMergeStopsOnSchemaChange(t *testing.T) {
-	tbl := customers()
-	e := newEnv(t, tbl)
-	e.land(record(cust(tbl, change.OpInsert, 100, 90, 1, "a", "a", nil)))
-	e.merge()
-	wider := customers()
-	wider.Columns = append(wider.Columns, change.Column{Name: "email", Type: change.Type{Name: "text", Kind: change.KindText}, Nullable: true})
-	c := cust(wider, change.OpInsert, 200, 190, 2, "b", "b", nil)
-	c.After = append(c.After, change.V(change.KindText, "b@example.com"))
-	e.land(record(c), record(cust(tbl, change.OpInsert, 300, 290, 3, "c", "c", nil)))
-	err := Merge(e.ctx, e.db, e.plan)
-	if !errors.Is(err, ErrShapeChanged) || !strings.Contains(err.Error(), "public.customers") {
-		t.Fatalf("merge: err = %v, want ErrShapeChanged naming the table", err)
-	}
-	// The guard inside the transaction holds too (a record landing between
-	// the check and the merge).
-	if err := e.db.ExecTx(e.ctx, e.plan.Tables[0].Merge); err == nil || !strings.Contains(err.Error(), "schema of public.customers changed at the source") {
-		t.Fatalf("merge statements: err = %v, want the in-transaction guard", err)
-	}
-	equalLines(t, "nothing merged", e.dump(dumpCustomers), []string{"1|a|a|NULL"})
-	n, err := Pending(e.ctx, e.db, e.plan)
-	if err != nil || n[tbl.ID()] != 2 {
-		t.Fatalf("pending = %v (%v), want both records still pending", n, err)
-	}
 }
 
 // A composite, mixed-case key through inserts, a key change in one column,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/sluice-dev/sluice/internal/change"
 )
@@ -53,9 +54,12 @@ type Object struct {
 	Drop   string
 	State  State
 	// Columns are a table's column names, in order; Problem says how an
-	// existing table differs from them (State Conflict).
+	// existing table differs from them (State Conflict), or, for a mirror
+	// of another schema of its source table (Mirror), that the merge
+	// alters it.
 	Columns []string
 	Problem string
+	Mirror  bool // a mirrored table (not sluice's bookkeeping)
 }
 
 // ID is the object's quoted name.
@@ -71,12 +75,21 @@ type TablePlan struct {
 	Source *change.Table
 	// Target is the mirrored table; Deleted keeps the keys of deleted rows
 	// with the position of their delete, so a late, older change cannot bring
-	// a row back.
+	// a row back. A keyless table (Source.Keyless) has no delete markers:
+	// Deleted is then the zero TableID, and Applied keeps the positions and
+	// ops of the changes merged, so that a record the producer put again
+	// (after a crash, in a later merge run) is not counted twice.
 	Target  change.TableID
 	Deleted change.TableID
+	Applied change.TableID
 	Columns []Column
 	// Merge is the incremental merge: statements run in one transaction.
 	Merge []string
+	// shapes are, for a run over records of several schemas (schema.go),
+	// those schemas, newest first; missing names, per column, the shapes
+	// (1-based) that lack it.
+	shapes  []*change.Table
+	missing map[string][]int
 }
 
 // Plan is everything that will exist for a config, rendered once.
@@ -99,6 +112,14 @@ type Plan struct {
 	Tables  []*TablePlan
 	// Warnings are properties of the source the mirror cannot keep.
 	Warnings []string
+
+	aligned *alignedShapes // per mirror, the shape a merge last gave it
+}
+
+// alignedShapes is shared by copies of a Plan.
+type alignedShapes struct {
+	mu sync.Mutex
+	m  map[change.TableID]*change.Table
 }
 
 // Reserved column names. Source columns may not start with this prefix.
@@ -106,6 +127,7 @@ const (
 	reservedPrefix = "_sluice_"
 	colCommitLSN   = "_sluice_commit_lsn"
 	colLSN         = "_sluice_lsn"
+	colOp          = "_sluice_op"
 	lsnType        = "DECIMAL(20,0)" // an LSN is an unsigned 64-bit number: 20 digits
 )
 
@@ -123,6 +145,7 @@ func NewPlan(cfg Config) (*Plan, error) {
 		Truncations: change.TableID{Schema: c.StateSchema, Name: "truncations"},
 		Skipped:     change.TableID{Schema: c.StateSchema, Name: "skipped"},
 		Created:     change.TableID{Schema: c.StateSchema, Name: "created"},
+		aligned:     &alignedShapes{m: map[change.TableID]*change.Table{}},
 	}
 	if p.Roles, err = rolePolicies(&c); err != nil {
 		return nil, err
@@ -169,9 +192,17 @@ func NewPlan(cfg Config) (*Plan, error) {
 		targets[tp.Target] = src.ID()
 		p.Warnings = append(p.Warnings, warn...)
 		p.Tables = append(p.Tables, tp)
-		p.Objects = append(p.Objects,
-			tableObject(tp.Target, tableDDL(d, tp.Target, tp.Columns)),
-			tableObject(tp.Deleted, tableDDL(d, tp.Deleted, keyColumns(tp.Columns))))
+		mirror := tableObject(tp.Target, tableDDL(d, tp.Target, tp.Columns, src.Keyless()))
+		mirror.Mirror = true
+		p.Objects = append(p.Objects, mirror)
+		if src.Keyless() {
+			p.Objects = append(p.Objects, tableObject(tp.Applied, "CREATE TABLE "+tp.Applied.Quoted()+" (\n"+
+				"  "+q(colCommitLSN)+" "+lsnType+" NOT NULL,\n"+
+				"  "+q(colLSN)+" "+lsnType+" NOT NULL,\n"+
+				"  "+q(colOp)+" CHAR(1) NOT NULL\n)"))
+		} else {
+			p.Objects = append(p.Objects, tableObject(tp.Deleted, tableDDL(d, tp.Deleted, keyColumns(tp.Columns), false)))
+		}
 	}
 	// Target schemas other than the state schema.
 	seen := map[string]bool{c.StateSchema: true}
@@ -227,13 +258,16 @@ func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
 	if schema == "" {
 		schema = src.Schema
 	}
-	tp := &TablePlan{
-		Source:  src,
-		Target:  change.TableID{Schema: schema, Name: src.Name},
-		Deleted: change.TableID{Schema: p.Config.StateSchema, Name: schema + "." + src.Name + ".deleted"},
+	tp := &TablePlan{Source: src, Target: change.TableID{Schema: schema, Name: src.Name}}
+	state := tp.Deleted
+	if src.Keyless() {
+		tp.Applied = change.TableID{Schema: p.Config.StateSchema, Name: schema + "." + src.Name + ".applied"}
+		state = tp.Applied
+	} else {
+		tp.Deleted = change.TableID{Schema: p.Config.StateSchema, Name: schema + "." + src.Name + ".deleted"}
 	}
-	if len(tp.Deleted.Name) > maxIdent {
-		return nil, nil, fmt.Errorf("%w: table %s: the name of its delete markers table %q is longer than Redshift's %d bytes: shorten the table name or the target schema", ErrConfig, src.ID(), tp.Deleted.Name, maxIdent)
+	if len(state.Name) > maxIdent {
+		return nil, nil, fmt.Errorf("%w: table %s: the name of its bookkeeping table %q is longer than Redshift's %d bytes: shorten the table name or the target schema", ErrConfig, src.ID(), state.Name, maxIdent)
 	}
 	var warns []string
 	for _, col := range src.Columns {
@@ -258,7 +292,7 @@ func planTable(p *Plan, src *change.Table) (*TablePlan, []string, error) {
 			NotNull: col.Key || !col.Nullable, Toastable: !col.Key && toastable(col.Type.Kind),
 		})
 	}
-	if n := mergeWidth(tp.Columns); n > maxColumns {
+	if n := mergeWidth(tp.Columns, src.Keyless()); n > maxColumns {
 		return nil, nil, fmt.Errorf("%w: table %s: its merge needs a temporary table of %d columns (%d columns, %d of them TOAST-able, each carrying its value, an \"unchanged\" flag and where its latest value is), over Redshift's %d columns per table: mirror fewer columns (project them in a pipeline) or split the table into several pipelines' views",
 			ErrConfig, src.ID(), n, len(tp.Columns), toastCount(tp.Columns), maxColumns)
 	}
@@ -271,8 +305,11 @@ const maxColumns = 1600
 
 // mergeWidth is the number of columns of the widest table the merge makes
 // (_sluice_changes: the row columns of _sluice_rows plus its window
-// columns; see mergeSQL), or of the mirror itself.
-func mergeWidth(cols []Column) int {
+// columns; see mergeSQL and multisetMergeSQL), or of the mirror itself.
+func mergeWidth(cols []Column, keyless bool) int {
+	if keyless {
+		return len(cols) + 8 // positions, count; id, group, net, first, added
+	}
 	keys, toast := len(keyColumns(cols)), toastCount(cols)
 	rows := 4 + keys + len(cols) + toast // positions, deleted, moved; from-keys; values; unchanged flags
 	changes := rows + 2 + toast          // seq, last; one source column per TOAST-able column
@@ -280,6 +317,15 @@ func mergeWidth(cols []Column) int {
 		changes++ // reset
 	}
 	return max(changes, len(cols)+2)
+}
+
+// identityColumns are the columns that tell rows apart: the key's, or
+// every column of a keyless table.
+func identityColumns(cols []Column) []Column {
+	if k := keyColumns(cols); len(k) > 0 {
+		return k
+	}
+	return cols
 }
 
 func keyColumns(cols []Column) []Column {
@@ -293,14 +339,15 @@ func keyColumns(cols []Column) []Column {
 }
 
 // tableDDL renders CREATE TABLE for a mirrored table (or its delete markers:
-// the key columns only), with the position of the last change applied.
-func tableDDL(d Dialect, id change.TableID, cols []Column) string {
+// the key columns only), with the position of the last change applied. A
+// keyless table is a multiset: no key, and no NOT NULL on its columns.
+func tableDDL(d Dialect, id change.TableID, cols []Column, keyless bool) string {
 	var b strings.Builder
 	b.WriteString("CREATE TABLE " + id.Quoted() + " (\n")
 	var keys []string
 	for _, c := range cols {
 		b.WriteString("  " + change.QuoteIdent(c.Name) + " " + d.Type(c.Type))
-		if c.NotNull {
+		if c.NotNull && !keyless {
 			b.WriteString(" NOT NULL")
 		}
 		b.WriteString(",\n")
@@ -309,6 +356,11 @@ func tableDDL(d Dialect, id change.TableID, cols []Column) string {
 		}
 	}
 	b.WriteString("  " + change.QuoteIdent(colCommitLSN) + " " + lsnType + " NOT NULL,\n")
+	if keyless {
+		b.WriteString("  " + change.QuoteIdent(colLSN) + " " + lsnType + " NOT NULL\n)")
+		b.WriteString(d.TableOptions(cols))
+		return b.String()
+	}
 	b.WriteString("  " + change.QuoteIdent(colLSN) + " " + lsnType + " NOT NULL,\n")
 	b.WriteString("  PRIMARY KEY (" + strings.Join(keys, ", ") + ")\n)")
 	b.WriteString(d.TableOptions(cols))
@@ -451,13 +503,54 @@ func (p *Plan) Inspect(ctx context.Context, in Inspector) error {
 		if err != nil {
 			return fmt.Errorf("inspect the columns of %s: %w", o.ID(), err)
 		}
-		if strings.Join(have, "\x00") != strings.Join(o.Columns, "\x00") {
-			o.State = Conflict
-			o.Problem = fmt.Sprintf("it has columns (%s), sluice needs (%s): rename or drop it, or choose another target schema",
+		if strings.Join(have, "\x00") == strings.Join(o.Columns, "\x00") {
+			continue
+		}
+		if o.Mirror && mirrorOfAnotherSchema(have, p.tableOf(*o)) {
+			// Sluice's mirror, altered to (or still of) another schema of
+			// the source table: the merge alters it to the schema of the
+			// records (schema.go).
+			o.Problem = fmt.Sprintf("it has columns (%s) of another schema of the source table (now %s): the merge alters it when it merges records of the new schema",
 				strings.Join(have, ", "), strings.Join(o.Columns, ", "))
+			continue
+		}
+		o.State = Conflict
+		o.Problem = fmt.Sprintf("it has columns (%s), sluice needs (%s): rename or drop it, or choose another target schema",
+			strings.Join(have, ", "), strings.Join(o.Columns, ", "))
+	}
+	return nil
+}
+
+// tableOf is the table plan of a mirror object.
+func (p *Plan) tableOf(o Object) *TablePlan {
+	for _, tp := range p.Tables {
+		if tp.Target.Schema == o.Schema && tp.Target.Name == o.Name {
+			return tp
 		}
 	}
 	return nil
+}
+
+// mirrorOfAnotherSchema reports whether a table with columns have is
+// sluice's mirror of tp's source table under another schema: it has the
+// positions and the key columns.
+func mirrorOfAnotherSchema(have []string, tp *TablePlan) bool {
+	if tp == nil {
+		return false
+	}
+	set := map[string]bool{}
+	for _, n := range have {
+		set[n] = true
+	}
+	if !set[colCommitLSN] || !set[colLSN] {
+		return false
+	}
+	for _, n := range tp.Source.KeyNames() {
+		if !set[n] {
+			return false
+		}
+	}
+	return true
 }
 
 // String renders the plan the way terraform does: + to create, = already

@@ -55,12 +55,6 @@ func partitionPrefix(t *change.Table) string {
 	return name(t.Schema) + "." + name(t.Name) + ":"
 }
 
-// ShapeCheckSQL counts the landed, unmerged records of a table whose columns
-// are not the mirror's.
-func ShapeCheckSQL(p *Plan, tp *TablePlan) string {
-	return strings.Replace(PendingSQL(p, tp), "WHERE ", `WHERE v."unparsed_data" IS NULL`+"\n  AND NOT "+shapeOK(p.Config.Dialect, `v."data"`, tp)+"\n  AND ", 1)
-}
-
 // UnparsedSQL lists the landed, unmerged records that Redshift could not
 // parse and that may be the table's: shard, sequence number, partition key.
 func UnparsedSQL(p *Plan, tp *TablePlan) string {
@@ -72,8 +66,9 @@ func UnparsedSQL(p *Plan, tp *TablePlan) string {
 // may belong to a table: its change would be lost if the merge went on.
 var ErrUnparseable = errors.New("a record could not be parsed by Redshift")
 
-// ErrShapeChanged is returned by Merge when records of a table carry other
-// columns than its mirror has: a schema change at the source.
+// ErrShapeChanged is returned by Merge when records of a table carry a
+// schema change sluice does not apply to the mirror itself (a changed key
+// or column type; schema.go).
 var ErrShapeChanged = errors.New("schema changed at the source")
 
 // Pending returns, per source table, the number of landed records not merged yet.

@@ -164,23 +164,21 @@ func deref(s *string) string {
 // Merge runs one incremental merge of every table, each in its own
 // transaction: the records that landed since the table's watermarks are
 // applied, and the watermarks moved, or nothing is. Running it again with
-// nothing new landed changes nothing.
+// nothing new landed changes nothing. A schema change at the source is
+// applied to the mirror in the same transaction (schema.go).
 func Merge(ctx context.Context, conn Conn, p *Plan) error {
 	for _, tp := range p.Tables {
 		if err := checkUnparsed(ctx, conn, p, tp); err != nil {
 			return err
 		}
-		rows, err := conn.Query(ctx, ShapeCheckSQL(p, tp))
+		stmts, shape, err := p.mergeRun(ctx, conn, tp)
 		if err != nil {
-			return fmt.Errorf("check the records of %s: %w", tp.Source.ID(), err)
+			return err
 		}
-		if len(rows) == 1 && len(rows[0]) == 1 && deref(rows[0][0]) != "0" {
-			return fmt.Errorf("merge %s into %s: %w: %s records carry columns other than the mirror's; sluice cannot alter a Redshift mirror yet: alter %s by hand to the new schema (the plan of the new schema prints its DDL), then restart sluice with it; nothing was merged, nothing is lost",
-				tp.Source.ID(), tp.Target, ErrShapeChanged, deref(rows[0][0]), tp.Target)
-		}
-		if err := conn.ExecTx(ctx, tp.Merge); err != nil {
+		if err := conn.ExecTx(ctx, stmts); err != nil {
 			return fmt.Errorf("merge %s into %s: %w", tp.Source.ID(), tp.Target, err)
 		}
+		p.setAligned(tp, shape)
 	}
 	return nil
 }

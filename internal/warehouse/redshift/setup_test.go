@@ -111,7 +111,6 @@ func TestConfigErrors(t *testing.T) {
 		{"no region", func(c *Config) { c.Region = "" }, "set the stream's AWS region"},
 		{"bad account", func(c *Config) { c.AccountID = "0123" }, "12-digit AWS account ID"},
 		{"ARN mismatch", func(c *Config) { c.StreamARN = "arn:aws:kinesis:us-east-1:123456789012:stream/other" }, "does not name stream"},
-		{"no key", func(c *Config) { c.Tables[0].Key = nil }, "has no primary key"},
 		{"reserved column", func(c *Config) { c.Tables[0].Columns[1].Name = "_sluice_x" }, "reserved"},
 		{"no tables", func(c *Config) { c.Tables = nil }, "list at least one source table"},
 		// The view's background refresh does not run in sluice's session:
