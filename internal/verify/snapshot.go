@@ -91,7 +91,10 @@ func OpenSourceSnapshot(ctx context.Context, url string, tables []change.TableID
 		// saw; pg_relation_filenode the current one (the lock made the
 		// relation cache current).
 		var rewritten bool
-		err := tx.QueryRow(ctx, "SELECT relfilenode <> pg_relation_filenode(oid) FROM pg_class WHERE oid = $1::regclass",
+		// A partitioned root has no storage of its own: check its leaves
+		// (a plain table is its own only leaf).
+		err := tx.QueryRow(ctx, `SELECT coalesce(bool_or(c.relfilenode <> pg_relation_filenode(c.oid)), false)
+			FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf`,
 			id.Quoted()).Scan(&rewritten)
 		if err != nil {
 			snap.Close(ctx)
