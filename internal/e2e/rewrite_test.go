@@ -57,7 +57,7 @@ func TestRewriteResnapshots(t *testing.T) {
 				{"ALTER TABLE t ADD COLUMN r float8 DEFAULT random()", "column r was added with a volatile default"},
 				{"ALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid(); UPDATE t SET n = 1 WHERE id = 2", "column u was added with a volatile default"},
 				{"ALTER TABLE t ADD COLUMN at timestamptz DEFAULT now(); UPDATE t SET n = 2 WHERE id = 3", ""},
-				{"ALTER TABLE t ADD COLUMN k int DEFAULT 7", ""},
+				{"ALTER TABLE t ADD COLUMN k int DEFAULT 7; UPDATE t SET n = 3 WHERE id = 4", ""},
 			}
 			for _, st := range steps {
 				before := strings.Count(p.out.String(), "re-snapshotting it")

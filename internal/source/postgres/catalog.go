@@ -43,10 +43,10 @@ type relFile struct {
 	node      uint32 // pg_class.relfilenode
 	kind      string // relkind
 	canSelect bool
-	// inPlace is set for a partition that became one in the transaction
-	// that created it (CREATE TABLE ... PARTITION OF): its rows have all
-	// streamed through the root. An attached table's rows have not.
-	inPlace bool
+	// inhXmin and inhCmin say when the partition became one (its
+	// pg_inherits row's transaction and command): rows written before it
+	// never streamed through the root.
+	inhXmin, inhCmin string
 }
 
 type catColumn struct {
@@ -79,7 +79,7 @@ type rowsQuerier interface {
 func readCatalog(ctx context.Context, q rowsQuerier, relids []uint32) (map[uint32]*catalogState, error) {
 	out := make(map[uint32]*catalogState, len(relids))
 	rows, err := q.Query(ctx, `SELECT r.root, c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relfilenode, c.relkind::text,
-			has_table_privilege(c.oid, 'SELECT'), `+inPlaceSQL+`
+			has_table_privilege(c.oid, 'SELECT'), `+inheritsSQL+`
 		FROM unnest($1::oid[]) AS r(root)
 		JOIN pg_catalog.pg_class rc ON rc.oid = r.root
 		CROSS JOIN LATERAL (
@@ -101,7 +101,7 @@ func readCatalog(ctx context.Context, q rowsQuerier, relids []uint32) (map[uint3
 	for rows.Next() {
 		var root uint32
 		var f relFile
-		if err := rows.Scan(&root, &f.oid, &f.name, &f.node, &f.kind, &f.canSelect, &f.inPlace); err != nil {
+		if err := rows.Scan(&root, &f.oid, &f.name, &f.node, &f.kind, &f.canSelect, &f.inhXmin, &f.inhCmin); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read storage of mirrored tables: %w", err)
 		}
@@ -172,10 +172,9 @@ func readCatalog(ctx context.Context, q rowsQuerier, relids []uint32) (map[uint3
 	return out, nil
 }
 
-// inPlaceSQL is true for a partition c whose pg_inherits row was written by
-// the transaction that created it (the one that wrote its row type).
-const inPlaceSQL = `coalesce((SELECT i.xmin = ty.xmin FROM pg_catalog.pg_inherits i, pg_catalog.pg_type ty
-			WHERE i.inhrelid = c.oid AND ty.oid = c.reltype LIMIT 1), false)`
+// inheritsSQL gives the transaction and command that made c a partition.
+const inheritsSQL = `coalesce((SELECT i.xmin::text FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1), ''),
+			coalesce((SELECT i.cmin::text FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1), '')`
 
 // readCatalogs sets the catalog state of freshly loaded tables.
 func readCatalogs(ctx context.Context, q rowsQuerier, metas []*tableMeta) error {
@@ -277,18 +276,22 @@ func unseen(m *tableMeta, old, now *catalogState, cols []shapeCol) (string, []re
 }
 
 // attachedRows says why partitions new to a partitioned table need its
-// re-snapshot: they came with rows (ATTACH PARTITION sends no row changes).
-// A partition created empty needs none: its rows stream through the root.
+// re-snapshot: they came with rows (ATTACH PARTITION sends no row changes),
+// that is rows written before the partition became one: by an older
+// transaction, or by the same one before the command that attached it. A
+// partition created as one needs none: its rows stream through the root.
 func attachedRows(ctx context.Context, conn *pgx.Conn, parts []relFile) (string, error) {
 	for _, f := range parts {
-		if f.inPlace {
-			continue // created as a partition: its rows streamed through the root
-		}
 		if !f.canSelect {
 			return fmt.Sprintf("partition %s was attached (without SELECT on it sluice cannot tell whether it came with rows)", f.name), nil
 		}
+		q, args := "SELECT EXISTS (SELECT 1 FROM ONLY "+f.name+")", []any{}
+		if f.inhXmin != "" && f.inhCmin != "" {
+			q = "SELECT EXISTS (SELECT 1 FROM ONLY " + f.name + " r WHERE age(r.xmin) > age($1::text::xid) OR (r.xmin = $1::text::xid AND r.cmin::text::bigint < $2::text::bigint))"
+			args = []any{f.inhXmin, f.inhCmin}
+		}
 		var rows bool
-		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM ONLY "+f.name+")").Scan(&rows); err != nil {
+		if err := conn.QueryRow(ctx, q, args...).Scan(&rows); err != nil {
 			return "", fmt.Errorf("look into new partition %s: %w", f.name, err)
 		}
 		if rows {
@@ -394,7 +397,7 @@ func (s *Source) checkStartup(ctx context.Context, conn *pgx.Conn) (map[change.T
 		}
 	}
 	rows, err = conn.Query(ctx, `SELECT r.root, c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relfilenode, c.relkind::text,
-			has_table_privilege(c.oid, 'SELECT'), `+inPlaceSQL+`
+			has_table_privilege(c.oid, 'SELECT'), `+inheritsSQL+`
 		FROM unnest($1::oid[]) AS r(root)
 		CROSS JOIN LATERAL pg_catalog.pg_partition_tree(r.root::regclass) AS t
 		JOIN pg_catalog.pg_inherits i ON i.inhrelid = t.relid
@@ -409,7 +412,7 @@ func (s *Source) checkStartup(ctx context.Context, conn *pgx.Conn) (map[change.T
 	for rows.Next() {
 		var root uint32
 		var f relFile
-		if err := rows.Scan(&root, &f.oid, &f.name, &f.node, &f.kind, &f.canSelect, &f.inPlace); err != nil {
+		if err := rows.Scan(&root, &f.oid, &f.name, &f.node, &f.kind, &f.canSelect, &f.inhXmin, &f.inhCmin); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("check for partitions attached while stopped: %w", err)
 		}

@@ -54,7 +54,9 @@ func TestPartitionedRoot(t *testing.T) {
 	// through the root.
 	exec(t, url, "CREATE TABLE readings_2026 PARTITION OF readings FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
 		"INSERT INTO readings SELECT g, DATE '2026-01-01' + g % 300, 'in 2026' FROM generate_series(2000, 2100) g",
-		"INSERT INTO other VALUES (2, 'two')")
+		"INSERT INTO other VALUES (2, 'two')",
+		`BEGIN; CREATE TABLE readings_2030 PARTITION OF readings FOR VALUES FROM ('2030-01-01') TO ('2031-01-01');
+		INSERT INTO readings VALUES (2200, '2030-02-02', 'same transaction'); COMMIT`)
 	waitMirrored(t, m, url, "readings", "id", "at")
 	waitMirrored(t, m, url, "other", "id")
 	if n := m.resetCount(root); n != 1 {
@@ -62,9 +64,9 @@ func TestPartitionedRoot(t *testing.T) {
 	}
 
 	// A table attached with rows: its rows reach the mirror.
-	exec(t, url, "CREATE TABLE loose (LIKE readings INCLUDING ALL)",
-		"INSERT INTO loose SELECT g, DATE '2027-01-01' + g % 300, 'attached' FROM generate_series(3000, 3200) g",
-		"ALTER TABLE readings ATTACH PARTITION loose FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+	exec(t, url, `BEGIN; CREATE TABLE loose (LIKE readings INCLUDING ALL);
+		INSERT INTO loose SELECT g, DATE '2027-01-01' + g % 300, 'attached' FROM generate_series(3000, 3200) g;
+		ALTER TABLE readings ATTACH PARTITION loose FOR VALUES FROM ('2027-01-01') TO ('2028-01-01'); COMMIT`)
 	waitMirrored(t, m, url, "readings", "id", "at")
 	if n := m.resetCount(root); n != 2 {
 		t.Errorf("attach: %d resets, want 2", n)
