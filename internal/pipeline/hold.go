@@ -158,6 +158,16 @@ func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b *change.Batc
 	for b != nil {
 		at, reached, moved := h.state()
 		before, after := split(b, at)
+		if before.Ack == 0 && after != nil && len(after.Changes) > 0 {
+			// The stream passed at with this batch: the last transaction of
+			// the batches already applied is whole too. Say so, so a
+			// transform waiting for its end (views) emits it before the hold.
+			p.mu.Lock()
+			if p.seenChange < at {
+				before.Ack = p.seenChange
+			}
+			p.mu.Unlock()
+		}
 		if len(before.Changes) > 0 || len(before.Snapshotted) > 0 || before.Ack > 0 || len(before.Reset) > 0 {
 			if err := p.apply(runCtx, applyCtx, before); err != nil {
 				return err
