@@ -329,30 +329,14 @@ func (a *Applier) merge(ctx context.Context, s Session, target change.TableID, s
 		}
 	}
 	t := seg.Table
-	if dl, ok := s.(DirectLoader); ok && appendOnly && len(unchangedColumns(seg)) == 0 {
-		err := dl.LoadDirect(ctx, target, t, seg.Rows)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, ErrNoDirect) {
-			var se *StmtError
-			if errors.As(err, &se) {
-				return err
-			}
-			return fmt.Errorf("table %s: load %d rows: %w", target, len(seg.Rows), err)
-		}
-	}
-	a.stages++
-	stage := "_sluice_stage_" + strconv.Itoa(a.stages)
-	if err := a.exec(ctx, s, target, CreateStageSQL(a.Dialect, stage, t)); err != nil {
-		return err
-	}
-	if err := s.Load(ctx, stage, t, seg.Rows); err != nil {
-		var se *StmtError
-		if errors.As(err, &se) {
+	if appendOnly && len(unchangedColumns(seg)) == 0 {
+		if done, err := loadDirect(ctx, s, target, t, seg.Rows); done || err != nil {
 			return err
 		}
-		return fmt.Errorf("table %s: load %d rows into staging: %w", target, len(seg.Rows), err)
+	}
+	stage, err := a.stage(ctx, s, target, t, seg.Rows)
+	if err != nil {
+		return err
 	}
 	unchanged := unchangedColumns(seg)
 	stmts := MergeSQL(a.Dialect, target, stage, t, unchanged, appendOnly)
@@ -386,34 +370,23 @@ func (a *Applier) mergeMultiset(ctx context.Context, s Session, target change.Ta
 		}
 	}
 	t := seg.Table
-	if dl, ok := s.(DirectLoader); ok && appendOnly {
-		err := dl.LoadDirect(ctx, target, t, rows)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, ErrNoDirect) {
-			var se *StmtError
-			if errors.As(err, &se) {
-				return err
-			}
-			return fmt.Errorf("table %s: load %d rows: %w", target, len(rows), err)
+	if appendOnly {
+		if done, err := loadDirect(ctx, s, target, t, rows); done || err != nil {
+			return err
 		}
 	}
-	a.stages++
-	stage := "_sluice_stage_" + strconv.Itoa(a.stages)
-	stmts, err := MultisetMergeSQL(a.Dialect, target, stage, t, appendOnly)
+	if !appendOnly {
+		if err := CanDeleteEqualRows(a.Dialect, t); err != nil {
+			return err // before anything is staged
+		}
+	}
+	stage, err := a.stage(ctx, s, target, t, rows)
 	if err != nil {
 		return err
 	}
-	if err := a.exec(ctx, s, target, CreateStageSQL(a.Dialect, stage, t)); err != nil {
+	stmts, err := MultisetMergeSQL(a.Dialect, target, stage, t, appendOnly)
+	if err != nil {
 		return err
-	}
-	if err := s.Load(ctx, stage, t, rows); err != nil {
-		var se *StmtError
-		if errors.As(err, &se) {
-			return err
-		}
-		return fmt.Errorf("table %s: load %d rows into staging: %w", target, len(rows), err)
 	}
 	stmts = append(stmts, DropStageSQL(a.Dialect, stage, false)...)
 	for _, q := range stmts {
@@ -422,6 +395,44 @@ func (a *Applier) mergeMultiset(ctx context.Context, s Session, target change.Ta
 		}
 	}
 	return nil
+}
+
+// loadDirect loads rows straight into the target when the session can;
+// done is false, with no error, when the rows must go through staging.
+func loadDirect(ctx context.Context, s Session, target change.TableID, t *change.Table, rows []Row) (done bool, err error) {
+	dl, ok := s.(DirectLoader)
+	if !ok {
+		return false, nil
+	}
+	err = dl.LoadDirect(ctx, target, t, rows)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNoDirect):
+		return false, nil
+	}
+	var se *StmtError
+	if errors.As(err, &se) {
+		return true, err
+	}
+	return true, fmt.Errorf("table %s: load %d rows: %w", target, len(rows), err)
+}
+
+// stage creates a staging table for t and loads rows into it.
+func (a *Applier) stage(ctx context.Context, s Session, target change.TableID, t *change.Table, rows []Row) (string, error) {
+	a.stages++
+	stage := "_sluice_stage_" + strconv.Itoa(a.stages)
+	if err := a.exec(ctx, s, target, CreateStageSQL(a.Dialect, stage, t)); err != nil {
+		return "", err
+	}
+	if err := s.Load(ctx, stage, t, rows); err != nil {
+		var se *StmtError
+		if errors.As(err, &se) {
+			return "", err
+		}
+		return "", fmt.Errorf("table %s: load %d rows into staging: %w", target, len(rows), err)
+	}
+	return stage, nil
 }
 
 // unchangedColumns lists the columns some row of the segment left unchanged.

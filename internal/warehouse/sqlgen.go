@@ -265,6 +265,15 @@ type RowIDer interface {
 	RowID() string
 }
 
+// CanDeleteEqualRows reports, for keyless table t, whether the dialect can
+// delete one of several equal rows (it has a RowIDer).
+func CanDeleteEqualRows(d Dialect, t *change.Table) error {
+	if _, ok := d.(RowIDer); !ok {
+		return fmt.Errorf("table %s has no key and this warehouse cannot delete one of several equal rows: add a primary key at the source, or declare a key for the table in the pipeline", t.ID())
+	}
+	return nil
+}
+
 // MultisetMergeSQL returns the statements that merge a loaded staging
 // table into a keyless target table. The stage holds one row per row to
 // add (op 'i') and one per row to remove (op 'd'), whole rows. Rows are
@@ -287,11 +296,10 @@ func MultisetMergeSQL(d Dialect, target change.TableID, stage string, t *change.
 	}
 	var out []string
 	if !appendOnly {
-		rd, ok := d.(RowIDer)
-		if !ok {
-			return nil, fmt.Errorf("table %s has no key and this warehouse cannot delete one of several equal rows: add a primary key at the source, or declare a key for the table in the pipeline", t.ID())
+		if err := CanDeleteEqualRows(d, t); err != nil {
+			return nil, err
 		}
-		rid := rd.RowID()
+		rid := d.(RowIDer).RowID()
 		all := allColumns(t)
 		hash := func(alias string) string { return "md5(" + RowTextSQL(d, t, all, alias) + ")" }
 		removed := "SELECT " + hash("r") + " AS h, count(*) AS n FROM (SELECT " + strings.Join(conv, ", ") + " FROM " + st +
