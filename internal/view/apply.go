@@ -81,7 +81,11 @@ func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 			continue
 		}
 		if cl := c.Pos.CommitLSN; cl != e.cur {
-			if e.cur != 0 {
+			// Consecutive new transactions of one batch are evaluated as
+			// one (see "Unit of work" in the package documentation); a
+			// replay, and the transaction the batch leaves open, stand
+			// alone.
+			if e.cur != 0 && (e.curReplay || cl <= e.done || cl == tail) {
 				if err := e.finish(ctx, out); err != nil {
 					return nil, err
 				}
@@ -95,8 +99,12 @@ func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 					return nil, err
 				}
 			}
-			if err := e.start(ctx, c, out); err != nil {
-				return nil, err
+			if e.cur == 0 {
+				if err := e.start(ctx, c, out); err != nil {
+					return nil, err
+				}
+			} else {
+				e.extend(c)
 			}
 		}
 		if e.curReplay || in == nil || in.snapshotted && c.Pos.CommitLSN <= in.snapPos {
@@ -198,7 +206,7 @@ func (e *Engine) saveView(ctx context.Context, v *compiled) error {
 // before the last one processed is a replay: its logged outputs are
 // emitted again and its changes skipped.
 func (e *Engine) start(ctx context.Context, c *change.Change, out *change.Batch) error {
-	e.cur, e.txRid = c.Pos.CommitLSN, e.nextRid
+	e.cur, e.first, e.txRid = c.Pos.CommitLSN, c.Pos.CommitLSN, e.nextRid
 	e.curTime = changeMeta{txid: c.TxID, at: c.CommitTime}
 	e.curReplay = c.Pos.CommitLSN <= e.done
 	if e.curReplay {
@@ -207,8 +215,17 @@ func (e *Engine) start(ctx context.Context, c *change.Change, out *change.Batch)
 	return nil
 }
 
-// finish completes the source transaction being received: the views see
-// its net effect and emit their output changes.
+// extend adds the transaction of c to the group being received: its rows
+// join the group's (txRid stays that of the group's first transaction, so
+// the rows before the group are its old rows) and the group's outputs
+// take its position and commit time.
+func (e *Engine) extend(c *change.Change) {
+	e.cur = c.Pos.CommitLSN
+	e.curTime = changeMeta{txid: c.TxID, at: c.CommitTime}
+}
+
+// finish completes the source transactions being received: the views see
+// their net effect and emit their output changes.
 func (e *Engine) finish(ctx context.Context, out *change.Batch) error {
 	defer func() { e.cur, e.curReplay = 0, false }()
 	if e.curReplay {

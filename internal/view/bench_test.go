@@ -85,6 +85,8 @@ func run(b *testing.B, e *Engine, perTx, batchTx, nOrders int) {
 func BenchmarkIdentity(b *testing.B) {
 	spec := []Spec{{Name: "mirror", SQL: "SELECT id, customer_id, amount, status FROM orders WHERE status <> 'cancelled'"}}
 	b.Run("1change-per-tx", func(b *testing.B) { run(b, benchEngine(b, spec, benchRows, 0), 1, 50, benchRows) })
+	// A quiet source: every batch holds one transaction.
+	b.Run("1change-per-batch", func(b *testing.B) { run(b, benchEngine(b, spec, benchRows, 0), 1, 1, benchRows) })
 	b.Run("1000changes-per-tx", func(b *testing.B) { run(b, benchEngine(b, spec, benchRows, 0), 1000, 1, benchRows) })
 }
 

@@ -53,16 +53,28 @@
 //
 // # Semantics of the output
 //
-// The unit of work is one source transaction. A view's output for a
-// transaction is one atomic set of changes with at most one change per
-// output key, emitted when the transaction is complete (a change of a later
-// commit LSN arrived, or Batch.Ack reached its commit LSN); nothing of half
-// a transaction is ever emitted or stored. Output changes are op c
-// (insert), u (update, with Before) and d (delete, with Before), each
-// carrying the full row, in key order per view. Each carries the position
-// (commit LSN of the causing transaction, n) with n = 1, 2, ... over the
-// transaction's outputs, so "a later (commit LSN, LSN) position wins"
-// holds downstream, and a replay yields the same positions.
+// The unit of work is whole source transactions. The complete
+// transactions one batch delivers one after another are evaluated as one
+// group: their output is one atomic set of changes with at most one change
+// per output key, the net effect of the group, emitted when its last
+// transaction is complete (a change of a later commit LSN arrived, or
+// Batch.Ack reached its commit LSN); nothing of half a transaction is ever
+// emitted or stored. This is exactly the output of evaluating each
+// transaction alone and netting the outputs of the group per key (the
+// engine already nets any number of changes of one key within one
+// transaction; a group is evaluated as one transaction holding the
+// group's changes in order), so a target committing once per batch holds
+// after each batch what it would hold with per-transaction evaluation:
+// only states of a view between two transactions of one batch, which no
+// target commit shows, are not emitted. A replayed transaction, and the
+// transaction a batch leaves open, are evaluated alone.
+//
+// Output changes are op c (insert), u (update, with Before) and d (delete,
+// with Before), each carrying the full row, in key order per view. Each
+// carries the position (commit LSN of the group's last transaction, n)
+// with n = 1, 2, ... over the group's outputs, so "a later (commit LSN,
+// LSN) position wins" holds downstream, and a replay yields the same
+// positions.
 //
 //   - Filters retract: a row leaving the WHERE (or HAVING) becomes a delete,
 //     one entering becomes an insert.

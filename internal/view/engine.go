@@ -51,10 +51,12 @@ type Engine struct {
 	confirm chan change.LSN // latest Confirm, picked up by Apply
 	stmts   map[string]*sql.Stmt
 
-	// The DuckDB transaction in progress and the source transaction whose
-	// changes it is receiving.
+	// The DuckDB transaction in progress and the source transactions whose
+	// changes it is receiving: one replayed transaction, or a group of
+	// consecutive new ones evaluated together.
 	txOpen    bool
-	cur       change.LSN
+	cur       change.LSN // the last transaction of the group being received
+	first     change.LSN // its first
 	curReplay bool
 	curTime   changeMeta
 	txRid     int64 // nextRid when cur began: rows with a rid at or above it are new

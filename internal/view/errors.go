@@ -36,8 +36,12 @@ func (e *SQLError) Error() string {
 // dead-letter table of the state file.
 type RuntimeError struct {
 	View string
-	// Pos is the causing transaction's position (commit LSN, 0).
+	// Pos is the causing transaction's position (commit LSN, 0): the last
+	// of the transactions evaluated together with it.
 	Pos change.Position
+	// From is the commit LSN of the first of those transactions, when
+	// there were several.
+	From change.LSN
 	// Key is the input or output key involved, as text, when one is known.
 	Key string
 	Msg string
@@ -45,6 +49,9 @@ type RuntimeError struct {
 
 func (e *RuntimeError) Error() string {
 	s := fmt.Sprintf("view %s: at %s", e.View, e.Pos)
+	if e.From != 0 && e.From != e.Pos.CommitLSN {
+		s += fmt.Sprintf(" (the transactions committed from %s on, evaluated together)", e.From)
+	}
 	if e.Key != "" {
 		s += " key " + e.Key
 	}

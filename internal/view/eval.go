@@ -43,7 +43,7 @@ func (e *Engine) evaluate(ctx context.Context, touched []*input, out *change.Bat
 				return err
 			}
 			msg, _, _ := duckPlace(err)
-			return &RuntimeError{View: v.spec.Name, Pos: change.Position{CommitLSN: e.cur}, Key: e.touchedKeys(ctx, touched), Msg: msg}
+			return &RuntimeError{View: v.spec.Name, Pos: change.Position{CommitLSN: e.cur}, From: e.first, Key: e.touchedKeys(ctx, touched), Msg: msg}
 		}
 		for i := range changes {
 			seq++
@@ -169,7 +169,7 @@ func (e *Engine) checkUnique(ctx context.Context, v *compiled) error {
 		for i, k := range v.key {
 			parts = append(parts, v.cols[k].name+"="+value(v.cols[k].typ.Kind, vals[i]).String())
 		}
-		return &RuntimeError{View: v.spec.Name, Pos: change.Position{CommitLSN: e.cur}, Key: "(" + strings.Join(parts, ", ") + ")",
+		return &RuntimeError{View: v.spec.Name, Pos: change.Position{CommitLSN: e.cur}, From: e.first, Key: "(" + strings.Join(parts, ", ") + ")",
 			Msg: fmt.Sprintf("the declared key (%s) is not unique: %v output rows have this key; declare a key that is unique, or derive it", strings.Join(v.keyNames(), ", "), vals[len(vals)-1])}
 	}
 	return rows.Err()

@@ -489,4 +489,45 @@ func TestOracle(t *testing.T) {
 	}
 }
 
+// TestOracleGrouped hands the engine batches of several complete
+// transactions, as a busy source does: after every batch the folded output
+// equals the SQL run in full, and every output carries the position of the
+// batch's last transaction.
+func TestOracleGrouped(t *testing.T) {
+	for seed := uint64(1); seed <= 3; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 11))
+			w := &workload{r: rand.New(rand.NewPCG(seed, 7)), m: newModel()}
+			e := open(t, "", oracleViews, orders, customers, events)
+			o := newOracle(t)
+			f := newFolded()
+			f.apply(t, apply(t, e, w.initial()))
+			grouped := 0
+			for i := range 15 {
+				b := &change.Batch{}
+				n := 1 + r.IntN(8)
+				for range n {
+					tx := w.next()
+					b.Changes = append(b.Changes, tx.changes...)
+					b.Ack = tx.lsn
+				}
+				out := apply(t, e, b)
+				for _, c := range out.Changes {
+					if c.Pos.CommitLSN != b.Ack {
+						t.Fatalf("batch %d: output at %s, want the last transaction's %s", i, c.Pos, b.Ack)
+					}
+				}
+				if n > 1 && len(out.Changes) > 0 {
+					grouped++
+				}
+				f.apply(t, out)
+				f.check(t, o, w.m, fmt.Sprintf("after batch %d (%d transactions, to %s)", i, n, b.Ack))
+			}
+			if grouped < 5 {
+				t.Fatalf("only %d batches of several transactions had output", grouped)
+			}
+		})
+	}
+}
+
 var _ = filepath.Join
