@@ -31,9 +31,11 @@ func newQuickstartCmd() *cobra.Command {
 		Use:   "quickstart",
 		Short: "See sluice work: a throwaway Postgres, a live workload, a DuckDB mirror, verified",
 		Long: `quickstart starts a throwaway Postgres (the server binaries of the Debian
-postgresql package are enough), creates the tutorial's customers table, drives
-inserts, updates and deletes, and mirrors the table into a DuckDB file while it
-shows snapshot progress and lag. At the end (after --duration, or Ctrl-C) it
+postgresql package are enough), creates the tutorial's customers table and an
+orders table, drives inserts, updates and deletes, and mirrors both into a DuckDB
+file together with two SQL views over them (a join that enriches each order with
+its customer, and an aggregate per customer) while it shows snapshot progress
+and lag. At the end (after --duration, or Ctrl-C) it
 runs verify and tells you where the file is and a query to try.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -86,16 +88,35 @@ CREATE TABLE customers (
 );
 INSERT INTO customers
 SELECT i, 'first_' || i, 'last_' || i, CASE WHEN i %% 3 = 0 THEN NULL ELSE '+1-555-' || lpad(i::text, 7, '0') END
-FROM generate_series(1, %d) AS i;`, rows)); err != nil {
-		return fmt.Errorf("create the customers table: %w", err)
+FROM generate_series(1, %d) AS i;
+CREATE TABLE orders (
+  order_id int PRIMARY KEY,
+  userid   int NOT NULL,
+  amount   numeric(10,2) NOT NULL,
+  status   text NOT NULL
+);
+INSERT INTO orders
+SELECT i, 1 + (i * 7) %% %d, (i %% 500) + 0.99, CASE WHEN i %% 9 = 0 THEN 'cancelled' ELSE 'placed' END
+FROM generate_series(1, %d) AS i;`, rows, rows, rows/2)); err != nil {
+		return fmt.Errorf("create the customers and orders tables: %w", err)
 	}
-	fmt.Fprintf(out, "source: %s, table public.customers with %d rows\n", srcURL, rows)
+	fmt.Fprintf(out, "source: %s, tables public.customers with %d rows, public.orders with %d rows\n", srcURL, rows, rows/2)
 
 	c := config.Default()
 	c.Pipeline = "quickstart"
 	c.Source.URL = srcURL
 	c.Source.StatusInterval = time.Second
-	c.Tables = []config.TableSpec{{Name: "public.customers"}}
+	c.Tables = []config.TableSpec{{Name: "public.customers"}, {Name: "public.orders"}}
+	// The step the hand-built chain needs a stream processor for: cleanse,
+	// enrich and join, aggregate, kept up to date incrementally.
+	c.Views = []config.ViewSpec{
+		{Name: "order_facts", SQL: `SELECT o.order_id, o.amount, upper(c.last_name) AS customer, c.phone IS NOT NULL AS reachable
+FROM public.orders o LEFT JOIN public.customers c ON c.userid = o.userid
+WHERE o.status <> 'cancelled'`},
+		{Name: "customer_totals", SQL: `SELECT o.userid, count(*) AS orders, sum(o.amount) AS spent, max(o.amount) AS largest
+FROM public.orders o JOIN public.customers c ON c.userid = o.userid
+GROUP BY o.userid`},
+	}
 	c.Target.URL = "duckdb:" + dbFile
 	c.StateDir = filepath.Join(abs, ".sluice")
 	c.Batch.Interval = 100 * time.Millisecond
@@ -164,7 +185,11 @@ Query it (the DuckDB CLI works too, once sluice has stopped):
 
   %s query --target duckdb:%s "SELECT count(*), count(phone) FROM customers"
 
-`, dbFile, self, dbFile)
+and the views, kept up to date from the same changes (a join, and an aggregate over it):
+
+  %s query --target duckdb:%s "SELECT * FROM customer_totals ORDER BY spent DESC LIMIT 5"
+
+`, dbFile, self, dbFile, self, dbFile)
 	if !rep.Match {
 		return &exitError{code: 1, err: errors.New("verify found differences")}
 	}
@@ -210,6 +235,7 @@ func workload(ctx context.Context, url string, rows, rate int, writes *atomic.In
 	}
 	defer conn.Close(context.Background())
 	next := rows + 1
+	nextOrder := rows/2 + 1
 	per := max(rate/20, 1) // 20 transactions a second
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -233,6 +259,14 @@ func workload(ctx context.Context, url string, rows, rate int, writes *atomic.In
 				next++
 			default:
 				batch.Queue(`DELETE FROM customers WHERE userid = $1`, id)
+			}
+			// Orders come and change too: the views follow both tables.
+			switch p := rand.IntN(4); {
+			case p == 0:
+				batch.Queue(`INSERT INTO orders VALUES ($1, $2, $3, 'placed')`, nextOrder, id, float64(rand.IntN(50000))/100)
+				nextOrder++
+			case p == 1:
+				batch.Queue(`UPDATE orders SET status = 'cancelled' WHERE order_id = $1`, 1+rand.IntN(nextOrder-1))
 			}
 		}
 		tx, err := conn.Begin(ctx)

@@ -15,7 +15,8 @@ func TestQuickstart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("quickstart: %v\n%s", err, out)
 	}
-	for _, want := range []string{"snapshot 100%", "every table matches", dir + "/customers.duckdb", "query --target duckdb:"} {
+	// The views are verified like the mirrored tables.
+	for _, want := range []string{"snapshot 100%", "public.order_facts", "public.customer_totals", "every table matches", dir + "/customers.duckdb", "query --target duckdb:"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("quickstart output lacks %q:\n%s", want, out)
 		}
@@ -24,5 +25,9 @@ func TestQuickstart(t *testing.T) {
 	qout, err := q.CombinedOutput()
 	if err != nil || !strings.Contains(string(qout), "(1 rows)") {
 		t.Errorf("query after quickstart: %v\n%s", err, qout)
+	}
+	q = exec.Command(binary, "query", "--target", "duckdb:"+dir+"/customers.duckdb", "SELECT count(*) AS n FROM customer_totals WHERE orders > 0")
+	if qout, err := q.CombinedOutput(); err != nil || !strings.Contains(string(qout), "(1 rows)") {
+		t.Errorf("query of a view after quickstart: %v\n%s", err, qout)
 	}
 }

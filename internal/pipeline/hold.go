@@ -158,10 +158,12 @@ func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b *change.Batc
 	for b != nil {
 		at, reached, moved := h.state()
 		before, after := split(b, at)
-		if before.Ack == 0 && after != nil && len(after.Changes) > 0 {
-			// The stream passed at with this batch: the last transaction of
-			// the batches already applied is whole too. Say so, so a
-			// transform waiting for its end (views) emits it before the hold.
+		if before.Ack == 0 && after != nil {
+			// The stream passed at with this batch (a change at or after
+			// it, or an Ack that reaches it, even alone): the last
+			// transaction of the batches already applied is whole too. Say
+			// so, so a transform waiting for its end (views) emits it
+			// before the hold.
 			p.mu.Lock()
 			if p.seenChange < at {
 				before.Ack = p.seenChange

@@ -240,11 +240,15 @@ type gatedSource struct {
 	fakeSource
 	gate    chan struct{}
 	batches []*change.Batch
+	pause   time.Duration // between batches, so the queue does not merge them
 }
 
 func (s *gatedSource) Stream(ctx context.Context, emit Emit) error {
 	<-s.gate
-	for _, b := range s.batches {
+	for i, b := range s.batches {
+		if i > 0 {
+			time.Sleep(s.pause)
+		}
 		if err := emit(ctx, b); err != nil {
 			return err
 		}

@@ -116,3 +116,57 @@ func TestTransformContract(t *testing.T) {
 		t.Errorf("source confirmed %v, want 21 after the commit", src.confirmed)
 	}
 }
+
+// wholeTxTransform passes changes on only once their transaction is known
+// to be whole (a change of a later transaction or an Ack at or after its
+// commit arrived), as the view engine does.
+type wholeTxTransform struct {
+	Identity
+	open []change.Change
+}
+
+func (w *wholeTxTransform) Transform(_ context.Context, b *change.Batch) (*change.Batch, error) {
+	out := &change.Batch{Ack: b.Ack, Snapshotted: b.Snapshotted}
+	for _, c := range b.Changes {
+		if len(w.open) > 0 && w.open[0].Pos.CommitLSN != c.Pos.CommitLSN {
+			out.Changes, w.open = append(out.Changes, w.open...), nil
+		}
+		w.open = append(w.open, c)
+	}
+	if len(w.open) > 0 && b.Ack >= w.open[0].Pos.CommitLSN {
+		out.Changes, w.open = append(out.Changes, w.open...), nil
+	}
+	return out, nil
+}
+
+// TestHoldOnAckOnlyBatch: the transaction before the hold arrived without
+// an Ack, and the Ack telling it is whole comes alone, at the hold point
+// itself. The held target must hold that transaction's transformed output.
+func TestHoldOnAckOnlyBatch(t *testing.T) {
+	gate := make(chan struct{})
+	src := &gatedSource{gate: gate, pause: 50 * time.Millisecond, batches: []*change.Batch{{Changes: []change.Change{row("1", 20)}}, {Ack: 30}}}
+	dst := &fakeTarget{state: map[change.TableID]change.TableState{tbl.ID(): {Snapshotted: true}}}
+	p := New(src, dst, Options{Transform: &wholeTxTransform{}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, []*change.Table{tbl}) }()
+	held := make(chan func())
+	go func() {
+		release, err := holdAt(ctx, p, 30)
+		if err != nil {
+			t.Error(err)
+		}
+		held <- release
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(gate)
+	release := <-held
+	if n := dst.count(); n != 1 {
+		t.Fatalf("held at 30: %d changes applied, want the transaction committed at 20", n)
+	}
+	release()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
