@@ -246,14 +246,21 @@ func redshiftCommand(ctx context.Context, f *configFlags, what, otherwise string
 }
 
 // redshiftPlan builds the plan from the config and the source tables'
-// schemas (described from the source when tables is nil). It touches no
-// Redshift.
+// schemas (described from the source when tables is nil): the mirrored
+// tables and the views' tables. It touches no Redshift.
 func redshiftPlan(ctx context.Context, c *config.Config, tables []*change.Table) (*redshift.Plan, error) {
 	if tables == nil {
 		var err error
 		if tables, err = describeTables(ctx, c); err != nil {
 			return nil, err
 		}
+	}
+	// Redshift merges the views' output tables like mirrored ones (the
+	// producer puts their changes on the stream), and not the tables
+	// that only feed views.
+	tables, err := targetTables(ctx, c, tables)
+	if err != nil {
+		return nil, err
 	}
 	r := c.Redshift // Validate made sure it is set for a Redshift target
 	stream := c.Stream.Kinesis.Stream

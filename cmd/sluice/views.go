@@ -44,6 +44,37 @@ func openViews(ctx context.Context, c *config.Config, tables []*change.Table, lo
 	return e, view.NewTransform(e, mirrored), func() { e.Close() }, nil
 }
 
+// targetTables are the tables the pipeline's target holds, given the
+// source's: the mirrored ones and the views' output tables. The views are
+// compiled in a scratch in-memory engine for their output schemas, so the
+// state file of a running sluice is not touched.
+func targetTables(ctx context.Context, c *config.Config, source []*change.Table) ([]*change.Table, error) {
+	if len(c.Views) == 0 {
+		return source, nil
+	}
+	specs := make([]view.Spec, len(c.Views))
+	for i, v := range c.Views {
+		specs[i] = view.Spec{Name: v.Name, Key: v.Key, SQL: v.SQL}
+	}
+	e, err := view.Open(ctx, "", specs, source, discardLog())
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	mirrored := map[change.TableID]bool{}
+	ids, _, _ := c.TableIDs()
+	for i, ts := range c.Tables {
+		mirrored[ids[i]] = ts.Mirrored()
+	}
+	var out []*change.Table
+	for _, t := range source {
+		if mirrored[t.ID()] {
+			out = append(out, t)
+		}
+	}
+	return append(out, e.Outputs()...), nil
+}
+
 // viewStatePath is the view engine's state file.
 func viewStatePath(c *config.Config) string {
 	return filepath.Join(c.StateDir, c.Pipeline+".views.duckdb")

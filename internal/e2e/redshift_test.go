@@ -88,6 +88,58 @@ redshift:
 	}
 }
 
+// `sluice plan` with views: each view's output table is planned (DDL from
+// the view's output types, its merge), a table with mirror: false is not.
+func TestRedshiftPlanViews(t *testing.T) {
+	e := newEnv(t, "")
+	e.exec(seedCustomer + `;
+CREATE TABLE orders (order_id int PRIMARY KEY, userid int NOT NULL, amount numeric(10,2) NOT NULL, status text NOT NULL)`)
+	cfg := filepath.Join(e.dir, "redshift.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`
+pipeline: %s
+source: {url: %q}
+tables: [public.customers, {name: public.orders, mirror: false}]
+views:
+  - name: order_facts
+    sql: |
+      SELECT o.order_id, o.amount, upper(c.last_name) AS customer
+      FROM public.orders o LEFT JOIN public.customers c ON c.userid = o.userid
+      WHERE o.status <> 'cancelled'
+  - name: customer_totals
+    sql: SELECT o.userid, count(*) AS orders, sum(o.amount) AS spent FROM public.orders o GROUP BY o.userid
+target: redshift://sluice:topsecret@127.0.0.1:1/dev
+state_dir: %q
+stream:
+  kinesis: {stream: hubert-redshift, region: us-east-1}
+redshift:
+  role_arn: %s
+  account: "123456789012"
+`, e.name, e.src, filepath.Join(e.dir, "state"), testRoleARN))
+	out, code := e.sluice("plan", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("plan: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{
+		`+ table "public"."customers"`,
+		`+ table "public"."order_facts"`,
+		`+ table "public"."customer_totals"`,
+		"CREATE TABLE \"public\".\"order_facts\" (\n  \"order_id\" INTEGER NOT NULL,\n  \"amount\" DECIMAL(10,2),\n  \"customer\" VARCHAR",
+		"CREATE TABLE \"public\".\"customer_totals\" (\n  \"userid\" INTEGER NOT NULL,\n  \"orders\" BIGINT,\n  \"spent\" DECIMAL(38,2)",
+		"-- Merge of public.order_facts into \"public\".\"order_facts\"",
+		"-- Merge of public.customer_totals into \"public\".\"customer_totals\"",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q", want)
+		}
+	}
+	if strings.Contains(out, `"public"."orders"`) {
+		t.Errorf("plan has the table that only feeds views:\n%s", out)
+	}
+	if t.Failed() {
+		t.Logf("plan output:\n%s", out)
+	}
+}
+
 // section returns the text from the line starting with head to the next blank line.
 func section(out, head string) string {
 	i := strings.Index(out, head)
@@ -196,6 +248,12 @@ INSERT INTO ledger VALUES (NULL, NULL, NULL), (NULL, NULL, NULL);`, rows, rows))
 pipeline: %s
 source: {url: %q}
 tables: [public.customers, public.notes, public.ledger]
+views:
+  - name: account_notes
+    sql: |
+      SELECT n.account, count(*) AS notes, max(c.last_name) AS last_name
+      FROM public.notes n LEFT JOIN public.customers c ON c.userid = n.account
+      GROUP BY n.account
 target: %q
 state_dir: %q
 snapshot: {chunk_rows: 500}
@@ -314,6 +372,9 @@ redshift:
 		out, code = e.sluice("verify", "--config", cfg)
 		if code == 0 {
 			t.Logf("verify after the kills:\n%s", out)
+			if !strings.Contains(out, "public.account_notes") {
+				t.Errorf("verify did not compare the view:\n%s", out)
+			}
 			break
 		}
 		if err := refreshFailed(); err != nil {
@@ -343,7 +404,7 @@ redshift:
 	// positions, delete markers and watermarks.
 	before := dumpMirror(t, landing)
 	out, code = e.sluice("merge", "--config", cfg)
-	if code != 0 || !strings.Contains(out, "public.customers: 0 records") || !strings.Contains(out, "public.notes: 0 records") || !strings.Contains(out, "public.ledger: 0 records") {
+	if code != 0 || !strings.Contains(out, "public.customers: 0 records") || !strings.Contains(out, "public.notes: 0 records") || !strings.Contains(out, "public.ledger: 0 records") || !strings.Contains(out, "public.account_notes: 0 records") {
 		t.Fatalf("second merge: exit %d\n%s", code, out)
 	}
 	if after := dumpMirror(t, landing); after != before {
