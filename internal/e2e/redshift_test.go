@@ -478,7 +478,7 @@ func waitSnapshotted(t *testing.T, e *env, cfg string, p *proc) {
 				} `json:"tables"`
 			} `json:"stats"`
 		}
-		if code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Stats != nil && len(st.Stats.Tables) == 3 {
+		if code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Stats != nil && len(st.Stats.Tables) >= 3 {
 			done := true
 			for _, tb := range st.Stats.Tables {
 				done = done && tb.Snapshotted
@@ -619,4 +619,112 @@ func runCustomerWorkload(ctx context.Context, src string, seed uint64, rows int)
 		time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
 	}
 	return nil
+}
+
+// A source schema change reaches Redshift through the whole chain: sluice
+// (producer and merge schedule) -> kinesalite -> the streaming view's
+// stand-in -> the merge, which adds a column added at the source and drops
+// one dropped there; verify passes after each.
+func TestRedshiftSchemaChange(t *testing.T) {
+	ctx := context.Background()
+	k := testenv.NewKinesalite(t)
+	const stream = "schema"
+	if err := k.CreateStream(ctx, stream, 2); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "")
+	e.exec(seedCustomer + `;
+INSERT INTO customers SELECT i, 'first ' || i, 'last ' || i, '555-' || i FROM generate_series(1, 200) i;`)
+	dstDB, err := pg.CreateDatabase(ctx, "dst_"+t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := pg.URL(dstDB)
+	cfg := filepath.Join(e.dir, "redshift.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`
+pipeline: %s
+source: {url: %q}
+tables: [public.customers]
+target: %q
+state_dir: %q
+batch: {interval: 50ms}
+stream:
+  kinesis: {stream: %s, endpoint: %q, region: %s}
+redshift:
+  role_arn: %s
+  account: %q
+  merge_interval: 300ms
+  dialect: postgres
+`, e.name, e.src, strings.Replace(dst, "postgres://", "redshift://", 1), filepath.Join(e.dir, "state"),
+		stream, k.Endpoint, k.Region, testRoleARN, k.Account))
+	if out, code := e.sluice("setup", "--config", cfg); code != 0 {
+		t.Fatalf("setup: exit %d\n%s", code, out)
+	}
+	landing, err := pgx.Connect(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer landing.Close(ctx)
+	// The streaming view is named after the stream.
+	ref := &testenv.StreamingView{Client: k.Client(), Stream: stream, Table: `"_sluice"."` + stream + `"`}
+	rctx, stopRefresh := context.WithCancel(ctx)
+	refreshed := make(chan error, 1)
+	go func() {
+		for rctx.Err() == nil {
+			if _, err := ref.Refresh(rctx, landing); err != nil && rctx.Err() == nil {
+				refreshed <- err
+				return
+			}
+			select {
+			case <-rctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		refreshed <- nil
+	}()
+	p := e.start("run", "--config", cfg)
+	e.waitRunning(p)
+	verified := func(when string) {
+		t.Helper()
+		deadline := time.Now().Add(45 * time.Second)
+		for {
+			out, code := e.sluice("verify", "--config", cfg)
+			if code == 0 {
+				return
+			}
+			if time.Now().After(deadline) || p.exited() {
+				t.Fatalf("%s: verify never passed (exit %d):\n%s\nsluice:\n%s", when, code, out, p.out.String())
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	columns := func() string {
+		t.Helper()
+		var cols string
+		if err := landing.QueryRow(ctx, `SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns
+			WHERE table_schema = 'public' AND table_name = 'customers' AND column_name NOT LIKE '\_sluice%'`).Scan(&cols); err != nil {
+			t.Fatal(err)
+		}
+		return cols
+	}
+	verified("after the snapshot")
+	e.exec(`ALTER TABLE customers ADD COLUMN email text;
+UPDATE customers SET email = 'c' || userid || '@example.com' WHERE userid % 2 = 0;
+INSERT INTO customers VALUES (1000, 'new', 'customer', NULL, 'new@example.com');`)
+	verified("after ADD COLUMN")
+	if got := columns(); got != "userid,first_name,last_name,phone,email" {
+		t.Errorf("after ADD COLUMN the Redshift table has columns %s", got)
+	}
+	e.exec(`ALTER TABLE customers DROP COLUMN phone;
+UPDATE customers SET last_name = last_name || '!' WHERE userid % 3 = 0;
+DELETE FROM customers WHERE userid % 5 = 0;`)
+	verified("after DROP COLUMN")
+	if got := columns(); got != "userid,first_name,last_name,email" {
+		t.Errorf("after DROP COLUMN the Redshift table has columns %s", got)
+	}
+	p.stop(t)
+	stopRefresh()
+	if err := <-refreshed; err != nil {
+		t.Fatalf("refresh the landing table: %v", err)
+	}
 }
