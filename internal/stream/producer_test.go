@@ -138,7 +138,9 @@ func TestProducerKeylessKeyIsTheRow(t *testing.T) {
 		{Name: "kind", Type: change.Type{Name: "text", Kind: change.KindText}, Nullable: true},
 		{Name: "n", Type: change.Type{Name: "integer", Kind: change.KindInt}, Nullable: true},
 	}}
-	ev := func(k, n string) []change.Value { return []change.Value{change.V(change.KindText, k), change.V(change.KindInt, n)} }
+	ev := func(k, n string) []change.Value {
+		return []change.Value{change.V(change.KindText, k), change.V(change.KindInt, n)}
+	}
 	a := AppendPartitionKey(nil, &change.Change{Op: change.OpInsert, Table: events, After: ev("click", "1")})
 	b := AppendPartitionKey(nil, &change.Change{Op: change.OpDelete, Table: events, Before: ev("click", "1")})
 	c := AppendPartitionKey(nil, &change.Change{Op: change.OpInsert, Table: events, After: ev("click", "2")})
