@@ -62,7 +62,7 @@ type Sink struct {
 	parts int // partitions keys are spread over; 0 until the first Apply
 
 	records, bytes, produceCalls atomic.Int64
-	inflight                                   atomic.Int64
+	inflight                     atomic.Int64
 }
 
 var _ pipeline.Target = (*Sink)(nil)
