@@ -146,7 +146,7 @@ func (s *Sink) partitions(ctx context.Context) (int, error) {
 		}
 		pinned = n
 	case n < pinned:
-		return 0, fmt.Errorf("Kafka topic %s has %d partitions, fewer than the %d this producer spreads keys over (state file %s): "+
+		return 0, fmt.Errorf("the Kafka topic %s has %d partitions, fewer than the %d this producer spreads keys over (state file %s): "+
 			"the topic was recreated or is another one; point the producer at the right topic, or delete the state file to snapshot every table again",
 			s.cfg.Topic, n, pinned, s.cfg.StateFile)
 	case n > pinned:
@@ -165,13 +165,13 @@ func topicPartitions(ctx context.Context, adm *kadm.Client, topic string) (int, 
 	}
 	d, ok := td[topic]
 	if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-		return 0, fmt.Errorf("Kafka topic %s does not exist: create it (kafka-topics.sh --create --topic %s --partitions N), sluice does not create topics", topic, topic)
+		return 0, fmt.Errorf("the Kafka topic %s does not exist: create it (kafka-topics.sh --create --topic %s --partitions N), sluice does not create topics", topic, topic)
 	}
 	if d.Err != nil {
 		return 0, fmt.Errorf("read metadata of Kafka topic %s: %w", topic, explain(d.Err, topic))
 	}
 	if len(d.Partitions) == 0 {
-		return 0, fmt.Errorf("Kafka topic %s has no partitions", topic)
+		return 0, fmt.Errorf("the Kafka topic %s has no partitions", topic)
 	}
 	return len(d.Partitions), nil
 }
