@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/internal/pipeline"
 	"github.com/sluice-dev/sluice/internal/source/postgres"
+	"github.com/sluice-dev/sluice/internal/stream/kafka"
 	"github.com/sluice-dev/sluice/internal/stream/kinesis"
 	"github.com/sluice-dev/sluice/internal/verify"
 	"github.com/sluice-dev/sluice/internal/view"
@@ -72,6 +73,8 @@ type running struct {
 	streamStats func() any // stream producer/consumer figures, when there is a stream
 	sink        *kinesis.Sink
 	reader      *kinesis.Reader
+	kafkaSink   *kafka.Sink
+	kafkaReader *kafka.Reader
 	consumer    *pipeline.Retrier // the Kinesis consumer's applies, when there is one
 
 	holdMu sync.Mutex
@@ -236,6 +239,12 @@ func (r *running) Metrics() http.Handler {
 	}
 	if r.reader != nil {
 		src.Consumer = r.reader.Stats
+	}
+	if r.kafkaSink != nil {
+		src.KafkaProducer = r.kafkaSink.Stats
+	}
+	if r.kafkaReader != nil {
+		src.KafkaConsumer = r.kafkaReader.Stats
 	}
 	if r.consumer != nil {
 		src.ConsumerApply = r.consumer.Health

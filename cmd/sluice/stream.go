@@ -14,15 +14,15 @@ import (
 	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/config"
 	"github.com/sluice-dev/sluice/internal/pipeline"
+	"github.com/sluice-dev/sluice/internal/stream/kafka"
 	"github.com/sluice-dev/sluice/internal/stream/kinesis"
 	"github.com/sluice-dev/sluice/internal/warehouse"
 )
 
-// runStream runs a pipeline through Kinesis: the producer half (Postgres to
-// the stream), the consumer half (the stream to the target), or both.
+// runStream runs a pipeline through a stream (Kinesis or Kafka): the
+// producer half (Postgres to the stream), the consumer half (the stream to
+// the target), or both.
 func runStream(ctx context.Context, c *config.Config, log *slog.Logger, retry pipeline.Backoff) (runErr error) {
-	k := c.Stream.Kinesis
-	conn := kinesis.Connection{Stream: k.Stream, Region: k.Region, Endpoint: k.Endpoint}
 	role := c.Stream.Role
 	r := &running{cfg: c, log: log}
 	g, gctx := errgroup.WithContext(ctx)
@@ -47,17 +47,7 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger, retry pi
 		if err != nil {
 			return err
 		}
-		sink, err := kinesis.NewSink(ctx, kinesis.SinkConfig{
-			Connection:     conn,
-			Pipeline:       c.Pipeline,
-			Database:       databaseOf(c.Source.URL),
-			StateFile:      filepath.Join(c.StateDir, c.Pipeline+".kinesis-producer.json"),
-			DeadLetterFile: k.DeadLetterFile,
-			// Records a Redshift consumer could not parse are refused here,
-			// like records over the size limit, instead of vanishing there.
-			Refuse: redshiftRefuse(c),
-			Logger: log,
-		})
+		sink, err := openStreamSink(ctx, c, r, log)
 		if err != nil {
 			return err
 		}
@@ -68,7 +58,7 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger, retry pi
 			return err
 		}
 		defer closeViews()
-		r.src, r.tables, r.sink, r.views = src, tables, sink, engine
+		r.src, r.tables, r.views = src, tables, engine
 		r.p = pipeline.New(src, sink, pipeline.Options{QueueBytes: int(c.Batch.QueueBytes), Logger: log, Retry: retry, Transform: transform})
 		stats = append(stats, func() any { return map[string]any{"producer": sink.Stats()} })
 		g.Go(func() error { return r.p.Run(gctx, tables) })
@@ -91,21 +81,17 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger, retry pi
 		if !ok {
 			return fmt.Errorf("target %s cannot apply a stream", config.Redact(c.Target.URL))
 		}
-		rejects := k.RejectFile
-		if rejects == "" {
-			rejects = filepath.Join(c.StateDir, c.Pipeline+".kinesis-rejects.jsonl")
-		}
 		// The reader ends its run on a failed apply; a supervisor would then
 		// restart it into the same batch forever. Retry here instead, as
 		// the in-process pipeline does.
 		r.consumer = &pipeline.Retrier{Backoff: retry, Logger: log, What: "apply from the stream"}
 		app = &retryingApplier{streamApplier: app, run: gctx, retry: r.consumer}
-		rd, err := kinesis.NewReader(ctx, kinesis.ReaderConfig{Connection: conn, RejectFile: rejects, Logger: log}, app)
+		rd, err := openStreamReader(ctx, c, r, app, log)
 		if err != nil {
 			return err
 		}
 		defer rd.Close()
-		r.tgt, r.reader = tgt, rd
+		r.tgt = tgt
 		stats = append(stats, func() any { return map[string]any{"consumer": rd.Stats()} })
 		g.Go(func() error { return stopped(gctx, rd.Run(gctx)) })
 	}
@@ -121,8 +107,127 @@ func runStream(ctx context.Context, c *config.Config, log *slog.Logger, retry pi
 		return err
 	}
 	defer srv.Close()
-	log.Info("sluice running through Kinesis", "role", role, "stream", k.Stream, "admin", srv.Addr())
+	if k := c.Stream.Kafka; k != nil {
+		log.Info("sluice running through Kafka", "role", role, "topic", k.Topic, "admin", srv.Addr())
+	} else {
+		log.Info("sluice running through Kinesis", "role", role, "stream", c.Stream.Kinesis.Stream, "admin", srv.Addr())
+	}
 	return g.Wait()
+}
+
+// streamSink is the producer half's target, whichever the stream.
+type streamSink interface {
+	pipeline.Target
+	Stats() any
+	Close() error
+}
+
+// streamReader is the consumer half, whichever the stream.
+type streamReader interface {
+	Run(ctx context.Context) error
+	Stats() any
+	Close() error
+}
+
+// sinkWithStats and readerWithStats adapt a transport's typed Stats to
+// the status output's any.
+type sinkWithStats[S any] struct {
+	pipeline.Target
+	close func() error
+	stats func() S
+}
+
+func (s sinkWithStats[S]) Stats() any   { return s.stats() }
+func (s sinkWithStats[S]) Close() error { return s.close() }
+
+type readerWithStats[S any] struct {
+	run   func(context.Context) error
+	close func() error
+	stats func() S
+}
+
+func (r readerWithStats[S]) Run(ctx context.Context) error { return r.run(ctx) }
+func (r readerWithStats[S]) Stats() any                    { return r.stats() }
+func (r readerWithStats[S]) Close() error                  { return r.close() }
+
+// openStreamSink opens the configured stream's producer; r learns it for
+// the metrics.
+func openStreamSink(ctx context.Context, c *config.Config, r *running, log *slog.Logger) (streamSink, error) {
+	if k := c.Stream.Kafka; k != nil {
+		sink, err := kafka.NewSink(ctx, kafka.SinkConfig{
+			Connection:     kafkaConnection(k),
+			Pipeline:       c.Pipeline,
+			Database:       databaseOf(c.Source.URL),
+			StateFile:      filepath.Join(c.StateDir, c.Pipeline+".kafka-producer.json"),
+			DeadLetterFile: k.DeadLetterFile,
+			MaxRecordBytes: int(k.MaxRecordBytes),
+			Logger:         log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		r.kafkaSink = sink
+		return sinkWithStats[kafka.SinkStats]{Target: sink, close: sink.Close, stats: sink.Stats}, nil
+	}
+	k := c.Stream.Kinesis
+	sink, err := kinesis.NewSink(ctx, kinesis.SinkConfig{
+		Connection:     kinesis.Connection{Stream: k.Stream, Region: k.Region, Endpoint: k.Endpoint},
+		Pipeline:       c.Pipeline,
+		Database:       databaseOf(c.Source.URL),
+		StateFile:      filepath.Join(c.StateDir, c.Pipeline+".kinesis-producer.json"),
+		DeadLetterFile: k.DeadLetterFile,
+		// Records a Redshift consumer could not parse are refused here,
+		// like records over the size limit, instead of vanishing there.
+		Refuse: redshiftRefuse(c),
+		Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.sink = sink
+	return sinkWithStats[kinesis.SinkStats]{Target: sink, close: sink.Close, stats: sink.Stats}, nil
+}
+
+// openStreamReader opens the configured stream's consumer into app; r
+// learns it for the metrics.
+func openStreamReader(ctx context.Context, c *config.Config, r *running, app streamApplier, log *slog.Logger) (streamReader, error) {
+	if k := c.Stream.Kafka; k != nil {
+		rejects := k.RejectFile
+		if rejects == "" {
+			rejects = filepath.Join(c.StateDir, c.Pipeline+".kafka-rejects.jsonl")
+		}
+		rd, err := kafka.NewReader(ctx, kafka.ReaderConfig{Connection: kafkaConnection(k), Group: k.Group, RejectFile: rejects,
+			BatchChanges: c.Batch.MaxChanges, Logger: log}, app)
+		if err != nil {
+			return nil, err
+		}
+		r.kafkaReader = rd
+		return readerWithStats[kafka.ReaderStats]{run: rd.Run, close: rd.Close, stats: rd.Stats}, nil
+	}
+	k := c.Stream.Kinesis
+	rejects := k.RejectFile
+	if rejects == "" {
+		rejects = filepath.Join(c.StateDir, c.Pipeline+".kinesis-rejects.jsonl")
+	}
+	conn := kinesis.Connection{Stream: k.Stream, Region: k.Region, Endpoint: k.Endpoint}
+	rd, err := kinesis.NewReader(ctx, kinesis.ReaderConfig{Connection: conn, RejectFile: rejects, Logger: log}, app)
+	if err != nil {
+		return nil, err
+	}
+	r.reader = rd
+	return readerWithStats[kinesis.ReaderStats]{run: rd.Run, close: rd.Close, stats: rd.Stats}, nil
+}
+
+// kafkaConnection turns the config's Kafka section into the transport's.
+func kafkaConnection(k *config.Kafka) kafka.Connection {
+	cn := kafka.Connection{Brokers: k.Brokers, Topic: k.Topic, ClientID: k.ClientID}
+	if t := k.TLS; t != nil && t.Enabled {
+		cn.TLS = &kafka.TLS{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+	}
+	if s := k.SASL; s != nil {
+		cn.SASL = &kafka.SASL{Mechanism: s.Mechanism, Username: s.Username, Password: s.Password, Region: s.Region}
+	}
+	return cn
 }
 
 // stopped turns the error of a reader stopped by shutdown into nil.
@@ -147,7 +252,7 @@ type streamApplier interface {
 	StreamMarks(ctx context.Context, stream string) (map[string]string, error)
 }
 
-// retryingApplier keeps a Kinesis consumer on a batch the target refuses:
+// retryingApplier keeps a stream consumer on a batch the target refuses:
 // it retries with backoff (the marks are stored with the data, so nothing
 // past the batch is marked read), reporting the stall in status and
 // metrics, until the target takes it, the run ends, or the target fails

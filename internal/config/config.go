@@ -62,6 +62,7 @@ type Target struct {
 // Stream is the optional stream between source and target.
 type Stream struct {
 	Kinesis *Kinesis `yaml:"kinesis" doc:"Amazon Kinesis Data Streams."`
+	Kafka   *Kafka   `yaml:"kafka" doc:"Apache Kafka (Amazon MSK, Confluent, Redpanda, self-managed). See docs/kafka.md."`
 	// Role says which half of the pipeline this process runs.
 	Role string `yaml:"role" default:"both" doc:"producer (Postgres -> stream), consumer (stream -> target), or both in one process. With a Redshift target, consumer (or merge) runs only the merge schedule."`
 }
@@ -73,6 +74,37 @@ type Kinesis struct {
 	Endpoint       string `yaml:"endpoint" doc:"Endpoint override for a Kinesis-compatible server, e.g. http://127.0.0.1:4567."`
 	DeadLetterFile string `yaml:"dead_letter_file" doc:"File that receives records over the 1 MiB limit instead of stopping the pipeline."`
 	RejectFile     string `yaml:"reject_file" doc:"File that receives stream records that are not valid change records (consumer)."`
+}
+
+// Kafka addresses a Kafka topic.
+type Kafka struct {
+	Brokers        []string   `yaml:"brokers" doc:"Bootstrap brokers, host:port (a list, or one comma-separated string)."`
+	Topic          string     `yaml:"topic" doc:"Topic that carries the change records; sluice does not create it. Adding partitions later leaves keys where they are (the producer pins the count)."`
+	Group          string     `yaml:"group" doc:"Consumer group (consumer): its members share the partitions. Default: none, one consumer reads every partition. Offsets are kept in the target either way."`
+	ClientID       string     `yaml:"client_id" default:"sluice" doc:"client.id sent to the brokers (quotas, broker logs)."`
+	TLS            *KafkaTLS  `yaml:"tls" doc:"Encrypt connections (security.protocol SSL, or SASL_SSL with sasl). Implied by AWS_MSK_IAM."`
+	SASL           *KafkaSASL `yaml:"sasl" doc:"Authenticate connections."`
+	MaxRecordBytes Bytes      `yaml:"max_record_bytes" default:"1000000" doc:"Largest record (value plus key) the producer sends; keep it at or under the topic's max.message.bytes."`
+	DeadLetterFile string     `yaml:"dead_letter_file" doc:"File that receives records over max_record_bytes instead of stopping the pipeline."`
+	RejectFile     string     `yaml:"reject_file" doc:"File that receives records that are not valid change records (consumer)."`
+}
+
+// KafkaTLS configures TLS to the brokers.
+type KafkaTLS struct {
+	Enabled            bool   `yaml:"enabled" default:"true" doc:"false turns TLS off again (tls: {} alone turns it on)."`
+	CAFile             string `yaml:"ca_file" doc:"PEM bundle of the authorities that sign the brokers' certificates; default: the system's roots."`
+	CertFile           string `yaml:"cert_file" doc:"Client certificate (PEM), for brokers that authenticate clients by certificate (mTLS)."`
+	KeyFile            string `yaml:"key_file" doc:"Key of the client certificate (PEM)."`
+	ServerName         string `yaml:"server_name" doc:"Name to check in the brokers' certificates, when it differs from the broker address."`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" doc:"Accept any broker certificate. For tests only."`
+}
+
+// KafkaSASL configures SASL authentication.
+type KafkaSASL struct {
+	Mechanism string `yaml:"mechanism" doc:"PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM (credentials from the standard AWS chain)."`
+	Username  string `yaml:"username" doc:"User for PLAIN and SCRAM."`
+	Password  string `yaml:"password" doc:"Password for PLAIN and SCRAM; use ${ENV}."`
+	Region    string `yaml:"region" doc:"AWS region for AWS_MSK_IAM; default from the standard AWS chain."`
 }
 
 // Batch bounds batches.
@@ -183,8 +215,13 @@ func (c *Config) Validate() error {
 		default:
 			add("stream.role %q: want producer, consumer or both (merge with a Redshift target)", c.Stream.Role)
 		}
-		if c.Stream.Kinesis == nil || c.Stream.Kinesis.Stream == "" {
-			add("stream.kinesis.stream is empty: give the Kinesis stream name or ARN")
+		switch {
+		case c.Stream.Kinesis != nil && c.Stream.Kafka != nil:
+			add("stream has both kinesis and kafka: a pipeline uses one stream, remove the other")
+		case c.Stream.Kafka != nil:
+			c.Stream.Kafka.validate(add)
+		case c.Stream.Kinesis == nil || c.Stream.Kinesis.Stream == "":
+			add("stream.kinesis.stream is empty: give the Kinesis stream name or ARN (or use stream.kafka with brokers and topic)")
 		}
 	}
 	c.validateRedshift(add)
@@ -207,6 +244,47 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+var kafkaTopicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+func (k *Kafka) validate(add func(string, ...any)) {
+	if len(k.Brokers) == 0 {
+		add("stream.kafka.brokers is empty: list the bootstrap brokers, e.g. brokers: [broker-1:9092, broker-2:9092]")
+	}
+	for i, b := range k.Brokers {
+		if j := strings.LastIndex(b, ":"); j <= 0 || j == len(b)-1 {
+			add("stream.kafka.brokers[%d] %q is not host:port: write it like broker-1.example.com:9092", i, b)
+		}
+	}
+	switch {
+	case k.Topic == "":
+		add("stream.kafka.topic is empty: give the topic that carries the change records")
+	case !kafkaTopicRE.MatchString(k.Topic):
+		add("stream.kafka.topic %q is not a valid topic name: use 1-249 characters of a-z A-Z 0-9 . _ -", k.Topic)
+	}
+	if k.MaxRecordBytes < 1024 {
+		add("stream.kafka.max_record_bytes must be at least 1KiB (default 1000000, the broker's default max.message.bytes less overhead)")
+	}
+	if t := k.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		add("stream.kafka.tls: cert_file and key_file go together (the client certificate and its key): set both or neither")
+	}
+	if s := k.SASL; s != nil {
+		switch strings.ToUpper(s.Mechanism) {
+		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+			if s.Username == "" || s.Password == "" {
+				add("stream.kafka.sasl: mechanism %s needs username and password (write the password as ${ENV})", s.Mechanism)
+			}
+		case "AWS_MSK_IAM":
+			if k.TLS != nil && !k.TLS.Enabled {
+				add("stream.kafka.sasl.mechanism AWS_MSK_IAM needs TLS: MSK offers IAM only on its TLS listener (port 9098); remove tls.enabled: false")
+			}
+		case "":
+			add("stream.kafka.sasl.mechanism is empty: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM")
+		default:
+			add("stream.kafka.sasl.mechanism %q is not supported: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM", s.Mechanism)
+		}
+	}
 }
 
 // ViewIDs returns the views' target table names, in config order.
@@ -342,7 +420,9 @@ func (c *Config) validateRedshift(add func(string, ...any)) {
 		}
 		return
 	}
-	if c.Stream == nil || c.Stream.Kinesis == nil || c.Stream.Kinesis.Stream == "" {
+	if c.Stream != nil && c.Stream.Kafka != nil {
+		add("a Redshift target reads the changes from Kinesis; Redshift streaming ingestion from Kafka (MSK) is not supported by sluice yet: use stream.kinesis, or a postgres:// or duckdb: target with Kafka")
+	} else if c.Stream == nil || c.Stream.Kinesis == nil || c.Stream.Kinesis.Stream == "" {
 		add("a Redshift target needs a Kinesis stream (Redshift reads the changes from it natively): add stream: {kinesis: {stream: NAME, region: REGION}}")
 	}
 	if c.Source.URL == "" {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/pipeline"
 	"github.com/sluice-dev/sluice/internal/source/postgres"
+	"github.com/sluice-dev/sluice/internal/stream/kafka"
 	"github.com/sluice-dev/sluice/internal/stream/kinesis"
 )
 
@@ -23,9 +24,12 @@ type Sources struct {
 	Slot     func(ctx context.Context) (postgres.Status, error)
 	Producer func() kinesis.SinkStats
 	Consumer func() kinesis.ReaderStats
-	// ConsumerApply is the Kinesis consumer's apply health (its stalls and
-	// failures), reported under stage "kinesis_consumer".
+	// ConsumerApply is the stream consumer's apply health (its stalls and
+	// failures), reported under stage "kinesis_consumer" or, with
+	// KafkaConsumer set, "kafka_consumer".
 	ConsumerApply func() pipeline.Health
+	KafkaProducer func() kafka.SinkStats
+	KafkaConsumer func() kafka.ReaderStats
 }
 
 // Handler serves the figures of one pipeline at /metrics.
@@ -63,6 +67,13 @@ var (
 	consumerRead     = desc("kinesis_consumer_records_total", "Records read from the stream.", "stream")
 	consumerRejected = desc("kinesis_consumer_rejected_total", "Records that were not change records, set aside.", "stream")
 	shardBehind      = desc("kinesis_shard_millis_behind_latest", "How far the last read of a shard was behind its newest record.", "stream", "shard")
+	kafkaRecords     = desc("kafka_producer_records_total", "Records the Kafka brokers acknowledged (a truncate once per partition).", "topic")
+	kafkaBytes       = desc("kafka_producer_bytes_total", "Bytes the Kafka brokers acknowledged (values and keys).", "topic")
+	kafkaInFlight    = desc("kafka_producer_in_flight_bytes", "Bytes produced and not yet acknowledged.", "topic")
+	kafkaDead        = desc("kafka_producer_dead_lettered_total", "Records over the size limit set aside.", "topic")
+	kafkaRead        = desc("kafka_consumer_records_total", "Records read from the topic.", "topic")
+	kafkaRejected    = desc("kafka_consumer_rejected_total", "Records that were not change records, set aside.", "topic")
+	kafkaLag         = desc("kafka_partition_lag_records", "Records of a partition after the last one applied, as of the last fetch.", "topic", "partition")
 	applyFailures    = desc("apply_failures_total", "Attempts to apply a batch that the target refused or that failed, by table (empty when the target named none) and class (permanent: a person must change the target; transient; fatal).", "stage", "table", "class")
 	stalled          = desc("stalled", "1 while the target refuses the next batch and the pipeline retries it, confirming nothing past it.", "stage")
 	stalledSeconds   = desc("stalled_seconds", "How long the current stall has lasted; 0 when not stalled.", "stage")
@@ -72,12 +83,14 @@ var (
 const (
 	stageTarget   = "target"           // the pipeline's target: a warehouse, or the Kinesis producer
 	stageConsumer = "kinesis_consumer" // the Kinesis consumer's warehouse
+	stageKafka    = "kafka_consumer"   // the Kafka consumer's warehouse
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{appliedChanges, appliedBatches, lagSeconds, queueBytes, tableChanges, tableSnapshot,
 		slotRetained, slotLag, slotActive, producerRecords, producerBytes, producerInFlight, producerRetries, producerThrottle,
-		producerDead, consumerRead, consumerRejected, shardBehind, applyFailures, stalled, stalledSeconds} {
+		producerDead, consumerRead, consumerRejected, shardBehind, kafkaRecords, kafkaBytes, kafkaInFlight, kafkaDead, kafkaRead,
+		kafkaRejected, kafkaLag, applyFailures, stalled, stalledSeconds} {
 		ch <- d
 	}
 }
@@ -103,7 +116,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		c.health(ch, stageTarget, pipeline.Health{Stall: st.Stall, Failures: st.ApplyFailures})
 	}
 	if f := c.src.ConsumerApply; f != nil {
-		c.health(ch, stageConsumer, f())
+		stage := stageConsumer
+		if c.src.KafkaConsumer != nil {
+			stage = stageKafka
+		}
+		c.health(ch, stage, f())
 	}
 	if f := c.src.Slot; f != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -133,6 +150,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(consumerRejected, float64(st.Rejected), st.Stream)
 		for shard, ss := range st.Shards {
 			gauge(shardBehind, float64(ss.MillisBehindLatest), st.Stream, shard)
+		}
+	}
+	if f := c.src.KafkaProducer; f != nil {
+		st := f()
+		counter(kafkaRecords, float64(st.Records), st.Topic)
+		counter(kafkaBytes, float64(st.Bytes), st.Topic)
+		gauge(kafkaInFlight, float64(st.InFlightBytes), st.Topic)
+		counter(kafkaDead, float64(st.DeadLettered), st.Topic)
+	}
+	if f := c.src.KafkaConsumer; f != nil {
+		st := f()
+		counter(kafkaRead, float64(st.Read), st.Topic)
+		counter(kafkaRejected, float64(st.Rejected), st.Topic)
+		for p, ps := range st.Partitions {
+			gauge(kafkaLag, float64(ps.Lag), st.Topic, p)
 		}
 	}
 }

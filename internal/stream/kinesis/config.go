@@ -29,40 +29,40 @@ type Connection struct {
 	ClientOptions []func(*kinesis.Options)
 }
 
-// stream identifies a stream in API calls: by ARN when given one (needed for
+// streamRef identifies a stream in API calls: by ARN when given one (needed for
 // cross-account access), else by name.
-type stream struct {
+type streamRef struct {
 	name string // always set: the name part of an ARN
 	arn  string
 }
 
-func parseStream(s string) (stream, error) {
+func parseStream(s string) (streamRef, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return stream{}, fmt.Errorf("no Kinesis stream given: set the stream's name or ARN")
+		return streamRef{}, fmt.Errorf("no Kinesis stream given: set the stream's name or ARN")
 	}
 	if !strings.HasPrefix(s, "arn:") {
 		if len(s) > 128 || strings.ContainsAny(s, "/: ") {
-			return stream{}, fmt.Errorf("the Kinesis stream name %q is not valid: want 1-128 characters of a-z A-Z 0-9 _ . -, or the stream's ARN", s)
+			return streamRef{}, fmt.Errorf("the Kinesis stream name %q is not valid: want 1-128 characters of a-z A-Z 0-9 _ . -, or the stream's ARN", s)
 		}
-		return stream{name: s}, nil
+		return streamRef{name: s}, nil
 	}
 	// arn:partition:kinesis:region:account:stream/name
 	parts := strings.SplitN(s, ":", 6)
 	if len(parts) != 6 || parts[2] != "kinesis" || !strings.HasPrefix(parts[5], "stream/") || len(parts[5]) == len("stream/") {
-		return stream{}, fmt.Errorf("the Kinesis stream ARN %q is not valid: want arn:aws:kinesis:REGION:ACCOUNT:stream/NAME", s)
+		return streamRef{}, fmt.Errorf("the Kinesis stream ARN %q is not valid: want arn:aws:kinesis:REGION:ACCOUNT:stream/NAME", s)
 	}
-	return stream{name: strings.TrimPrefix(parts[5], "stream/"), arn: s}, nil
+	return streamRef{name: strings.TrimPrefix(parts[5], "stream/"), arn: s}, nil
 }
 
-func (s stream) region() string {
+func (s streamRef) region() string {
 	if s.arn == "" {
 		return ""
 	}
 	return strings.SplitN(s.arn, ":", 6)[3]
 }
 
-func (s stream) String() string {
+func (s streamRef) String() string {
 	if s.arn != "" {
 		return s.arn
 	}
@@ -70,17 +70,17 @@ func (s stream) String() string {
 }
 
 // ids returns the StreamName and StreamARN fields for a request: exactly one is set.
-func (s stream) ids() (name, arn *string) {
+func (s streamRef) ids() (name, arn *string) {
 	if s.arn != "" {
 		return nil, aws.String(s.arn)
 	}
 	return aws.String(s.name), nil
 }
 
-func (c Connection) client(ctx context.Context) (*kinesis.Client, stream, error) {
+func (c Connection) client(ctx context.Context) (*kinesis.Client, streamRef, error) {
 	st, err := parseStream(c.Stream)
 	if err != nil {
-		return nil, stream{}, err
+		return nil, streamRef{}, err
 	}
 	var cfg aws.Config
 	if c.AWS != nil {
@@ -93,7 +93,7 @@ func (c Connection) client(ctx context.Context) (*kinesis.Client, stream, error)
 			opts = append(opts, config.WithRegion(r))
 		}
 		if cfg, err = config.LoadDefaultConfig(ctx, opts...); err != nil {
-			return nil, stream{}, fmt.Errorf("load AWS configuration (credentials and region) for Kinesis: %w", err)
+			return nil, streamRef{}, fmt.Errorf("load AWS configuration (credentials and region) for Kinesis: %w", err)
 		}
 	}
 	if c.Region != "" {
@@ -102,7 +102,7 @@ func (c Connection) client(ctx context.Context) (*kinesis.Client, stream, error)
 		cfg.Region = st.region()
 	}
 	if cfg.Region == "" {
-		return nil, stream{}, fmt.Errorf("no AWS region for Kinesis stream %s: set AWS_REGION, the region in ~/.aws/config, or use the stream's ARN", st)
+		return nil, streamRef{}, fmt.Errorf("no AWS region for Kinesis stream %s: set AWS_REGION, the region in ~/.aws/config, or use the stream's ARN", st)
 	}
 	if c.Endpoint != "" {
 		cfg.BaseEndpoint = aws.String(c.Endpoint)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	core "github.com/sluice-dev/sluice/internal/stream"
 )
 
 // BenchmarkEncode measures what the sink does per change before any call:
@@ -19,7 +20,7 @@ func BenchmarkEncode(b *testing.B) {
 	var buf, pk []byte
 	size := 0
 	for i := range cs {
-		size += len(change.AppendRecord(nil, &cs[i], meta)) + len(appendPartitionKey(nil, &cs[i]))
+		size += len(change.AppendRecord(nil, &cs[i], meta)) + len(core.AppendPartitionKey(nil, &cs[i]))
 	}
 	b.SetBytes(int64(size / len(cs)))
 	b.ReportAllocs()
@@ -27,7 +28,7 @@ func BenchmarkEncode(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		c := &cs[i%len(cs)]
 		buf = change.AppendRecord(buf[:0], c, meta)
-		pk = appendPartitionKey(pk[:0], c)
+		pk = core.AppendPartitionKey(pk[:0], c)
 	}
 }
 
@@ -39,7 +40,7 @@ func BenchmarkPartitionKeyHashed(b *testing.B) {
 	var pk []byte
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		pk = appendPartitionKey(pk[:0], &c)
+		pk = core.AppendPartitionKey(pk[:0], &c)
 	}
 }
 
@@ -54,7 +55,7 @@ func BenchmarkDecode(b *testing.B) {
 		recs[i] = change.AppendRecord(nil, &cs[i], meta)
 		size += len(recs[i])
 	}
-	var in interner
+	var in core.Interner
 	b.SetBytes(int64(size / len(cs)))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -63,6 +64,6 @@ func BenchmarkDecode(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		d.Change.Table = in.intern(d.Change.Table)
+		d.Change.Table = in.Intern(d.Change.Table)
 	}
 }

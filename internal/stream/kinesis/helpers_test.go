@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	core "github.com/sluice-dev/sluice/internal/stream"
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
@@ -109,7 +110,7 @@ func checkPerKeyOrder(t *testing.T, recs []streamRecord, want []change.Change) {
 		if err != nil {
 			t.Fatalf("record %s/%s: %v", r.Shard, r.Seq, err)
 		}
-		if pk := string(appendPartitionKey(nil, &d.Change)); pk != r.PK {
+		if pk := string(core.AppendPartitionKey(nil, &d.Change)); pk != r.PK {
 			t.Fatalf("record %s/%s has partition key %q, want %q", r.Shard, r.Seq, r.PK, pk)
 		}
 		if _, seen := lastIdx[d.Change.Pos]; !seen {

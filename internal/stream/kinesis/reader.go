@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -18,14 +17,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-dev/sluice/internal/change"
-	"github.com/sluice-dev/sluice/internal/warehouse"
+	core "github.com/sluice-dev/sluice/internal/stream"
 )
 
 // StreamMark is a reader's checkpoint for one shard: the sequence number of
 // the last record applied (or ShardEnd), stored by the Applier in the same
 // transaction as the data. Stream is the stream's name, also when the
 // reader addresses it by ARN.
-type StreamMark = warehouse.StreamMark
+type StreamMark = core.Mark
 
 // ShardEnd is the Sequence of a mark that says the shard is closed and was
 // read to its end: its children may be read, it never needs reading again.
@@ -34,10 +33,7 @@ const ShardEnd = "SHARD_END"
 // Applier is what the reader needs of a warehouse: apply a batch together
 // with the marks of the records it came from, in one transaction, and
 // report the stored marks of a stream (shard id → sequence).
-type Applier interface {
-	ApplyStream(ctx context.Context, b *change.Batch, marks []StreamMark) error
-	StreamMarks(ctx context.Context, stream string) (map[string]string, error)
-}
+type Applier = core.Applier
 
 // ReaderConfig configures a Reader. Only Connection.Stream is required.
 type ReaderConfig struct {
@@ -81,11 +77,11 @@ type getAPI interface {
 type Reader struct {
 	cfg    ReaderConfig
 	api    getAPI
-	stream stream
+	stream streamRef
 	app    Applier
 	log    *slog.Logger
-	reject *jsonlFile
-	tables interner
+	reject *core.JSONLFile
+	tables core.Interner
 
 	mu     sync.Mutex
 	shards map[string]*ShardStats
@@ -128,7 +124,7 @@ func NewReader(ctx context.Context, cfg ReaderConfig, app Applier) (*Reader, err
 	}
 	r := &Reader{cfg: cfg, api: c, stream: st, app: app, log: cfg.Logger.With("stream", st.name), shards: map[string]*ShardStats{}}
 	if !cfg.StrictRecords {
-		if r.reject, err = openJSONL(cfg.RejectFile); err != nil {
+		if r.reject, err = core.OpenJSONL(cfg.RejectFile); err != nil {
 			return nil, fmt.Errorf("open reject file: %w", err)
 		}
 	}
@@ -272,7 +268,7 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- sh
 	var last time.Time
 	for {
 		if wait := r.cfg.ReadInterval - time.Since(last); wait > 0 {
-			if err := sleepCtx(ctx, wait); err != nil {
+			if err := core.SleepCtx(ctx, wait); err != nil {
 				return err
 			}
 		}
@@ -312,7 +308,7 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- sh
 		for i := range res.Records {
 			rec := &res.Records[i]
 			s := aws.ToString(rec.SequenceNumber)
-			d, err := change.DecodeRecord(rec.Data)
+			c, err := r.tables.Decode(rec.Data)
 			if err != nil {
 				if r.cfg.StrictRecords {
 					return fmt.Errorf("record %s in shard %s of Kinesis stream %s is not a change record (%v): fix its producer, or turn strict records off to set such records aside in a reject file and go on",
@@ -322,8 +318,7 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- sh
 					Arrival: aws.ToTime(rec.ApproximateArrivalTimestamp), Error: err.Error(), Data: rec.Data})
 				continue
 			}
-			d.Change.Table = r.tables.intern(d.Change.Table)
-			b.changes = append(b.changes, d.Change)
+			b.changes = append(b.changes, c)
 		}
 		if n := len(res.Records); n > 0 {
 			seq = aws.ToString(res.Records[n-1].SequenceNumber)
@@ -368,7 +363,7 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- sh
 		// says nothing is behind (some Kinesis-compatible servers always
 		// say 0, so a full read alone means there may be more).
 		if len(res.Records) == 0 || (behind == 0 && len(res.Records) < int(r.cfg.RecordsPerCall)) {
-			if err := sleepCtx(ctx, r.cfg.PollInterval); err != nil {
+			if err := core.SleepCtx(ctx, r.cfg.PollInterval); err != nil {
 				return err
 			}
 		}
@@ -378,17 +373,6 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- sh
 // noSDKRetries turns the SDK's own retries off for one call: the reader
 // retries by itself, with its configured backoff, counting throttles.
 func noSDKRetries(o *kinesis.Options) { o.RetryMaxAttempts = 1 }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 func (r *Reader) iterator(ctx context.Context, shard, seq string) (*string, error) {
 	name, arn := r.stream.ids()
@@ -430,7 +414,7 @@ func (r *Reader) applyLoop(ctx context.Context, in <-chan shardBatch) error {
 			select {
 			case next := <-in:
 				b.Changes = append(b.Changes, next.changes...)
-				marks = setMark(marks, next.mark)
+				marks = core.SetMark(marks, next.mark)
 			default:
 				break merge
 			}
@@ -446,34 +430,11 @@ func (r *Reader) applyLoop(ctx context.Context, in <-chan shardBatch) error {
 	}
 }
 
-// setMark keeps one mark per shard, the latest.
-func setMark(marks []StreamMark, m StreamMark) []StreamMark {
-	for i := range marks {
-		if marks[i].Shard == m.Shard {
-			marks[i] = m
-			return marks
-		}
-	}
-	return append(marks, m)
-}
-
 func (r *Reader) sleep(ctx context.Context, attempt int) error {
-	d := r.cfg.BaseBackoff
-	for i := 1; i < attempt && d < r.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = time.Duration(rand.Int64N(int64(min(d, r.cfg.MaxBackoff))) + 1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return core.Backoff{Base: r.cfg.BaseBackoff, Max: r.cfg.MaxBackoff}.Wait(ctx, attempt)
 }
 
-func explainRead(err error, st stream) error {
+func explainRead(err error, st streamRef) error {
 	var ae smithy.APIError
 	if errors.As(err, &ae) && ae.ErrorCode() == "AccessDeniedException" {
 		return fmt.Errorf("the AWS identity may not read stream %s (grant kinesis:ListShards, kinesis:GetShardIterator and kinesis:GetRecords on the stream's ARN): %w", st, err)
@@ -490,41 +451,6 @@ type rejectLine struct {
 	Arrival      time.Time `json:"arrival"`
 	Error        string    `json:"error"`
 	Data         []byte    `json:"data"` // base64
-}
-
-// interner makes records of one table with one shape share a *change.Table,
-// so that consumers can tell a schema change by pointer, as with the source.
-type interner struct {
-	mu     sync.Mutex
-	shapes map[change.TableID][]*change.Table
-}
-
-// maxShapes bounds the shapes kept per table (a schema change mid-stream
-// interleaves old and new shapes across shards for a while).
-const maxShapes = 8
-
-func (in *interner) intern(t *change.Table) *change.Table {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.shapes == nil {
-		in.shapes = map[change.TableID][]*change.Table{}
-	}
-	id := t.ID()
-	known := in.shapes[id]
-	for _, k := range known {
-		if k.SameShape(t) {
-			return k
-		}
-	}
-	t.Version = 1
-	if n := len(known); n > 0 {
-		t.Version = known[n-1].Version + 1
-	}
-	if len(known) == maxShapes {
-		known = known[1:]
-	}
-	in.shapes[id] = append(known, t)
-	return t
 }
 
 // ShardStats is what the reader knows of one shard.

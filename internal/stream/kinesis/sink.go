@@ -8,9 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
-	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +21,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/pipeline"
+	core "github.com/sluice-dev/sluice/internal/stream"
 )
 
 // Kinesis' PutRecords limits.
@@ -78,23 +76,16 @@ type putAPI interface {
 }
 
 // Sink puts change records on a Kinesis stream. It is a pipeline.Target.
+// What every stream needs (records, partition keys, replay skip, the state
+// file, dead letters) is its stream.Producer's; the sink moves the records.
 type Sink struct {
 	cfg    SinkConfig
 	api    putAPI
-	stream stream
+	stream streamRef
 	log    *slog.Logger
-	dead   *jsonlFile
-
-	mu    sync.Mutex // guards state and resets
-	state map[change.TableID]change.TableState
-	// resets are the tables Reset since their last snapshot row was put:
-	// their next snapshot row is preceded by a truncate at the snapshot's
-	// position, so consumers drop what an earlier, unfinished snapshot or
-	// stream left of the table (rows deleted since would otherwise stay).
-	resets map[change.TableID]bool
+	prod   *core.Producer
 
 	stats sinkCounters
-	buf   []byte // record encoding buffer, reused between Applies
 }
 
 var _ pipeline.Target = (*Sink)(nil)
@@ -108,7 +99,7 @@ func NewSink(ctx context.Context, cfg SinkConfig) (*Sink, error) {
 	return newSink(cfg, c, st)
 }
 
-func newSink(cfg SinkConfig, api putAPI, st stream) (*Sink, error) {
+func newSink(cfg SinkConfig, api putAPI, st streamRef) (*Sink, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
 	}
@@ -124,55 +115,31 @@ func newSink(cfg SinkConfig, api putAPI, st stream) (*Sink, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	if cfg.StateFile == "" {
 		cfg.StateFile = "sluice-kinesis-" + st.name + ".state.json"
 	}
-	s := &Sink{cfg: cfg, api: api, stream: st, log: cfg.Logger.With("stream", st.name), resets: map[change.TableID]bool{}}
-	if dir := filepath.Dir(cfg.StateFile); dir != "." {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("create directory of sink state file: %w", err)
-		}
-	}
-	state, err := loadState(cfg.StateFile, st.name)
+	log := cfg.Logger.With("stream", st.name)
+	prod, err := core.NewProducer(core.ProducerConfig{
+		Transport: "Kinesis", Stream: st.name, Pipeline: cfg.Pipeline, Database: cfg.Database,
+		StateFile: cfg.StateFile, DeadLetterFile: cfg.DeadLetterFile, DeadLetterKey: "stream.kinesis.dead_letter_file",
+		MaxRecordBytes: MaxRecordBytes, Refuse: cfg.Refuse, Logger: log, Now: cfg.Now,
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.state = state
-	if cfg.DeadLetterFile != "" {
-		if s.dead, err = openJSONL(cfg.DeadLetterFile); err != nil {
-			return nil, fmt.Errorf("open dead-letter file: %w", err)
-		}
-	}
-	return s, nil
+	return &Sink{cfg: cfg, api: api, stream: st, log: log, prod: prod}, nil
 }
 
 // Close releases the dead-letter file.
-func (s *Sink) Close() error { return s.dead.Close() }
+func (s *Sink) Close() error { return s.prod.Close() }
 
 // State reports what the state file says about each table.
-func (s *Sink) State(context.Context) (map[change.TableID]change.TableState, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[change.TableID]change.TableState, len(s.state))
-	for k, v := range s.state {
-		out[k] = v
-	}
-	return out, nil
+func (s *Sink) State(ctx context.Context) (map[change.TableID]change.TableState, error) {
+	return s.prod.State(ctx)
 }
 
-// Reset forgets a table's state before its (re)snapshot. The stream cannot be
-// emptied: the snapshot's op=r records that follow upsert every current row,
-// and a consumer reduces by position as always.
-func (s *Sink) Reset(_ context.Context, t *change.Table) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.state, t.ID())
-	s.resets[t.ID()] = true
-	return saveState(s.cfg.StateFile, s.stream.name, s.state)
-}
+// Reset forgets a table's state before its (re)snapshot.
+func (s *Sink) Reset(ctx context.Context, t *change.Table) error { return s.prod.Reset(ctx, t) }
 
 // shardHashKeys returns a hash key inside each open shard, so a record can
 // be put on every shard: truncates travel that way, since a consumer reads
@@ -221,51 +188,12 @@ func (s *Sink) shardHashKeys(ctx context.Context) ([]string, error) {
 // RecordTooLargeError is returned by Apply for a record over Kinesis' 1 MiB
 // limit when no dead-letter file is configured. The pipeline stops without
 // moving the slot.
-type RecordTooLargeError struct {
-	Table change.TableID
-	Key   string // the key values in record form
-	Pos   change.Position
-	Size  int // record data plus partition key, in bytes
-}
-
-func (e *RecordTooLargeError) Error() string {
-	return fmt.Sprintf("change record for table %s key %s at %s is %d bytes, over Kinesis' limit of %d bytes per record: "+
-		"exclude or shorten the large column in the pipeline's SQL, or set a dead-letter file (stream.kinesis.dead_letter_file) to set such records aside and go on",
-		e.Table, e.Key, e.Pos, e.Size, MaxRecordBytes)
-}
+type RecordTooLargeError = core.RecordTooLargeError
 
 // RecordRefusedError is returned by Apply for a record SinkConfig.Refuse
 // refused when no dead-letter file is configured. The pipeline stops without
 // moving the slot.
-type RecordRefusedError struct {
-	Table  change.TableID
-	Key    string
-	Pos    change.Position
-	Reason string
-}
-
-func (e *RecordRefusedError) Error() string {
-	return fmt.Sprintf("change record for table %s key %s at %s is refused: %s: "+
-		"exclude or shorten the column in the pipeline's SQL, or set a dead-letter file (stream.kinesis.dead_letter_file) to set such records aside and go on",
-		e.Table, e.Key, e.Pos, e.Reason)
-}
-
-// deadLetter is one line of the dead-letter file.
-type deadLetter struct {
-	Table    string    `json:"table"`
-	Key      string    `json:"key"`
-	Position string    `json:"position"`
-	Size     int       `json:"size"`
-	Stream   string    `json:"stream"`
-	Reason   string    `json:"reason"`
-	Time     time.Time `json:"time"`
-	Record   jsonRaw   `json:"record"`
-}
-
-// jsonRaw embeds a change record as JSON (it is valid JSON by construction).
-type jsonRaw []byte
-
-func (j jsonRaw) MarshalJSON() ([]byte, error) { return j, nil }
+type RecordRefusedError = core.RecordRefusedError
 
 // entry is one encoded record waiting to be accepted by Kinesis.
 type entry struct {
@@ -284,199 +212,51 @@ func (e *entry) size() int { return len(e.data) + len(e.pk) }
 // makes one at a time): their order is the stream's order.
 func (s *Sink) Apply(ctx context.Context, b *change.Batch) error {
 	start := time.Now()
-	now := s.cfg.Now()
-	meta := change.RecordMeta{Pipeline: s.cfg.Pipeline, Database: s.cfg.Database, Emitted: now}
-
-	s.mu.Lock()
-	state := make(map[change.TableID]change.TableState, len(s.state))
-	for k, v := range s.state {
-		state[k] = v
+	plan, err := s.prod.Prepare(b)
+	if err != nil {
+		return err
 	}
-	resets := make(map[change.TableID]bool, len(s.resets))
-	for k, v := range s.resets {
-		resets[k] = v
-	}
-	s.mu.Unlock()
 	var shardKeys []string // fetched at the first truncate of the batch
-
-	// Encode into one buffer; entries point into it. Segments split the
-	// batch at truncates: a truncate is put alone, after everything before
-	// it and before everything after it.
-	buf := s.buf[:0]
-	type pending struct {
-		off, end int
-		pk       string
-		hashKey  string
-	}
-	var segs [][]pending
-	var cur []pending
-	var dead []deadLetter
-	var pkBuf []byte
-	for i := range b.Changes {
-		c := &b.Changes[i]
-		id := c.Table.ID()
-		st := state[id]
-		if c.Op == change.OpRead {
-			if st.Snapshotted {
-				continue // a replayed snapshot row of a finished snapshot
-			}
-		} else if !st.Applied.IsZero() && !st.Applied.Less(c.Pos) {
-			continue // already on the stream
-		}
-		parts := [3]*change.Change{c}
-		if del, ins, ok := splitKeyChange(c); ok {
-			parts = [3]*change.Change{del, ins}
-		}
-		if c.Op == change.OpRead && resets[id] {
-			marker := &change.Change{Op: change.OpTruncate, Table: c.Table, Pos: c.Pos, TxID: c.TxID, CommitTime: c.CommitTime}
-			parts = [3]*change.Change{marker, c}
-			delete(resets, id)
-		}
-		for _, c := range parts {
-			if c == nil {
-				break
-			}
-			off := len(buf)
-			buf = change.AppendRecord(buf, c, meta)
-			pkBuf = appendPartitionKey(pkBuf[:0], c)
-			pk := string(pkBuf)
-			size := len(buf) - off + len(pk)
-			refused := ""
-			if size <= MaxRecordBytes && s.cfg.Refuse != nil {
-				refused = s.cfg.Refuse(c, buf[off:])
-			}
-			if size > MaxRecordBytes || refused != "" {
-				keyText := keyString(c)
-				if s.dead == nil {
-					s.buf = buf[:0]
-					if refused != "" {
-						return &RecordRefusedError{Table: id, Key: keyText, Pos: c.Pos, Reason: refused}
-					}
-					return &RecordTooLargeError{Table: id, Key: keyText, Pos: c.Pos, Size: size}
-				}
-				reason := refused
-				if reason == "" {
-					reason = fmt.Sprintf("over Kinesis' limit of %d bytes per record", MaxRecordBytes)
-				}
-				dead = append(dead, deadLetter{Table: id.String(), Key: keyText, Position: c.Pos.String(), Size: size,
-					Record: jsonRaw(append([]byte(nil), buf[off:]...)), Time: now.UTC(), Stream: s.stream.name, Reason: reason})
-				buf = buf[:off]
-			} else if c.Op == change.OpTruncate {
-				if len(cur) > 0 {
-					segs = append(segs, cur)
-				}
-				if shardKeys == nil {
-					var err error
-					if shardKeys, err = s.shardHashKeys(ctx); err != nil {
-						s.buf = buf[:0]
-						return err
-					}
-				}
-				seg := make([]pending, len(shardKeys))
-				for i, hk := range shardKeys {
-					seg[i] = pending{off, len(buf), pk, hk}
-				}
-				segs = append(segs, seg)
-				cur = nil
-			} else {
-				cur = append(cur, pending{off, len(buf), pk, ""})
+	for _, seg := range plan.Segments {
+		if seg.Everywhere && shardKeys == nil {
+			if shardKeys, err = s.shardHashKeys(ctx); err != nil {
+				return err
 			}
 		}
-		if c.Op != change.OpRead && st.Applied.Less(c.Pos) {
-			st.Applied = c.Pos
-		}
-		state[id] = st
 	}
-	if len(cur) > 0 {
-		segs = append(segs, cur)
-	}
-	s.buf = buf
-	for _, sd := range b.Snapshotted {
-		st := state[sd.Table.ID()]
-		st.Snapshotted = true
-		if st.Applied.Less(sd.Pos) {
-			st.Applied = sd.Pos
-		}
-		state[sd.Table.ID()] = st
-	}
-
 	// Dead letters reach the disk before the records after them are put:
 	// once Apply returns, the slot moves past them.
-	if len(dead) > 0 {
-		lines := make([]any, len(dead))
-		for i := range dead {
-			lines[i] = dead[i]
-			s.log.Warn("change record set aside in the dead-letter file",
-				"table", dead[i].Table, "key", dead[i].Key, "position", dead[i].Position, "bytes", dead[i].Size, "reason", dead[i].Reason, "file", s.cfg.DeadLetterFile)
-		}
-		if err := s.dead.Append(lines...); err != nil {
-			return fmt.Errorf("set aside records over the size limit: %w", err)
-		}
-		s.stats.deadLettered.Add(int64(len(dead)))
+	if err := s.prod.SetAside(plan); err != nil {
+		return err
 	}
-
 	var n int
-	for _, seg := range segs {
+	for _, seg := range plan.Segments {
 		lanes := make([][]*entry, s.cfg.Concurrency)
-		for _, p := range seg {
-			e := &entry{data: buf[p.off:p.end:p.end], pk: p.pk, hashKey: p.hashKey}
-			l := lane(p.pk, s.cfg.Concurrency)
-			lanes[l] = append(lanes[l], e)
+		for _, r := range seg.Records {
+			l := core.Spread(r.Key, s.cfg.Concurrency)
+			if seg.Everywhere {
+				// A truncate goes to every shard: one copy per shard,
+				// addressed by a hash key inside it.
+				for _, hk := range shardKeys {
+					lanes[l] = append(lanes[l], &entry{data: r.Data, pk: r.Key, hashKey: hk})
+					n++
+				}
+				continue
+			}
+			lanes[l] = append(lanes[l], &entry{data: r.Data, pk: r.Key})
 			n++
 		}
 		if err := s.putLanes(ctx, lanes); err != nil {
 			return err
 		}
 	}
-
-	s.mu.Lock()
-	s.state = state
-	s.resets = resets
-	err := saveState(s.cfg.StateFile, s.stream.name, state)
-	s.mu.Unlock()
-	if err != nil {
+	if err := s.prod.Commit(plan); err != nil {
 		return err
 	}
 	if d := time.Since(start).Seconds(); n > 0 && d > 0 {
 		s.stats.rate.Store(uint64(float64(n) / d * 1000))
 	}
 	return nil
-}
-
-// splitKeyChange turns an update that changed the row's key into a delete
-// of the old key and an insert of the new one (as Debezium does). Each then
-// travels with its own key's records, on its key's shard, in its key's
-// order; one update record under the new key alone could overtake the old
-// key's earlier records, or be overtaken by its later ones (a new row that
-// reuses the old key), on another shard.
-//
-// An update that left a TOASTed column unchanged stays whole: only the
-// update tells a consumer to take that value from the old key's row.
-func splitKeyChange(c *change.Change) (del, ins *change.Change, ok bool) {
-	if c.OldKey() == nil {
-		return nil, nil, false
-	}
-	for _, v := range c.After {
-		if v.Kind == change.KindUnchanged {
-			return nil, nil, false
-		}
-	}
-	d, i := *c, *c
-	d.Op, d.After = change.OpDelete, nil
-	i.Op, i.Before = change.OpInsert, nil
-	return &d, &i, true
-}
-
-func keyString(c *change.Change) string {
-	var b []byte
-	b = append(b, '[')
-	for i, v := range c.Key() {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = change.AppendValueJSON(b, v)
-	}
-	return string(append(b, ']'))
 }
 
 func (s *Sink) putLanes(ctx context.Context, lanes [][]*entry) error {
@@ -683,7 +463,7 @@ func classify(err error) (throttled, retryable bool) {
 }
 
 // explain adds the fix to the errors a user can fix.
-func explain(err error, st stream) error {
+func explain(err error, st streamRef) error {
 	var ae smithy.APIError
 	if !errors.As(err, &ae) {
 		return err
@@ -701,9 +481,9 @@ func explain(err error, st stream) error {
 
 // sinkCounters are updated by concurrent lanes.
 type sinkCounters struct {
-	records, bytes, calls, retries, throttles, deadLettered atomic.Int64
-	inflightBytes                                           atomic.Int64
-	rate                                                    atomic.Uint64 // records/s ×1000 of the last Apply
+	records, bytes, calls, retries, throttles atomic.Int64
+	inflightBytes                             atomic.Int64
+	rate                                      atomic.Uint64 // records/s ×1000 of the last Apply
 }
 
 // SinkStats is what the sink reports for status output.
@@ -735,6 +515,6 @@ func (s *Sink) Stats() SinkStats {
 		Calls:            s.stats.calls.Load(),
 		Retries:          s.stats.retries.Load(),
 		Throttles:        s.stats.throttles.Load(),
-		DeadLettered:     s.stats.deadLettered.Load(),
+		DeadLettered:     s.prod.DeadLettered(),
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	core "github.com/sluice-dev/sluice/internal/stream"
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
@@ -130,9 +131,9 @@ func recordOfSize(t *testing.T, size int, id int) change.Change {
 	c.After[0] = change.V(change.KindInt, strconv.Itoa(id))
 	c.After[1] = change.V(change.KindText, "")
 	meta := change.RecordMeta{Pipeline: "test", Database: "app", Emitted: fixedNow()}
-	base := len(change.AppendRecord(nil, &c, meta)) + len(appendPartitionKey(nil, &c))
+	base := len(change.AppendRecord(nil, &c, meta)) + len(core.AppendPartitionKey(nil, &c))
 	c.After[1] = change.V(change.KindText, strings.Repeat("y", size-base))
-	if got := len(change.AppendRecord(nil, &c, meta)) + len(appendPartitionKey(nil, &c)); got != size {
+	if got := len(change.AppendRecord(nil, &c, meta)) + len(core.AppendPartitionKey(nil, &c)); got != size {
 		t.Fatalf("built a record of %d bytes, want %d", got, size)
 	}
 	return c

@@ -1,4 +1,4 @@
-package kinesis
+package stream
 
 import (
 	"encoding/json"
@@ -8,16 +8,16 @@ import (
 	"sync"
 )
 
-// jsonlFile appends JSON lines to a file and syncs them before reporting
+// JSONLFile appends JSON lines to a file and syncs them before reporting
 // success: a dead-lettered or rejected record must be on disk before the
 // position that skips it becomes durable.
-type jsonlFile struct {
+type JSONLFile struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File
 }
 
-func openJSONL(path string) (*jsonlFile, error) {
+func OpenJSONL(path string) (*JSONLFile, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create directory of %s: %w", path, err)
 	}
@@ -25,11 +25,11 @@ func openJSONL(path string) (*jsonlFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &jsonlFile{path: path, f: f}, nil
+	return &JSONLFile{path: path, f: f}, nil
 }
 
 // Append writes the values, one line each, and syncs the file.
-func (j *jsonlFile) Append(lines ...any) error {
+func (j *JSONLFile) Append(lines ...any) error {
 	var buf []byte
 	for _, l := range lines {
 		b, err := json.Marshal(l)
@@ -49,17 +49,17 @@ func (j *jsonlFile) Append(lines ...any) error {
 	return nil
 }
 
-func (j *jsonlFile) Close() error {
+func (j *JSONLFile) Close() error {
 	if j == nil {
 		return nil
 	}
 	return j.f.Close()
 }
 
-// writeFileAtomic replaces path with data: a temporary file in the same
+// WriteFileAtomic replaces path with data: a temporary file in the same
 // directory, synced, renamed over path, and the directory synced, so a crash
 // leaves either the old or the new content, never a torn file.
-func writeFileAtomic(path string, data []byte) error {
+func WriteFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {

@@ -1,4 +1,4 @@
-package kinesis
+package stream
 
 import (
 	"crypto/sha256"
@@ -9,12 +9,17 @@ import (
 	"github.com/sluice-dev/sluice/internal/change"
 )
 
-// maxPartitionKey is Kinesis' limit on a partition key (256 Unicode
-// characters). Counting bytes instead keeps us safely inside it.
-const maxPartitionKey = 256
+// MaxPartitionKey is Kinesis' limit on a partition key (256 Unicode
+// characters). Counting bytes instead keeps us safely inside it. Every
+// transport uses the same bound, so a change has one partition key whatever
+// stream carries it (Kafka's record key is the same string).
+const MaxPartitionKey = 256
 
-// appendPartitionKey appends the partition key of a change: the table and the
-// key values, so that every change of one row goes to one shard, in order.
+// AppendPartitionKey appends the partition key of a change: the table and the
+// key values, so that every change of one row goes to one shard or
+// partition, in order. A keyless table's key is the whole row (its
+// identity): equal rows share a partition, so their inserts and deletes stay
+// in order.
 //
 // Form: schema.table:v1,v2 with each key value in its record (JSON) form, so
 // strings are quoted and escaped and the join is unambiguous. A schema or
@@ -22,7 +27,7 @@ const maxPartitionKey = 256
 // longer than 256 bytes is replaced by "sha256:" and the hex digest of the
 // whole key: still stable, still one shard per row. A truncate has no key:
 // its partition key is the table part alone.
-func appendPartitionKey(dst []byte, c *change.Change) []byte {
+func AppendPartitionKey(dst []byte, c *change.Change) []byte {
 	start := len(dst)
 	dst = appendName(dst, c.Table.Schema)
 	dst = append(dst, '.')
@@ -34,7 +39,7 @@ func appendPartitionKey(dst []byte, c *change.Change) []byte {
 		}
 		dst = change.AppendValueJSON(dst, v)
 	}
-	if len(dst)-start <= maxPartitionKey {
+	if len(dst)-start <= MaxPartitionKey {
 		return dst
 	}
 	sum := sha256.Sum256(dst[start:])
@@ -49,9 +54,12 @@ func appendName(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
-// lane spreads keys over the sink's concurrent senders; one key always maps
-// to one lane, so its records are sent one call after another, in order.
-func lane(pk string, n int) int {
+// Spread maps a partition key to one of n lanes (Kinesis' concurrent
+// senders, Kafka's partitions): FNV-1a of the key modulo n. One key always
+// maps to one lane, so its records travel one after another, in order. The
+// function is part of the stream's contract: a Kafka topic written by one
+// sluice version is partitioned the same way by the next.
+func Spread(pk string, n int) int {
 	if n <= 1 {
 		return 0
 	}

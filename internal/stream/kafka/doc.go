@@ -1,0 +1,20 @@
+// Package kafka carries change records over an Apache Kafka topic (Amazon
+// MSK, Confluent, Redpanda, self-managed), with franz-go.
+//
+// Sink is a pipeline.Target on the stream core (internal/stream): the core
+// makes the records and keeps the producer's state file; the sink produces
+// them with an idempotent producer, each to the partition stream.Spread picks
+// for its partition key over a partition count pinned in the state file, a
+// truncate to every partition, and returns once the brokers acknowledged
+// every record, so the pipeline confirms the replication slot only then.
+//
+// Reader is the consumer: it reads every partition (or, with a consumer
+// group, the group's share of them) from the marks stored in the target,
+// decodes records, sets invalid ones aside in a reject file, and hands each
+// poll to an Applier (a warehouse) with the offset of the last record of
+// each partition, stored in the same transaction as the data: exactly once
+// into Postgres or DuckDB. The group's committed offsets are never read.
+//
+// Neighbours: internal/stream (the core), internal/stream/kinesis (the other
+// transport), internal/warehouse (which implements the Applier).
+package kafka

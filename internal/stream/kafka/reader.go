@@ -1,0 +1,422 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/internal/change"
+	core "github.com/sluice-dev/sluice/internal/stream"
+)
+
+// MarkStream is the name a topic's marks are stored under in the target:
+// "kafka:" and the topic, so that a Kinesis stream of the same name in the
+// same target keeps its own marks. A mark's Shard is the partition number,
+// its Sequence the offset of the last record applied.
+func MarkStream(topic string) string { return "kafka:" + topic }
+
+// ReaderConfig configures a Reader. Connection.Brokers and Topic are required.
+type ReaderConfig struct {
+	Connection
+	// Group, when set, makes the reader a member of that consumer group: the
+	// group's members share the partitions. Empty: this reader reads every
+	// partition. Either way the offsets that count are the marks stored in
+	// the target with the data; the group's committed offsets are written
+	// after each apply (for lag tools) but never read.
+	Group string
+	// RejectFile receives records that are not change records (one JSON
+	// line each). Default: sluice-kafka-<topic>.rejects.jsonl.
+	RejectFile string
+	// StrictRecords stops the reader at the first invalid record instead.
+	StrictRecords bool
+	// BatchChanges bounds the records of one poll, so of one ApplyStream
+	// call (default 10,000).
+	BatchChanges int
+	// PartitionRefresh is how often a reader without a group looks for
+	// partitions added to the topic (default 30s).
+	PartitionRefresh time.Duration
+	Logger           *slog.Logger
+}
+
+// Reader reads a topic into an Applier, exactly once given an Applier that
+// stores marks with the data.
+type Reader struct {
+	cfg    ReaderConfig
+	opts   []kgo.Opt
+	app    core.Applier
+	log    *slog.Logger
+	reject *core.JSONLFile
+	tables core.Interner
+	stream string // MarkStream(topic)
+
+	mu    sync.Mutex
+	parts map[int32]*PartitionStats
+
+	read, applied, rejected, batches atomic.Int64
+}
+
+// NewReader checks the connection and opens the reject file; it connects
+// when it runs.
+func NewReader(ctx context.Context, cfg ReaderConfig, app core.Applier) (*Reader, error) {
+	opts, err := cfg.Connection.options(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.BatchChanges <= 0 {
+		cfg.BatchChanges = 10_000
+	}
+	if cfg.PartitionRefresh <= 0 {
+		cfg.PartitionRefresh = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RejectFile == "" {
+		cfg.RejectFile = "sluice-kafka-" + cfg.Topic + ".rejects.jsonl"
+	}
+	log := cfg.Logger.With("topic", cfg.Topic)
+	if cfg.Group != "" {
+		log = log.With("group", cfg.Group)
+	}
+	opts = append([]kgo.Opt{
+		// A mark past the log's start is data lost to retention before it
+		// was applied: stop and say so rather than skip to the start.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		kgo.WithLogger(kgoLogger{log}),
+	}, opts...)
+	r := &Reader{cfg: cfg, opts: opts, app: app, log: log, stream: MarkStream(cfg.Topic), parts: map[int32]*PartitionStats{}}
+	if !cfg.StrictRecords {
+		if r.reject, err = core.OpenJSONL(cfg.RejectFile); err != nil {
+			return nil, fmt.Errorf("open reject file: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Close releases the reject file.
+func (r *Reader) Close() error { return r.reject.Close() }
+
+// storedOffsets reads the marks of the topic from the target: partition →
+// the offset to read next.
+func (r *Reader) storedOffsets(ctx context.Context) (map[int32]int64, error) {
+	marks, err := r.app.StreamMarks(ctx, r.stream)
+	if err != nil {
+		return nil, fmt.Errorf("read the marks of Kafka topic %s from the target: %w", r.cfg.Topic, err)
+	}
+	out := make(map[int32]int64, len(marks))
+	for shard, seq := range marks {
+		p, err1 := strconv.ParseInt(shard, 10, 32)
+		o, err2 := strconv.ParseInt(seq, 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("the target's mark for Kafka topic %s is %q=%q, want a partition number and an offset: was it written by another tool?", r.cfg.Topic, shard, seq)
+		}
+		out[int32(p)] = o + 1
+	}
+	return out, nil
+}
+
+func startAt(next map[int32]int64, p int32) kgo.Offset {
+	if o, ok := next[p]; ok {
+		// No epoch: the target's mark knows none, and the client's
+		// truncation detection would need one.
+		return kgo.NewOffset().At(o).WithEpoch(-1)
+	}
+	return kgo.NewOffset().AtStart()
+}
+
+// Run reads the topic from the stored marks and applies what it reads until
+// ctx ends; then it lets the apply in flight finish and returns nil.
+func (r *Reader) Run(ctx context.Context) error {
+	admin, err := kgo.NewClient(r.opts...)
+	if err != nil {
+		return fmt.Errorf("create Kafka client: %w", err)
+	}
+	defer admin.Close()
+	adm := kadm.NewClient(admin)
+	opts := append([]kgo.Opt{}, r.opts...)
+	consumed := map[int32]bool{}
+	if r.cfg.Group == "" {
+		n, err := topicPartitions(ctx, adm, r.cfg.Topic)
+		if err != nil {
+			return stopped(ctx, err)
+		}
+		next, err := r.storedOffsets(ctx)
+		if err != nil {
+			return err
+		}
+		ps := map[int32]kgo.Offset{}
+		for p := range int32(n) {
+			ps[p] = startAt(next, p)
+			consumed[p] = true
+		}
+		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.cfg.Topic: ps}))
+	} else {
+		opts = append(opts,
+			kgo.ConsumerGroup(r.cfg.Group),
+			kgo.ConsumeTopics(r.cfg.Topic),
+			// A partition is not revoked between a poll and the end of
+			// its apply (AllowRebalance): no partition moves mid-batch, so
+			// its next owner starts after the marks this apply stored.
+			kgo.BlockRebalanceOnPoll(),
+			// Each newly assigned partition starts after its mark in the
+			// target, whatever the group committed.
+			kgo.AdjustFetchOffsetsFn(func(ctx context.Context, in map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+				next, err := r.storedOffsets(ctx)
+				if err != nil {
+					return nil, err
+				}
+				for t, ps := range in {
+					for p := range ps {
+						ps[p] = startAt(next, p)
+					}
+					in[t] = ps
+				}
+				return in, nil
+			}),
+			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+				r.log.Warn("partitions lost to the group (a missed heartbeat): their next owner starts from the marks in the target", "partitions", lost[r.cfg.Topic])
+			}),
+			kgo.AutoCommitMarks(),
+		)
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("create Kafka consumer: %w", err)
+	}
+	// Leaving the group at once hands the partitions to the other members
+	// without waiting for the session timeout.
+	defer cl.CloseAllowingRebalance()
+	if r.cfg.Group == "" {
+		go r.watchPartitions(ctx, adm, cl, consumed)
+	}
+	applyCtx := context.WithoutCancel(ctx)
+	for {
+		fs := cl.PollRecords(ctx, r.cfg.BatchChanges)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			cl.AllowRebalance()
+			return nil
+		}
+		err := r.handle(applyCtx, cl, fs)
+		cl.AllowRebalance()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// handle applies one poll: its changes and the marks after them, in one
+// target transaction. The apply runs to its end even when ctx ends, so a
+// transaction is never cut short on shutdown.
+func (r *Reader) handle(applyCtx context.Context, cl *kgo.Client, fs kgo.Fetches) error {
+	var fatal error
+	fs.EachError(func(topic string, p int32, err error) {
+		switch {
+		case errors.Is(err, context.Canceled), errors.Is(err, kgo.ErrClientClosed):
+		case errors.Is(err, kerr.OffsetOutOfRange):
+			fatal = fmt.Errorf("partition %d of Kafka topic %s no longer holds the offset after the target's mark: "+
+				"records were deleted (retention) before they were applied, and the target misses them; raise the topic's retention.ms, "+
+				"and snapshot again (sluice teardown of the producer's state, or delete its state file) to repair the target: %w", p, topic, err)
+		case isFatal(err):
+			fatal = fmt.Errorf("read partition %d of Kafka topic %s: %w", p, topic, explain(err, topic))
+		default:
+			r.log.Warn("reading a partition failed; the client retries", "partition", p, "error", err)
+		}
+	})
+	if fatal != nil {
+		return fatal
+	}
+	b := &change.Batch{}
+	var marks []core.Mark
+	var rejects []any
+	last := map[int32]*kgo.Record{}
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) == 0 {
+			return
+		}
+		nRejects := 0
+		for _, rec := range fp.Records {
+			c, err := r.tables.Decode(rec.Value)
+			if err != nil {
+				if r.cfg.StrictRecords {
+					if fatal == nil {
+						fatal = fmt.Errorf("the record at offset %d of partition %d of Kafka topic %s is not a change record (%v): fix its producer, or turn strict records off to set such records aside in a reject file and go on",
+							rec.Offset, rec.Partition, rec.Topic, err)
+					}
+					return
+				}
+				rejects = append(rejects, rejectLine{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: string(rec.Key),
+					Timestamp: rec.Timestamp, Error: err.Error(), Data: rec.Value})
+				nRejects++
+				continue
+			}
+			b.Changes = append(b.Changes, c)
+		}
+		lr := fp.Records[len(fp.Records)-1]
+		last[fp.Partition] = lr
+		marks = append(marks, core.Mark{Stream: r.stream, Shard: strconv.Itoa(int(fp.Partition)), Sequence: strconv.FormatInt(lr.Offset, 10)})
+		hw := fp.HighWatermark
+		r.partStats(fp.Partition, func(s *PartitionStats) {
+			s.Records += int64(len(fp.Records))
+			s.Rejected += int64(nRejects)
+			s.Offset = lr.Offset
+			s.HighWatermark = hw
+		})
+		r.read.Add(int64(len(fp.Records)))
+	})
+	if fatal != nil {
+		return fatal
+	}
+	if len(marks) == 0 {
+		return nil
+	}
+	if len(rejects) > 0 {
+		// On disk before the mark that skips them is stored.
+		if err := r.reject.Append(rejects...); err != nil {
+			return fmt.Errorf("set aside invalid records of Kafka topic %s: %w", r.cfg.Topic, err)
+		}
+		r.rejected.Add(int64(len(rejects)))
+		r.log.Warn("records that are not change records set aside", "count", len(rejects), "file", r.cfg.RejectFile)
+	}
+	sort.Slice(marks, func(i, j int) bool { return marks[i].Shard < marks[j].Shard })
+	if err := r.app.ApplyStream(applyCtx, b, marks); err != nil {
+		return fmt.Errorf("apply %d changes read from Kafka topic %s: %w", len(b.Changes), r.cfg.Topic, err)
+	}
+	r.applied.Add(int64(len(b.Changes)))
+	r.batches.Add(1)
+	for p, rec := range last {
+		r.partStats(p, func(s *PartitionStats) { s.Applied = rec.Offset })
+		if r.cfg.Group != "" {
+			cl.MarkCommitRecords(rec)
+		}
+	}
+	return nil
+}
+
+// isFatal tells the errors that retrying cannot fix: authorization and
+// authentication, and a topic that is gone.
+func isFatal(err error) bool {
+	for _, e := range []error{kerr.TopicAuthorizationFailed, kerr.GroupAuthorizationFailed, kerr.ClusterAuthorizationFailed,
+		kerr.SaslAuthenticationFailed, kerr.UnsupportedSaslMechanism, kerr.InvalidTopicException} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ke *kerr.Error
+	return errors.As(err, &ke) && !ke.Retriable && !errors.Is(err, kerr.UnknownTopicOrPartition)
+}
+
+// watchPartitions adds partitions added to the topic, read from their start
+// (or a mark the target holds for them).
+func (r *Reader) watchPartitions(ctx context.Context, adm *kadm.Client, cl *kgo.Client, consumed map[int32]bool) {
+	t := time.NewTicker(r.cfg.PartitionRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := topicPartitions(ctx, adm, r.cfg.Topic)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("look for new partitions", "error", err)
+			}
+			continue
+		}
+		if int(n) <= len(consumed) {
+			continue
+		}
+		next, err := r.storedOffsets(ctx)
+		if err != nil {
+			continue
+		}
+		add := map[int32]kgo.Offset{}
+		for p := range int32(n) {
+			if !consumed[p] {
+				add[p] = startAt(next, p)
+				consumed[p] = true
+			}
+		}
+		r.log.Info("reading partitions added to the topic", "partitions", len(add))
+		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.cfg.Topic: add})
+	}
+}
+
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// rejectLine is one line of the reject file.
+type rejectLine struct {
+	Topic     string    `json:"topic"`
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Key       string    `json:"key"`
+	Timestamp time.Time `json:"timestamp"`
+	Error     string    `json:"error"`
+	Data      []byte    `json:"data"` // base64
+}
+
+// PartitionStats is what the reader knows of one partition.
+type PartitionStats struct {
+	Records  int64 `json:"records"`
+	Rejected int64 `json:"rejected"`
+	// Offset is the last record read, Applied the last applied.
+	Offset  int64 `json:"offset"`
+	Applied int64 `json:"applied"`
+	// HighWatermark is the partition's end as of the last fetch; Lag the
+	// records between it and the last applied one: the partition's lag.
+	HighWatermark int64 `json:"high_watermark"`
+	Lag           int64 `json:"lag"`
+}
+
+// ReaderStats is what the reader reports for status output.
+type ReaderStats struct {
+	Topic      string                    `json:"topic"`
+	Group      string                    `json:"group,omitempty"`
+	Read       int64                     `json:"records_read"`
+	Applied    int64                     `json:"changes_applied"`
+	Rejected   int64                     `json:"records_rejected"`
+	Batches    int64                     `json:"batches"`
+	Partitions map[string]PartitionStats `json:"partitions"`
+	// MaxLag is the largest lag over the partitions being read.
+	MaxLag int64 `json:"max_lag"`
+}
+
+func (r *Reader) partStats(p int32, f func(*PartitionStats)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.parts[p]
+	if s == nil {
+		s = &PartitionStats{Offset: -1, Applied: -1}
+		r.parts[p] = s
+	}
+	f(s)
+	s.Lag = max(s.HighWatermark-(s.Applied+1), 0)
+}
+
+// Stats returns the reader's counters and each partition's lag.
+func (r *Reader) Stats() ReaderStats {
+	st := ReaderStats{Topic: r.cfg.Topic, Group: r.cfg.Group, Read: r.read.Load(), Applied: r.applied.Load(), Rejected: r.rejected.Load(),
+		Batches: r.batches.Load(), Partitions: map[string]PartitionStats{}}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p, s := range r.parts {
+		st.Partitions[strconv.Itoa(int(p))] = *s
+		st.MaxLag = max(st.MaxLag, s.Lag)
+	}
+	return st
+}

@@ -1,0 +1,300 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/internal/change"
+	core "github.com/sluice-dev/sluice/internal/stream"
+	"github.com/sluice-dev/sluice/internal/warehouse/duckdb"
+)
+
+// countingApplier applies to a real target and checks, across every
+// reader that shares it, that each partition's marks only grow and that the
+// changes applied add up to the records read: no record applied twice, none
+// skipped. Its applies are serialized and can be slowed down, so that a
+// rebalance happens while one is in flight.
+type countingApplier struct {
+	tg    *duckdb.Target
+	delay time.Duration
+
+	mu      sync.Mutex
+	marks   map[string]int64
+	applied int
+	calls   int
+	err     error
+}
+
+func newCountingApplier(tg *duckdb.Target) *countingApplier {
+	return &countingApplier{tg: tg, marks: map[string]int64{}}
+}
+
+func (a *countingApplier) ApplyStream(ctx context.Context, b *change.Batch, marks []core.Mark) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	time.Sleep(a.delay)
+	for _, m := range marks {
+		o, _ := strconv.ParseInt(m.Sequence, 10, 64)
+		if prev, ok := a.marks[m.Shard]; ok && o <= prev && a.err == nil {
+			a.err = fmt.Errorf("partition %s marked at %d after %d: records applied twice", m.Shard, o, prev)
+		}
+	}
+	if err := a.tg.ApplyStream(ctx, b, marks); err != nil {
+		return err
+	}
+	for _, m := range marks {
+		o, _ := strconv.ParseInt(m.Sequence, 10, 64)
+		a.marks[m.Shard] = o
+	}
+	a.applied += len(b.Changes)
+	a.calls++
+	return nil
+}
+
+func (a *countingApplier) StreamMarks(ctx context.Context, stream string) (map[string]string, error) {
+	return a.tg.StreamMarks(ctx, stream)
+}
+
+func (a *countingApplier) snapshot() (applied, calls int, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.applied, a.calls, a.err
+}
+
+func produce(t *testing.T, s *Sink, cs []change.Change, per int) {
+	t.Helper()
+	for i := 0; i < len(cs); i += per {
+		if err := s.Apply(t.Context(), &change.Batch{Changes: cs[i:min(i+per, len(cs))]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The reader applies everything once into DuckDB; stopped and started again
+// mid-topic it resumes from the marks in the target, and a new reader on
+// the same target reads nothing again.
+func TestReaderAppliesOnceAndResumesFromTheTarget(t *testing.T) {
+	c := newCluster(t, 1, "t", 3)
+	s := newTestSink(t, conn(c, "t"), nil)
+	first, _ := changes(600, 40, 0)
+	produce(t, s, first, 100)
+	tg := openDuckDB(t)
+	app := newCountingApplier(tg)
+	r := newTestReader(t, conn(c, "t"), app, func(cfg *ReaderConfig) { cfg.BatchChanges = 70 })
+	stop := runReader(t, r)
+	waitFor(t, "the first records applied", 20*time.Second, func() bool { n, _, _ := app.snapshot(); return n == 600 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := changes(400, 40, 600)
+	produce(t, s, second, 100)
+	r2 := newTestReader(t, conn(c, "t"), app, nil)
+	stop = runReader(t, r2)
+	waitFor(t, "the rest applied", 20*time.Second, func() bool { n, _, _ := app.snapshot(); return n == 1000 })
+	time.Sleep(300 * time.Millisecond) // room for a wrong re-read to show
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	applied, _, err := app.snapshot()
+	if err != nil || applied != 1000 {
+		t.Fatalf("applied %d changes (%v), want 1000 once each", applied, err)
+	}
+	_, want := changes(1000, 40, 0)
+	if got := rows(t, tg); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("target holds %v, want %v", got, want)
+	}
+	marks, err := tg.StreamMarks(t.Context(), MarkStream("t"))
+	if err != nil || len(marks) != 3 {
+		t.Fatalf("marks %v, %v: want one per partition", marks, err)
+	}
+	st := r2.Stats()
+	if st.MaxLag != 0 || len(st.Partitions) != 3 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// Two readers in one consumer group share a target; the second joins, and
+// later the first leaves, while applies are slow: partitions move between
+// them mid-batch. Every record is applied exactly once and the target ends
+// equal to the source.
+func TestReaderGroupRebalanceMidBatch(t *testing.T) {
+	c := newCluster(t, 1, "t", 6)
+	s := newTestSink(t, conn(c, "t"), nil)
+	all, want := changes(3000, 120, 0)
+	produce(t, s, all[:1000], 250)
+	tg := openDuckDB(t)
+	app := newCountingApplier(tg)
+	app.delay = 150 * time.Millisecond
+	group := func(cfg *ReaderConfig) {
+		cfg.Group = "g"
+		cfg.BatchChanges = 100
+		cfg.Options = append(cfg.Options, kgo.HeartbeatInterval(100*time.Millisecond), kgo.SessionTimeout(6*time.Second), kgo.RebalanceTimeout(10*time.Second))
+	}
+	stopA := runReader(t, newTestReader(t, conn(c, "t"), app, group))
+	waitFor(t, "the first reader applying", 20*time.Second, func() bool { _, n, _ := app.snapshot(); return n >= 2 })
+	rb := newTestReader(t, conn(c, "t"), app, group)
+	stopB := runReader(t, rb)
+	produce(t, s, all[1000:2000], 250)
+	waitFor(t, "the second reader applying", 30*time.Second, func() bool { return rb.Stats().Batches >= 2 })
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, s, all[2000:], 250)
+	waitFor(t, "everything applied", 60*time.Second, func() bool { n, _, err := app.snapshot(); return n >= 3000 || err != nil })
+	time.Sleep(500 * time.Millisecond)
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	applied, calls, err := app.snapshot()
+	if err != nil || applied != 3000 {
+		t.Fatalf("applied %d changes in %d applies (%v), want 3000 exactly once", applied, calls, err)
+	}
+	if got := rows(t, tg); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("target differs from the source")
+	}
+	t.Logf("%d applies; the second reader made %d", calls, rb.Stats().Batches)
+}
+
+// Records that are not change records go to the reject file and are
+// marked read; in strict mode the reader stops with the record's place.
+func TestReaderSetsBadRecordsAside(t *testing.T) {
+	c := newCluster(t, 1, "t", 1)
+	s := newTestSink(t, conn(c, "t"), nil)
+	cs, want := changes(5, 5, 0)
+	produce(t, s, cs[:2], 10)
+	raw, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.ProduceSync(t.Context(), &kgo.Record{Key: []byte("x"), Value: []byte("not json")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, s, cs[2:], 10)
+
+	strict := newTestReader(t, conn(c, "t"), openDuckDB(t), func(cfg *ReaderConfig) { cfg.StrictRecords = true })
+	if err := strict.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "offset 2 of partition 0") {
+		t.Fatalf("strict reader: %v", err)
+	}
+
+	tg := openDuckDB(t)
+	r := newTestReader(t, conn(c, "t"), tg, nil)
+	stop := runReader(t, r)
+	waitFor(t, "every record read", 20*time.Second, func() bool { return r.Stats().Applied == 5 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, tg); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("target holds %v, want %v", got, want)
+	}
+	f, err := os.Open(r.cfg.RejectFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	var lines []rejectLine
+	for sc.Scan() {
+		var l rejectLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) != 1 || lines[0].Offset != 2 || string(lines[0].Data) != "not json" || lines[0].Key != "x" {
+		t.Fatalf("reject file: %+v", lines)
+	}
+}
+
+// A mark whose records retention has deleted stops the reader with the
+// fix, instead of silently starting over.
+func TestReaderStopsWhenRecordsAreGone(t *testing.T) {
+	c := newCluster(t, 1, "t", 1)
+	s := newTestSink(t, conn(c, "t"), nil)
+	cs, _ := changes(10, 10, 0)
+	produce(t, s, cs, 10)
+	tg := openDuckDB(t)
+	// A mark far past the log's end stands for records gone.
+	if err := tg.ApplyStream(t.Context(), &change.Batch{}, []core.Mark{{Stream: MarkStream("t"), Shard: "0", Sequence: "1000"}}); err != nil {
+		t.Fatal(err)
+	}
+	r := newTestReader(t, conn(c, "t"), tg, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := r.Run(ctx); err == nil || !strings.Contains(err.Error(), "retention") {
+		t.Fatalf("Run: %v, want the out-of-range error with its fix", err)
+	}
+}
+
+// SCRAM over TLS against a broker that requires both: the sink and the
+// reader configured the way Kafka users write it reach the topic.
+func TestSCRAMOverTLS(t *testing.T) {
+	certFile, srv := selfSigned(t)
+	c := newCluster(t, 1, "t", 2, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "sluice", "s3cret"), kfake.TLS(srv))
+	cn := Connection{Brokers: c.ListenAddrs(), Topic: "t", TLS: &TLS{CAFile: certFile, ServerName: "127.0.0.1"},
+		SASL: &SASL{Mechanism: "SCRAM-SHA-512", Username: "sluice", Password: "s3cret"}}
+	s := newTestSink(t, cn, nil)
+	cs, want := changes(50, 7, 0)
+	produce(t, s, cs, 25)
+	tg := openDuckDB(t)
+	r := newTestReader(t, cn, tg, nil)
+	stop := runReader(t, r)
+	waitFor(t, "every record applied", 20*time.Second, func() bool { return r.Stats().Applied == 50 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, tg); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("target holds %v, want %v", got, want)
+	}
+	bad := cn
+	bad.SASL = &SASL{Mechanism: "SCRAM-SHA-512", Username: "sluice", Password: "wrong"}
+	bs := newTestSink(t, bad, func(cfg *SinkConfig) { cfg.Options = append(cfg.Options, kgo.RetryTimeout(2*time.Second)) })
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := bs.Apply(ctx, &change.Batch{Changes: cs[:1]}); err == nil {
+		t.Fatal("a wrong password was accepted")
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and returns its file and a
+// server TLS config holding it.
+func selfSigned(t *testing.T) (string, *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kfake"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+}
