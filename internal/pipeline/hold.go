@@ -137,7 +137,11 @@ var ErrPassed = errors.New("the target already applied changes past that positio
 // applyHolding applies b, honouring a hold: the part of b committed before
 // the hold position is applied, then the writer waits, with the rest in
 // hand, for the hold to move or be released.
-func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b *change.Batch) error {
+//
+// tb is b's transform output when b was transformed ahead (taken while no
+// hold existed, so in flight for any hold that came since): it is applied
+// whole.
+func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b, tb *change.Batch) error {
 	// Reading the hold and marking the writer busy happen under one lock,
 	// so a Pause racing with this batch is either seen here or waits for it.
 	p.mu.Lock()
@@ -149,11 +153,22 @@ func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b *change.Batc
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
-		p.applying = false
+		// A batch transformed ahead is in flight already.
+		p.applying = p.ahead != nil
 		p.mu.Unlock()
 	}()
-	if h == nil {
-		return p.apply(runCtx, applyCtx, b)
+	if h == nil || tb != nil {
+		if err := p.apply(runCtx, applyCtx, b, tb); err != nil || h == nil {
+			return err
+		}
+		// A hold came while b was in flight: now the target is still.
+		b = nil
+		if at, _, _ := h.state(); !p.seenAtLeast(at) {
+			return nil
+		}
+		_, reached, _ := h.state()
+		h.signal(reached)
+		return nil
 	}
 	for b != nil {
 		at, reached, moved := h.state()
@@ -171,7 +186,7 @@ func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b *change.Batc
 			p.mu.Unlock()
 		}
 		if len(before.Changes) > 0 || len(before.Snapshotted) > 0 || before.Ack > 0 || len(before.Reset) > 0 {
-			if err := p.apply(runCtx, applyCtx, before); err != nil {
+			if err := p.apply(runCtx, applyCtx, before, nil); err != nil {
 				return err
 			}
 			p.noteSeen(before)
@@ -190,7 +205,7 @@ func (p *Pipeline) applyHolding(runCtx, applyCtx context.Context, b *change.Batc
 				return nil
 			}
 			p.noteSeen(b)
-			return p.apply(runCtx, applyCtx, b)
+			return p.apply(runCtx, applyCtx, b, nil)
 		case <-moved:
 		case <-runCtx.Done():
 			return nil // the held rest stays in the slot

@@ -66,7 +66,11 @@ type Pipeline struct {
 	mu         sync.Mutex
 	stats      Stats
 	hold       *Hold      // a verify's grip on the target, if any
-	applying   bool       // the writer is applying a batch
+	applying   bool       // the writer is applying a batch, or holds one transformed ahead
+	// ahead is the next batch, taken from the queue and transformed while
+	// the target applied the one before (see applyOnce); only the writer
+	// touches it.
+	ahead *aheadBatch
 	seen       change.LSN // highest commit or ack position applied
 	seenChange change.LSN // highest commit position of a change applied
 }
@@ -228,11 +232,14 @@ func (p *Pipeline) Run(ctx context.Context, tables []*change.Table) error {
 			if gctx.Err() != nil {
 				return nil
 			}
-			b := p.q.pop(p.opt.ApplyChanges, p.opt.ApplyBytes)
-			if b == nil {
+			var b, tb *change.Batch
+			if a := p.ahead; a != nil {
+				p.ahead = nil
+				b, tb = a.b, a.tb
+			} else if b = p.q.pop(p.opt.ApplyChanges, p.opt.ApplyBytes); b == nil {
 				return nil
 			}
-			if err := p.applyHolding(gctx, applyCtx, b); err != nil {
+			if err := p.applyHolding(gctx, applyCtx, b, tb); err != nil {
 				if errors.Is(err, errShutdown) {
 					return nil // the batch stays in the slot
 				}
@@ -260,11 +267,11 @@ func stopped(ctx context.Context, err error) error {
 var errShutdown = errors.New("pipeline stopped while retrying a batch")
 
 // apply applies b, retrying while the target refuses it (see Run). Attempts
-// run on applyCtx; the waits between them end with runCtx.
-func (p *Pipeline) apply(runCtx, applyCtx context.Context, b *change.Batch) error {
+// run on applyCtx; the waits between them end with runCtx. tb is b's
+// transform output when it was transformed ahead, else nil.
+func (p *Pipeline) apply(runCtx, applyCtx context.Context, b, tb *change.Batch) error {
 	// The batch is transformed once; a refused apply retries the same
 	// output (a transform's state has moved past its input by then).
-	var tb *change.Batch
 	err := p.retry.Do(runCtx, b, func() error {
 		if tb == nil {
 			out, err := p.opt.Transform.Transform(applyCtx, b)
@@ -291,13 +298,60 @@ func (p *Pipeline) apply(runCtx, applyCtx context.Context, b *change.Batch) erro
 	return err
 }
 
+// aheadBatch is a batch taken from the queue while the target applied the
+// one before it, with its transform output (nil if the transform failed:
+// it is then transformed again in its turn, and fails there).
+type aheadBatch struct {
+	b, tb *change.Batch
+}
+
+// transformAhead takes the next queued batch, if there is one and no hold,
+// and transforms it while the target applies the current one: a transform
+// that does real work (views) then costs the pipeline max(transform,
+// apply) per batch instead of their sum. The batch counts as in flight
+// from now on (seen, and Pause waits for it), exactly as if the writer
+// had started applying it. Wait for the returned channel before the next
+// batch is taken; it is nil when nothing was taken.
+func (p *Pipeline) transformAhead(ctx context.Context) chan *aheadBatch {
+	if _, ok := p.opt.Transform.(Identity); ok || p.ahead != nil {
+		return nil
+	}
+	p.mu.Lock()
+	if p.hold != nil {
+		p.mu.Unlock()
+		return nil
+	}
+	b := p.q.tryPop(p.opt.ApplyChanges, p.opt.ApplyBytes)
+	if b == nil {
+		p.mu.Unlock()
+		return nil
+	}
+	p.noteSeenLocked(b)
+	p.mu.Unlock()
+	ch := make(chan *aheadBatch, 1)
+	go func() {
+		tb, err := p.opt.Transform.Transform(ctx, b)
+		if err != nil {
+			tb = nil
+		}
+		ch <- &aheadBatch{b: b, tb: tb}
+	}()
+	return ch
+}
+
 // applyOnce applies tb, the transform's output for the source batch b.
 func (p *Pipeline) applyOnce(ctx context.Context, b, tb *change.Batch) error {
 	start := p.opt.Now()
+	ahead := p.transformAhead(ctx)
+	var err error
 	if len(tb.Changes) > 0 || len(tb.Snapshotted) > 0 {
-		if err := p.dst.Apply(ctx, tb); err != nil {
-			return fmt.Errorf("apply batch of %d changes: %w", len(tb.Changes), err)
-		}
+		err = p.dst.Apply(ctx, tb)
+	}
+	if ahead != nil {
+		p.ahead = <-ahead
+	}
+	if err != nil {
+		return fmt.Errorf("apply batch of %d changes: %w", len(tb.Changes), err)
 	}
 	// The target committed: only now may the transform forget and the
 	// source confirm.

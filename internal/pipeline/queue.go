@@ -65,9 +65,18 @@ func (q *queue) push(ctx context.Context, b *change.Batch) error {
 // it is the bottleneck and small ones (low latency) when it keeps up.
 // It returns nil once the queue is closed and empty.
 func (q *queue) pop(maxChanges, maxBytes int) *change.Batch {
+	return q.take(maxChanges, maxBytes, true)
+}
+
+// tryPop is pop without waiting: nil when nothing is queued.
+func (q *queue) tryPop(maxChanges, maxBytes int) *change.Batch {
+	return q.take(maxChanges, maxBytes, false)
+}
+
+func (q *queue) take(maxChanges, maxBytes int, wait bool) *change.Batch {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.items) == 0 && !q.closed {
+	for wait && len(q.items) == 0 && !q.closed {
 		q.notEmpty.Wait()
 	}
 	if len(q.items) == 0 {

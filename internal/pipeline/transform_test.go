@@ -170,3 +170,79 @@ func TestHoldOnAckOnlyBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// signalTransform passes batches on unchanged and reports each batch's
+// first change position as it starts transforming it; the first batch
+// takes a while, so the next one is queued when the target gets the first.
+type signalTransform struct {
+	Identity
+	started chan change.LSN
+	calls   int
+}
+
+func (s *signalTransform) Transform(_ context.Context, b *change.Batch) (*change.Batch, error) {
+	s.calls++
+	if len(b.Changes) > 0 {
+		s.started <- b.Changes[0].Pos.CommitLSN
+	}
+	if s.calls == 1 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return b, nil
+}
+
+// TestTransformAheadOfApply: while the target applies a batch, the next
+// queued batch is transformed, so a transform's time and the target's
+// overlap. A Pause coming meanwhile waits for that batch too (it is in
+// flight), and nothing after it is applied while paused.
+func TestTransformAheadOfApply(t *testing.T) {
+	gate := make(chan struct{})
+	src := &gatedSource{gate: gate, batches: []*change.Batch{
+		{Changes: []change.Change{row("1", 20)}, Ack: 21},
+		{Changes: []change.Change{row("2", 40)}, Ack: 41},
+	}}
+	tr := &signalTransform{started: make(chan change.LSN, 10)}
+	dst := &fakeTarget{state: map[change.TableID]change.TableState{tbl.ID(): {Snapshotted: true}}, block: make(chan struct{})}
+	p := New(src, dst, Options{Transform: tr, ApplyChanges: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, []*change.Table{tbl}) }()
+	close(gate)
+	if got := <-tr.started; got != 20 {
+		t.Fatalf("first transformed %s, want the batch at 20", got)
+	}
+	// The target is blocked applying the first batch: the second is
+	// transformed meanwhile.
+	select {
+	case got := <-tr.started:
+		if got != 40 {
+			t.Fatalf("transformed %s ahead, want the batch at 40", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the next batch was not transformed while the target applied the first")
+	}
+	paused := make(chan *Hold)
+	go func() {
+		h, err := p.Pause(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		paused <- h
+	}()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-paused:
+		t.Fatal("Pause returned while the target applied a batch")
+	default:
+	}
+	close(dst.block)
+	h := <-paused
+	if n := dst.count(); n != 2 {
+		t.Fatalf("paused with %d changes applied, want both batches (the second was in flight)", n)
+	}
+	h.Release()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
