@@ -63,16 +63,17 @@ type Pipeline struct {
 	q     *queue
 	retry *Retrier
 
-	mu       sync.Mutex
-	stats    Stats
-	hold     *Hold // a verify's grip on the target, if any
-	applying bool  // the writer is applying a batch, or holds one transformed ahead
+	mu         sync.Mutex
+	stats      Stats
+	hold       *Hold      // a verify's grip on the target, if any
+	applying   bool       // the writer is applying a batch, or holds one transformed ahead
+	seen       change.LSN // highest commit or ack position applied
+	seenChange change.LSN // highest commit position of a change applied
+
 	// ahead is the next batch, taken from the queue and transformed while
 	// the target applied the one before (see applyOnce); only the writer
 	// touches it.
-	ahead      *aheadBatch
-	seen       change.LSN // highest commit or ack position applied
-	seenChange change.LSN // highest commit position of a change applied
+	ahead *aheadBatch
 }
 
 // New wires src to dst. Nothing runs until Run.
