@@ -196,10 +196,19 @@ func (p *Pipeline) Run(ctx context.Context, tables []*change.Table) error {
 		return fmt.Errorf("start transform: %w", err)
 	}
 	p.mu.Lock()
+	outputs := map[string]bool{}
 	for _, t := range plan.Outputs {
 		st := state[t.ID()]
+		outputs[t.ID().String()] = true
 		p.table(t.ID().String()).Snapshotted = st.Snapshotted
 		p.table(t.ID().String()).AppliedLSN = st.Applied.String()
+	}
+	// A source table the transform only reads (a view's input that is not
+	// mirrored) has no table in the target to report on.
+	for _, t := range tables {
+		if id := t.ID().String(); !outputs[id] {
+			delete(p.stats.Tables, id)
+		}
 	}
 	p.mu.Unlock()
 	for _, t := range plan.Reset {
