@@ -99,6 +99,9 @@ func TestTransformContract(t *testing.T) {
 	if len(src.snapshotted) != 1 || src.snapshotted[0] != tbl {
 		t.Errorf("snapshotted %v, want the view's input", src.snapshotted)
 	}
+	if st := p.Stats(); st.Tables[tbl.ID().String()] != nil || st.Tables[viewTbl.ID().String()] == nil {
+		t.Errorf("stats report tables %v, want the view's table and not its input (not in the target)", st.Tables)
+	}
 	if tr.handed != 2 {
 		t.Errorf("Transform was handed %d batches for 2 (a refused batch is retried with the same output)", tr.handed)
 	}
