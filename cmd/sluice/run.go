@@ -103,6 +103,12 @@ func runPipeline(ctx context.Context, c *config.Config, hooks runHooks) error {
 	defer closeViews()
 	tgt, err := openTarget(ctx, c, log)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// Stopped while waiting for the target (a DuckDB file another
+			// process holds): nothing was read from the slot.
+			log.Info("stopped before the target opened")
+			return nil
+		}
 		return err
 	}
 	// A target that failed to write is not closed: closing a DuckDB file

@@ -226,6 +226,9 @@ func TestDiskFullStallsThenResumes(t *testing.T) {
 	}
 	p.stop(t)
 	p = e.start(run...)
+	// Running first: a verify started before would read the file itself
+	// and hold it while the run waits for it.
+	e.waitRunning(p)
 	e.waitVerified("public.items", 60*time.Second, p)
 	p.stop(t)
 }
