@@ -427,7 +427,7 @@ func (c *Config) validateRedshift(add func(string, ...any)) {
 	}
 	kafka := c.Stream != nil && c.Stream.Kafka != nil
 	if !kafka && (c.Stream == nil || c.Stream.Kinesis == nil || c.Stream.Kinesis.Stream == "") {
-		add("a Redshift target needs a Kinesis stream or a Kafka topic (Redshift reads the changes from it natively): add stream: {kinesis: {stream: NAME, region: REGION}}, or stream.kafka with redshift.msk_cluster_arn or redshift.kafka_uri")
+		add("a Redshift target needs a Kinesis stream (Redshift reads the changes from it natively): add stream: {kinesis: {stream: NAME, region: REGION}}, or a Kafka topic: stream.kafka with redshift.msk_cluster_arn (Amazon MSK) or redshift.kafka_uri")
 	}
 	if c.Source.URL == "" {
 		add("source.url is empty: a Redshift target needs the source even for the merge, to build the plan from the tables' schemas")

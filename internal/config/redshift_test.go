@@ -48,7 +48,7 @@ func TestRedshiftValidate(t *testing.T) {
 		"no section":              {func(c *Config) { c.Redshift = nil }, "redshift.role_arn is empty"},
 		"stream as role":          {func(c *Config) { c.Redshift.RoleARN = "arn:aws:kinesis:us-east-1:123456789012:stream/shop" }, "is a Kinesis stream ARN"},
 		"bad role":                {func(c *Config) { c.Redshift.RoleARN = "sluice-role" }, "want an IAM role ARN"},
-		"no stream":               {func(c *Config) { c.Stream = nil }, "a Redshift target needs a Kinesis stream or a Kafka topic"},
+		"no stream":               {func(c *Config) { c.Stream = nil }, "or a Kafka topic: stream.kafka with redshift.msk_cluster_arn"},
 		"kafka keys with kinesis": {func(c *Config) { c.Redshift.KafkaURI = "b:9092" }, "are for a Redshift target fed from stream.kafka"},
 		"no account":              {func(c *Config) { c.Redshift.Account = "" }, "redshift.account is empty"},
 		"short account":           {func(c *Config) { c.Redshift.Account = "1234" }, "want the 12-digit AWS account ID"},
