@@ -27,7 +27,8 @@ import (
 )
 
 // A Redshift target is not a warehouseTarget: sluice never writes rows into
-// it. Redshift reads the Kinesis stream itself (the streaming view), and
+// it. Redshift reads the Kinesis stream or the Kafka topic itself (the
+// streaming view), and
 // sluice only creates the objects (setup), merges what landed (the merge
 // schedule of run) and reads checksums (verify). This file holds all of it.
 
@@ -91,7 +92,7 @@ func newPlanCmd() *cobra.Command {
 		Short: "Show what setup creates in Redshift: IAM policies, external schema, streaming view, tables, merge",
 		Long: `plan describes the source tables and prints everything a Redshift target
 needs: the IAM role's trust policy and a permission policy scoped to the one
-stream, the external schema, the streaming materialized view, each mirrored
+stream or topic, the external schema, the streaming materialized view, each mirrored
 table's DDL and its incremental merge. When Redshift is reachable, objects
 that already exist are marked = and left out of the SQL; otherwise every
 object is shown as to be created. plan changes nothing.`,
@@ -150,7 +151,7 @@ func newSetupCmd() *cobra.Command {
 		Use:   "setup",
 		Short: "Create in Redshift what the plan shows as missing (idempotent)",
 		Long: `setup creates the objects a Redshift target needs and does not have yet (see
-sluice plan): the external schema over the Kinesis stream, the streaming
+sluice plan): the external schema over the Kinesis stream or Kafka topic, the streaming
 materialized view, sluice's bookkeeping tables and the mirrored tables. It
 records what it created, so teardown removes exactly that. Running it again
 creates nothing. The IAM role must exist and be associated with the cluster
@@ -263,9 +264,7 @@ func redshiftPlan(ctx context.Context, c *config.Config, tables []*change.Table)
 		return nil, err
 	}
 	r := c.Redshift // Validate made sure it is set for a Redshift target
-	stream := c.Stream.Kinesis.Stream
 	rc := redshift.Config{
-		StreamName:    stream,
 		Region:        r.Region,
 		AccountID:     r.Account,
 		RoleARN:       r.RoleARN,
@@ -282,6 +281,22 @@ func redshiftPlan(ctx context.Context, c *config.Config, tables []*change.Table)
 	if rc.TargetSchema == "" {
 		rc.TargetSchema = c.Target.Schema
 	}
+	if k := c.Stream.Kafka; k != nil {
+		// Redshift reads the topic itself: the producer's brokers are not
+		// necessarily the address Redshift reaches (kafka_uri, or MSK's
+		// own, from the cluster ARN).
+		rc.Kafka = &redshift.KafkaSource{
+			Topic: k.Topic, ClusterARN: r.MSKClusterARN, URI: r.KafkaURI, Authentication: r.KafkaAuthentication,
+			CertificateARN: r.KafkaCertificateARN, SecretARN: r.KafkaSecretARN,
+		}
+		p, err := redshift.NewPlan(rc)
+		if err != nil {
+			return nil, fmt.Errorf("plan the Redshift mirror: %w", err)
+		}
+		return p, nil
+	}
+	stream := c.Stream.Kinesis.Stream
+	rc.StreamName = stream
 	if strings.HasPrefix(stream, "arn:") {
 		rc.StreamARN = stream
 		rc.StreamName = stream[strings.LastIndex(stream, "/")+1:]
@@ -302,8 +317,8 @@ func redshiftPlan(ctx context.Context, c *config.Config, tables []*change.Table)
 	return p, nil
 }
 
-// redshiftRefuse is the Kinesis sink's check (kinesis.SinkConfig.Refuse)
-// for a stream Redshift reads: records Redshift's JSON_PARSE would refuse
+// redshiftRefuse is the stream sink's check (kinesis.SinkConfig.Refuse,
+// kafka.SinkConfig.Refuse) for a stream Redshift reads: records Redshift's JSON_PARSE would refuse
 // (a string over 65,535 bytes, a key twice in an object) are set aside in
 // the dead-letter file, or stop the producer, instead of stopping the
 // merge later. Nil for other streams.

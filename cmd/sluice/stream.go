@@ -161,7 +161,9 @@ func openStreamSink(ctx context.Context, c *config.Config, r *running, log *slog
 			StateFile:      filepath.Join(c.StateDir, c.Pipeline+".kafka-producer.json"),
 			DeadLetterFile: k.DeadLetterFile,
 			MaxRecordBytes: int(k.MaxRecordBytes),
-			Logger:         log,
+			// As for Kinesis: records Redshift could not parse are refused here.
+			Refuse: redshiftRefuse(c),
+			Logger: log,
 		})
 		if err != nil {
 			return nil, err

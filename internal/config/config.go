@@ -19,7 +19,7 @@ type Config struct {
 	Views    []ViewSpec    `yaml:"views" doc:"SQL views over the tables (DuckDB's dialect), kept up to date incrementally and exactly once; each lands in the target as a table. See docs/views.md."`
 	Target   Target        `yaml:"target" doc:"Where the mirror lives: duckdb:PATH or a postgres:// URL, or {url: ..., schema: ...}."`
 	Stream   *Stream       `yaml:"stream" doc:"Optional stream between source and target. Without one, batches go straight to the target in-process and the replication slot is the durable buffer."`
-	Redshift *Redshift     `yaml:"redshift" doc:"Settings of a Redshift target (target: redshift://...): the IAM role, the merge schedule, the Data API. A Redshift target reads the changes from stream.kinesis."`
+	Redshift *Redshift     `yaml:"redshift" doc:"Settings of a Redshift target (target: redshift://...): the IAM role, the merge schedule, the Data API. A Redshift target reads the changes from stream.kinesis, or from stream.kafka (Amazon MSK, Confluent Cloud, self-managed Kafka)."`
 	Batch    Batch         `yaml:"batch" doc:"How changes are grouped on their way to the target."`
 	Snapshot Snapshot      `yaml:"snapshot" doc:"The initial copy of each table."`
 	Admin    Admin         `yaml:"admin" doc:"The local admin endpoint of a running sluice (status, verify and read-only queries go through it)."`
@@ -373,17 +373,22 @@ func Redact(s string) string {
 }
 
 // Redshift configures a Redshift target. Redshift reads the changes from
-// the Kinesis stream itself (streaming ingestion); sluice creates the
+// the Kinesis stream or the Kafka topic itself (streaming ingestion); sluice creates the
 // objects that do so (`sluice setup`) and merges what landed into the
 // mirrored tables on a schedule.
 type Redshift struct {
-	RoleARN                     string           `yaml:"role_arn" doc:"Required. ARN of the IAM role Redshift assumes to read the stream (arn:aws:iam::<account>:role/<name>), associated with the cluster or workgroup; sluice plan prints its trust and permission policies."`
+	RoleARN                     string           `yaml:"role_arn" doc:"Required (except for a self-managed Kafka with kafka_authentication none). ARN of the IAM role Redshift assumes to read the stream (arn:aws:iam::<account>:role/<name>), associated with the cluster or workgroup; sluice plan prints its trust and permission policies."`
+	MSKClusterARN               string           `yaml:"msk_cluster_arn" doc:"With stream.kafka on Amazon MSK: the cluster's ARN (arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>); Redshift reads the topic through CREATE EXTERNAL SCHEMA ... FROM MSK. Set this or kafka_uri."`
+	KafkaURI                    string           `yaml:"kafka_uri" doc:"With stream.kafka on Confluent Cloud or self-managed Kafka: the bootstrap broker Redshift connects to, host:port (it may differ from stream.kafka.brokers, which sluice's producer uses); CREATE EXTERNAL SCHEMA ... FROM KAFKA ... URI. Set this or msk_cluster_arn."`
+	KafkaAuthentication         string           `yaml:"kafka_authentication" doc:"How Redshift authenticates to the Kafka brokers: iam (MSK only), mtls, or none. Default: iam with msk_cluster_arn, none with kafka_uri."`
+	KafkaCertificateARN         string           `yaml:"kafka_certificate_arn" doc:"With kafka_authentication mtls: the ACM certificate Redshift presents (or set kafka_secret_arn)."`
+	KafkaSecretARN              string           `yaml:"kafka_secret_arn" doc:"With kafka_authentication mtls: the Secrets Manager secret holding the client certificate and key (or set kafka_certificate_arn)."`
 	Account                     string           `yaml:"account" doc:"12-digit AWS account that owns the stream; default: taken from stream.kinesis.stream when that is an ARN."`
 	Region                      string           `yaml:"region" doc:"AWS region of the stream; default: stream.kinesis.region, the stream ARN's region, or AWS_REGION."`
 	ChainRoleARNs               []string         `yaml:"chain_role_arns" doc:"Further IAM roles, in order, that role_arn assumes one after the other (role chaining, e.g. to read a stream of another account); the last one reads the stream. CREATE EXTERNAL SCHEMA names them all, and sluice plan prints each role's trust and permission policy."`
 	KMSKeyARN                   string           `yaml:"kms_key_arn" doc:"The stream's customer-managed KMS key, if any; the permission policy then grants kms:Decrypt on it."`
 	CaseSensitiveParameterGroup bool             `yaml:"case_sensitive_parameter_group" doc:"Set to true once the cluster's parameter group (Serverless: the workgroup's parameters) sets enable_case_sensitive_identifier to true. The streaming view refreshes itself with the parameter group's setting, not sluice's session's, so a stream, view or schema name with upper-case letters is refused without it."`
-	ExternalSchema              string           `yaml:"external_schema" default:"sluice_kinesis" doc:"Redshift schema mapped to Kinesis (CREATE EXTERNAL SCHEMA ... FROM KINESIS)."`
+	ExternalSchema              string           `yaml:"external_schema" doc:"Redshift schema mapped to the stream (CREATE EXTERNAL SCHEMA ... FROM KINESIS, MSK or KAFKA). Default: sluice_kinesis, or sluice_kafka with stream.kafka."`
 	TargetSchema                string           `yaml:"target_schema" doc:"Schema of the mirrored tables in Redshift; default: target.schema, else each source table's own schema."`
 	MergeInterval               time.Duration    `yaml:"merge_interval" default:"1m" doc:"How often the landed records are merged into the mirrored tables."`
 	DataAPI                     *RedshiftDataAPI `yaml:"data_api" doc:"Reach Redshift through the Redshift Data API (IAM, HTTPS) instead of the wire protocol; the target is then just redshift:."`
@@ -420,10 +425,9 @@ func (c *Config) validateRedshift(add func(string, ...any)) {
 		}
 		return
 	}
-	if c.Stream != nil && c.Stream.Kafka != nil {
-		add("a Redshift target reads the changes from Kinesis; Redshift streaming ingestion from Kafka (MSK) is not supported by sluice yet: use stream.kinesis, or a postgres:// or duckdb: target with Kafka")
-	} else if c.Stream == nil || c.Stream.Kinesis == nil || c.Stream.Kinesis.Stream == "" {
-		add("a Redshift target needs a Kinesis stream (Redshift reads the changes from it natively): add stream: {kinesis: {stream: NAME, region: REGION}}")
+	kafka := c.Stream != nil && c.Stream.Kafka != nil
+	if !kafka && (c.Stream == nil || c.Stream.Kinesis == nil || c.Stream.Kinesis.Stream == "") {
+		add("a Redshift target needs a Kinesis stream (Redshift reads the changes from it natively): add stream: {kinesis: {stream: NAME, region: REGION}}, or a Kafka topic: stream.kafka with redshift.msk_cluster_arn (Amazon MSK) or redshift.kafka_uri")
 	}
 	if c.Source.URL == "" {
 		add("source.url is empty: a Redshift target needs the source even for the merge, to build the plan from the tables' schemas")
@@ -432,7 +436,13 @@ func (c *Config) validateRedshift(add func(string, ...any)) {
 	if r == nil {
 		r = &Redshift{}
 	}
+	if kafka {
+		c.validateRedshiftKafka(r, add)
+	} else if r.MSKClusterARN != "" || r.KafkaURI != "" || r.KafkaAuthentication != "" || r.KafkaCertificateARN != "" || r.KafkaSecretARN != "" {
+		add("redshift.msk_cluster_arn, kafka_uri and kafka_authentication are for a Redshift target fed from stream.kafka; this pipeline's stream is Kinesis: remove them, or use stream.kafka")
+	}
 	switch {
+	case r.RoleARN == "" && kafka && !kafkaNeedsRole(r):
 	case r.RoleARN == "":
 		add("redshift.role_arn is empty: set the ARN of the IAM role Redshift assumes to read the stream, arn:aws:iam::<account>:role/<name> (`sluice plan` prints its trust and permission policies)")
 	case strings.Contains(r.RoleARN, ":kinesis:"):
@@ -441,7 +451,7 @@ func (c *Config) validateRedshift(add func(string, ...any)) {
 		add("redshift.role_arn %q: want an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>", r.RoleARN)
 	}
 	streamIsARN := c.Stream != nil && c.Stream.Kinesis != nil && strings.HasPrefix(c.Stream.Kinesis.Stream, "arn:")
-	if r.Account == "" && !streamIsARN {
+	if r.Account == "" && !streamIsARN && !kafka {
 		add("redshift.account is empty: set the 12-digit AWS account that owns the stream, or give stream.kinesis.stream as the stream's ARN")
 	} else if r.Account != "" && !accountRE.MatchString(r.Account) {
 		add("redshift.account %q: want the 12-digit AWS account ID", r.Account)
@@ -490,5 +500,42 @@ func (c *Config) validateRedshift(add func(string, ...any)) {
 	}
 	if u.Host == "" || strings.Trim(u.Path, "/") == "" {
 		add("target %q: want redshift://user:password@host:5439/database (or target: redshift: with redshift.data_api)", Redact(c.Target.URL))
+	}
+}
+
+// kafkaNeedsRole: Redshift reaches MSK through AWS, and reads an mTLS
+// client certificate from ACM or Secrets Manager; only a self-managed
+// Kafka without authentication needs no role.
+func kafkaNeedsRole(r *Redshift) bool {
+	return r.MSKClusterARN != "" || strings.EqualFold(r.KafkaAuthentication, "mtls")
+}
+
+// validateRedshiftKafka checks what a Redshift target fed from Kafka needs
+// of the redshift section; the plan (warehouse/redshift) checks the ARNs'
+// forms in detail.
+func (c *Config) validateRedshiftKafka(r *Redshift, add func(string, ...any)) {
+	switch {
+	case r.MSKClusterARN == "" && r.KafkaURI == "":
+		add("a Redshift target fed from stream.kafka needs to know how Redshift reaches the brokers: set redshift.msk_cluster_arn (Amazon MSK: arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>) or redshift.kafka_uri (Confluent Cloud or self-managed Kafka: host:port)")
+	case r.MSKClusterARN != "" && r.KafkaURI != "":
+		add("redshift.msk_cluster_arn and redshift.kafka_uri are both set: set msk_cluster_arn for Amazon MSK, or kafka_uri for any other Kafka, not both")
+	case r.MSKClusterARN != "" && !strings.HasPrefix(r.MSKClusterARN, "arn:"):
+		add("redshift.msk_cluster_arn %q: want the cluster's ARN, arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>", r.MSKClusterARN)
+	}
+	switch a := strings.ToLower(r.KafkaAuthentication); a {
+	case "", "none":
+	case "iam":
+		if r.MSKClusterARN == "" {
+			add("redshift.kafka_authentication iam is for Amazon MSK only (redshift.msk_cluster_arn); with kafka_uri use mtls or none")
+		}
+	case "mtls":
+		if (r.KafkaCertificateARN == "") == (r.KafkaSecretARN == "") {
+			add("redshift.kafka_authentication mtls needs the client certificate: set exactly one of redshift.kafka_certificate_arn (ACM) and redshift.kafka_secret_arn (Secrets Manager)")
+		}
+	default:
+		add("redshift.kafka_authentication %q: want iam (MSK only), mtls or none", r.KafkaAuthentication)
+	}
+	if r.KMSKeyARN != "" {
+		add("redshift.kms_key_arn is for a Kinesis stream encrypted with a customer-managed key; with stream.kafka remove it")
 	}
 }

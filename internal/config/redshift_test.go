@@ -19,7 +19,7 @@ redshift:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.IsRedshift() || c.Redshift.MergeInterval != time.Minute || c.Redshift.ExternalSchema != "sluice_kinesis" {
+	if !c.IsRedshift() || c.Redshift.MergeInterval != time.Minute || c.Redshift.ExternalSchema != "" {
 		t.Errorf("redshift defaults: %+v", c.Redshift)
 	}
 	if err := c.Validate(); err != nil {
@@ -45,16 +45,17 @@ func TestRedshiftValidate(t *testing.T) {
 		edit func(*Config)
 		want string
 	}{
-		"no section":     {func(c *Config) { c.Redshift = nil }, "redshift.role_arn is empty"},
-		"stream as role": {func(c *Config) { c.Redshift.RoleARN = "arn:aws:kinesis:us-east-1:123456789012:stream/shop" }, "is a Kinesis stream ARN"},
-		"bad role":       {func(c *Config) { c.Redshift.RoleARN = "sluice-role" }, "want an IAM role ARN"},
-		"no stream":      {func(c *Config) { c.Stream = nil }, "a Redshift target needs a Kinesis stream"},
-		"no account":     {func(c *Config) { c.Redshift.Account = "" }, "redshift.account is empty"},
-		"short account":  {func(c *Config) { c.Redshift.Account = "1234" }, "want the 12-digit AWS account ID"},
-		"interval":       {func(c *Config) { c.Redshift.MergeInterval = 0 }, "merge_interval must be positive"},
-		"dialect":        {func(c *Config) { c.Redshift.Dialect = "mysql" }, `redshift.dialect "mysql"`},
-		"no database":    {func(c *Config) { c.Target.URL = "redshift://h" }, "want redshift://user:password@host:5439/database"},
-		"data api host":  {func(c *Config) { c.Redshift.DataAPI = &RedshiftDataAPI{WorkgroupName: "w", Database: "dev"} }, "use one way to reach Redshift"},
+		"no section":              {func(c *Config) { c.Redshift = nil }, "redshift.role_arn is empty"},
+		"stream as role":          {func(c *Config) { c.Redshift.RoleARN = "arn:aws:kinesis:us-east-1:123456789012:stream/shop" }, "is a Kinesis stream ARN"},
+		"bad role":                {func(c *Config) { c.Redshift.RoleARN = "sluice-role" }, "want an IAM role ARN"},
+		"no stream":               {func(c *Config) { c.Stream = nil }, "or a Kafka topic: stream.kafka with redshift.msk_cluster_arn"},
+		"kafka keys with kinesis": {func(c *Config) { c.Redshift.KafkaURI = "b:9092" }, "are for a Redshift target fed from stream.kafka"},
+		"no account":              {func(c *Config) { c.Redshift.Account = "" }, "redshift.account is empty"},
+		"short account":           {func(c *Config) { c.Redshift.Account = "1234" }, "want the 12-digit AWS account ID"},
+		"interval":                {func(c *Config) { c.Redshift.MergeInterval = 0 }, "merge_interval must be positive"},
+		"dialect":                 {func(c *Config) { c.Redshift.Dialect = "mysql" }, `redshift.dialect "mysql"`},
+		"no database":             {func(c *Config) { c.Target.URL = "redshift://h" }, "want redshift://user:password@host:5439/database"},
+		"data api host":           {func(c *Config) { c.Redshift.DataAPI = &RedshiftDataAPI{WorkgroupName: "w", Database: "dev"} }, "use one way to reach Redshift"},
 		"db user on serverless": {func(c *Config) {
 			c.Target.URL = "redshift:"
 			c.Redshift.DataAPI = &RedshiftDataAPI{WorkgroupName: "w", Database: "dev", DbUser: "admin"}
@@ -132,5 +133,48 @@ redshift:
 	}
 	if c.Redshift.CaseSensitiveParameterGroup {
 		t.Errorf("case_sensitive_parameter_group defaults to true")
+	}
+}
+
+func TestRedshiftFromKafkaValidate(t *testing.T) {
+	base := func() *Config {
+		c := Default()
+		c.Source.URL = "postgres://h/db"
+		c.Tables = []TableSpec{{Name: "public.customers"}}
+		c.Target.URL = "redshift://u:p@h/dev"
+		c.Stream = &Stream{Role: "both", Kafka: &Kafka{Brokers: []string{"b-1:9098"}, Topic: "shop.changes", MaxRecordBytes: 1 << 20}}
+		c.Redshift = &Redshift{RoleARN: "arn:aws:iam::123456789012:role/sluice", MergeInterval: time.Minute,
+			MSKClusterARN: "arn:aws:kafka:us-east-1:123456789012:cluster/shop/abc-1"}
+		return c
+	}
+	if err := base().Validate(); err != nil {
+		t.Fatalf("MSK with IAM: %v", err)
+	}
+	selfManaged := base()
+	selfManaged.Redshift.MSKClusterARN, selfManaged.Redshift.KafkaURI, selfManaged.Redshift.RoleARN = "", "kafka-1:9092", ""
+	if err := selfManaged.Validate(); err != nil {
+		t.Fatalf("self-managed Kafka without a role: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		edit func(*Config)
+		want string
+	}{
+		"neither": {func(c *Config) { c.Redshift.MSKClusterARN = "" }, "set redshift.msk_cluster_arn"},
+		"both":    {func(c *Config) { c.Redshift.KafkaURI = "b:9092" }, "are both set"},
+		"no role": {func(c *Config) { c.Redshift.RoleARN = "" }, "redshift.role_arn is empty"},
+		"iam, uri": {func(c *Config) {
+			c.Redshift.MSKClusterARN, c.Redshift.KafkaURI, c.Redshift.KafkaAuthentication = "", "b:9092", "iam"
+		}, "iam is for Amazon MSK only"},
+		"mtls":     {func(c *Config) { c.Redshift.KafkaAuthentication = "mtls" }, "set exactly one of redshift.kafka_certificate_arn"},
+		"bad auth": {func(c *Config) { c.Redshift.KafkaAuthentication = "sasl" }, `redshift.kafka_authentication "sasl"`},
+		"kms":      {func(c *Config) { c.Redshift.KMSKeyARN = "arn:aws:kms:us-east-1:123456789012:key/k" }, "kms_key_arn is for a Kinesis stream"},
+		"not arn":  {func(c *Config) { c.Redshift.MSKClusterARN = "shop" }, `redshift.msk_cluster_arn "shop"`},
+	} {
+		c := base()
+		tc.edit(c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want one containing %q", name, err, tc.want)
+		}
 	}
 }

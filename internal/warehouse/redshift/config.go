@@ -56,6 +56,10 @@ type Config struct {
 	Tables []*change.Table
 	// Dialect is Redshift unless set (Postgres for the test stand-in).
 	Dialect Dialect
+	// Kafka, when set, says the records arrive on a Kafka topic (Amazon
+	// MSK, Confluent Cloud or self-managed Kafka) instead of a Kinesis
+	// stream; StreamName, StreamARN and KMSKeyARN are then unused (kafka.go).
+	Kafka *KafkaSource
 }
 
 // ErrConfig is wrapped by every configuration error.
@@ -81,11 +85,17 @@ func (c Config) normalize() (Config, error) {
 	if c.Dialect == nil {
 		c.Dialect = Redshift
 	}
-	if c.ExternalSchema == "" {
-		c.ExternalSchema = "sluice_kinesis"
-	}
 	if c.StateSchema == "" {
 		c.StateSchema = warehouse.StateSchema
+	}
+	if c.Kafka != nil {
+		if err := c.normalizeKafka(); err != nil {
+			return Config{}, err
+		}
+		return c.normalizeCommon()
+	}
+	if c.ExternalSchema == "" {
+		c.ExternalSchema = "sluice_kinesis"
 	}
 	if c.LandingName == "" {
 		// One view per stream: pipelines reading other streams into the
@@ -123,13 +133,22 @@ func (c Config) normalize() (Config, error) {
 	if !roleARNRe.MatchString(c.RoleARN) {
 		return bad("IAM role ARN %q: set the ARN of the role Redshift assumes, arn:aws:iam::<account>:role/<name> (a stream ARN does not belong here)", c.RoleARN)
 	}
+	if c.KMSKeyARN != "" && !kmsARNRe.MatchString(c.KMSKeyARN) {
+		return bad("KMS key ARN %q: want arn:aws:kms:<region>:<account>:key/<id>, or leave it empty for an unencrypted or AWS-managed-key stream", c.KMSKeyARN)
+	}
+	return c.normalizeCommon()
+}
+
+// normalizeCommon checks what Kinesis and Kafka configs share: the chain
+// of roles, the names, the tables.
+func (c Config) normalizeCommon() (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return Config{}, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
 	for _, r := range c.ChainRoleARNs {
 		if !roleARNRe.MatchString(r) {
 			return bad("chained IAM role ARN %q: want arn:aws:iam::<account>:role/<name>", r)
 		}
-	}
-	if c.KMSKeyARN != "" && !kmsARNRe.MatchString(c.KMSKeyARN) {
-		return bad("KMS key ARN %q: want arn:aws:kms:<region>:<account>:key/<id>, or leave it empty for an unencrypted or AWS-managed-key stream", c.KMSKeyARN)
 	}
 	for _, n := range []string{c.ExternalSchema, c.StateSchema, c.LandingName, c.TargetSchema} {
 		if len(n) > maxIdent {
@@ -137,8 +156,12 @@ func (c Config) normalize() (Config, error) {
 		}
 	}
 	if c.Dialect.Name() == "redshift" && !c.CaseSensitiveParameterGroup {
+		source := struct{ what, name string }{"stream name", c.StreamName}
+		if c.Kafka != nil {
+			source.what, source.name = "Kafka topic", c.Kafka.Topic
+		}
 		for _, n := range []struct{ what, name string }{
-			{"stream name", c.StreamName}, {"streaming view name", c.LandingName},
+			source, {"streaming view name", c.LandingName},
 			{"external schema", c.ExternalSchema}, {"state schema", c.StateSchema},
 		} {
 			if strings.ToLower(n.name) != n.name {

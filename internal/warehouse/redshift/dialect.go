@@ -58,6 +58,9 @@ type Dialect interface {
 	HexInt(expr string, digits int) string
 	// NullText is the text standing for NULL in a row's checksum text (\N).
 	NullText() string
+	// BytesText is a UTF-8 binary value (VARBYTE, bytea) as text: a Kafka
+	// record's key.
+	BytesText(expr string) string
 	// landing is what holds the stream's records as rows.
 	landing(p *Plan) []Object
 }
@@ -174,8 +177,14 @@ func (redshiftDialect) TableOptions(cols []Column) string {
 	return "\nDISTKEY(" + keys[0] + ")\nSORTKEY(" + strings.Join(keys, ", ") + ")"
 }
 
+// BytesText: https://docs.aws.amazon.com/redshift/latest/dg/r_FROM_VARBYTE.html
+func (redshiftDialect) BytesText(expr string) string { return "FROM_VARBYTE(" + expr + ", 'utf8')" }
+
 func (redshiftDialect) landing(p *Plan) []Object {
 	cfg := &p.Config
+	if cfg.Kafka != nil {
+		return []Object{kafkaExternalSchema(cfg), kafkaStreamingView(p)}
+	}
 	ext := cfg.ExternalSchema
 	schema := Object{
 		Kind: KindExternalSchema, Schema: ext,
@@ -293,7 +302,12 @@ func (postgresDialect) TableOptions([]Column) string { return "" }
 // stands in for Kinesis (a test, testenv.StreamingView) inserts records
 // into it: "data" when Redshift's JSON_PARSE would take the record, else
 // its bytes in "unparsed_data".
+func (postgresDialect) BytesText(expr string) string { return "convert_from(" + expr + ", 'UTF8')" }
+
 func (postgresDialect) landing(p *Plan) []Object {
+	if p.Config.Kafka != nil {
+		return []Object{kafkaLandingTable(p)}
+	}
 	return []Object{{
 		Kind: KindTable, Schema: p.Landing.Schema, Name: p.Landing.Name,
 		Create: "CREATE TABLE " + p.Landing.Quoted() + " (\n" +

@@ -1,6 +1,7 @@
 // Package redshift mirrors tables into Amazon Redshift from a Kinesis
-// stream of sluice change records, the way the seed tutorial set out to but
-// correctly.
+// stream (or a Kafka topic: Amazon MSK, Confluent Cloud, self-managed
+// Kafka; kafka.go) of sluice change records, the way the seed tutorial set
+// out to but correctly.
 //
 // NewPlan renders, from a Config, everything that will exist: the IAM
 // trust policy and a permission policy scoped to the one stream, the
@@ -8,7 +9,7 @@
 // materialized view (auto refresh, every record, unparseable ones kept
 // unparsed so the merge stops on them: refuse.go), each mirrored
 // table's DDL (type mapping in types.go), sluice's bookkeeping tables
-// (per-shard watermarks, truncation floors, delete markers, what sluice
+// (per-shard or per-partition watermarks, truncation floors, delete markers, what sluice
 // created) and each table's incremental merge. Plan.Inspect marks what
 // already exists, terraform-style; Setup creates the rest and records it;
 // Teardown drops only what Setup recorded.
@@ -29,5 +30,5 @@
 // Redshift Data API). Plan.VerifySide serves `sluice verify`.
 //
 // Neighbours: change (the record format it parses in SQL), stream/kinesis
-// (writes the records), verify (compares checksums).
+// and stream/kafka (write the records), verify (compares checksums).
 package redshift

@@ -225,9 +225,10 @@ func recordsSQL(p *Plan, tp *TablePlan) []string {
 		shapeCol, shapeOk = id+` AS "_sluice_shape"`, `("_sluice_shape" IS NOT NULL)`
 	}
 	data := `v."data"`
+	pos := p.pos()
 	add("CREATE TEMP TABLE " + tmpRecords + " AS\nSELECT\n" +
-		`  v."shard_id" AS "_sluice_shard_id",` + "\n" +
-		`  v."sequence_number" AS "_sluice_sequence_number",` + "\n" +
+		"  v." + q(pos.lane) + " AS " + q(pos.tmpLane) + ",\n" +
+		"  v." + q(pos.seq) + " AS " + q(pos.tmpSeq) + ",\n" +
 		"  " + d.Text(data, "op") + ` AS "_sluice_op",` + "\n" +
 		"  " + d.Value(data, []string{"source", "commit_lsn"}, change.KindInt, lsnT) + " AS " + q(colCommitLSN) + ",\n" +
 		"  " + d.Value(data, []string{"source", "lsn"}, change.KindInt, lsnT) + " AS " + q(colLSN) + ",\n" +
@@ -285,18 +286,21 @@ func truncateSQL(p *Plan, tp *TablePlan, tables ...string) []string {
 	return out
 }
 
-// watermarkSQL moves the table's per-shard watermarks to the last record
-// read from each shard.
+// watermarkSQL moves the table's watermarks to the last record read from
+// each lane: per Kinesis shard its sequence number, per Kafka partition
+// its offset.
 func watermarkSQL(p *Plan, tp *TablePlan) []string {
 	d := p.Config.Dialect
 	name := d.Literal(tp.Target.Quoted())
+	pos := p.pos()
+	lane, seq, tl, ts := q(pos.lane), q(pos.seq), q(pos.tmpLane), q(pos.tmpSeq)
 	var out []string
 	add := func(s string) { out = append(out, s) }
-	add("DELETE FROM " + p.Watermarks.Quoted() + "\nWHERE \"table_name\" = " + name + "\n  AND \"shard_id\" IN (SELECT \"_sluice_shard_id\" FROM " + tmpRecords + ")")
-	add("INSERT INTO " + p.Watermarks.Quoted() + ` ("table_name", "shard_id", "sequence_number", "merged_at")` + "\n" +
-		"SELECT " + name + `, x."_sluice_shard_id", x."_sluice_sequence_number", ` + d.Now() + "\n" +
-		"FROM (\n  SELECT\n    \"_sluice_shard_id\",\n    \"_sluice_sequence_number\",\n" +
-		"    ROW_NUMBER() OVER (PARTITION BY \"_sluice_shard_id\" ORDER BY " + d.SeqDesc(`"_sluice_sequence_number"`) + ") AS \"_sluice_rank\"\n" +
+	add("DELETE FROM " + p.Watermarks.Quoted() + "\nWHERE \"table_name\" = " + name + "\n  AND " + lane + " IN (SELECT " + tl + " FROM " + tmpRecords + ")")
+	add("INSERT INTO " + p.Watermarks.Quoted() + ` ("table_name", ` + lane + ", " + seq + `, "merged_at")` + "\n" +
+		"SELECT " + name + ", x." + tl + ", x." + ts + ", " + d.Now() + "\n" +
+		"FROM (\n  SELECT\n    " + tl + ",\n    " + ts + ",\n" +
+		"    ROW_NUMBER() OVER (PARTITION BY " + tl + " ORDER BY " + pos.desc(d, ts) + ") AS \"_sluice_rank\"\n" +
 		"  FROM " + tmpRecords + "\n) AS x\nWHERE x.\"_sluice_rank\" = 1")
 	return out
 }

@@ -61,6 +61,12 @@ type env struct {
 
 func newEnv(t testing.TB, tables ...*change.Table) *env {
 	t.Helper()
+	return newEnvConfig(t, seedConfig(Postgres, tables...))
+}
+
+// newEnvConfig is newEnv with the plan of cfg (a Postgres dialect one).
+func newEnvConfig(t testing.TB, cfg Config) *env {
+	t.Helper()
 	ctx := context.Background()
 	name, err := cluster.CreateDatabase(ctx, t.Name())
 	if err != nil {
@@ -75,7 +81,7 @@ func newEnv(t testing.TB, tables ...*change.Table) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ctx: ctx, conn: conn, db: db, plan: mustPlan(t, seedConfig(Postgres, tables...)), seq: map[string]*big.Int{}}
+	e := &env{t: t, ctx: ctx, conn: conn, db: db, plan: mustPlan(t, cfg), seq: map[string]*big.Int{}}
 	if err := Setup(ctx, db, e.plan, nil); err != nil {
 		t.Fatal(err)
 	}

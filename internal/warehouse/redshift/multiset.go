@@ -89,7 +89,7 @@ func multisetMergeSQL(p *Plan, tp *TablePlan) []string {
 	applied := tp.Applied.Quoted()
 	from := "\nFROM (\n  SELECT\n    x.*,\n" +
 		"    ROW_NUMBER() OVER (PARTITION BY x." + q(colCommitLSN) + ", x." + q(colLSN) + ", x." + q(colOp) +
-		" ORDER BY x.\"_sluice_shard_id\", " + d.SeqDesc(`x."_sluice_sequence_number"`) + ") AS \"_sluice_copy\"\n" +
+		" ORDER BY x." + q(p.pos().tmpLane) + ", " + p.pos().desc(d, "x."+q(p.pos().tmpSeq)) + ") AS \"_sluice_copy\"\n" +
 		"  FROM " + tmpRecords + " AS x\n) AS r\n" +
 		"LEFT JOIN " + applied + " AS a\n  ON a." + q(colCommitLSN) + " = r." + q(colCommitLSN) + " AND a." + q(colLSN) + " = r." + q(colLSN) +
 		" AND a." + q(colOp) + " = r." + q(colOp) + "\n"

@@ -150,7 +150,9 @@ func NewPlan(cfg Config) (*Plan, error) {
 	if p.Roles, err = rolePolicies(&c); err != nil {
 		return nil, err
 	}
-	p.TrustPolicy, p.PermissionPolicy = p.Roles[0].Trust, p.Roles[len(p.Roles)-1].Permission
+	if len(p.Roles) > 0 {
+		p.TrustPolicy, p.PermissionPolicy = p.Roles[0].Trust, p.Roles[len(p.Roles)-1].Permission
+	}
 	p.Objects = append(p.Objects,
 		Object{Kind: KindSchema, Schema: c.StateSchema,
 			Create: "CREATE SCHEMA " + change.QuoteIdent(c.StateSchema),
@@ -162,13 +164,14 @@ func NewPlan(cfg Config) (*Plan, error) {
 			"  \"created_at\" TIMESTAMP NOT NULL\n)"),
 	)
 	p.Objects = append(p.Objects, d.landing(p)...)
+	pos := p.pos()
 	p.Objects = append(p.Objects,
 		tableObject(p.Watermarks, "CREATE TABLE "+p.Watermarks.Quoted()+" (\n"+
 			"  \"table_name\" VARCHAR(512) NOT NULL,\n"+
-			"  \"shard_id\" VARCHAR(128) NOT NULL,\n"+
-			"  \"sequence_number\" VARCHAR(128) NOT NULL,\n"+
+			"  "+q(pos.lane)+" "+pos.laneDDL+" NOT NULL,\n"+
+			"  "+q(pos.seq)+" "+pos.seqDDL+" NOT NULL,\n"+
 			"  \"merged_at\" TIMESTAMP NOT NULL,\n"+
-			"  PRIMARY KEY (\"table_name\", \"shard_id\")\n)"),
+			"  PRIMARY KEY (\"table_name\", "+q(pos.lane)+")\n)"),
 		tableObject(p.Truncations, "CREATE TABLE "+p.Truncations.Quoted()+" (\n"+
 			"  \"table_name\" VARCHAR(512) NOT NULL,\n"+
 			"  \"commit_lsn\" "+lsnType+" NOT NULL,\n"+
@@ -176,8 +179,8 @@ func NewPlan(cfg Config) (*Plan, error) {
 			"  \"merged_at\" TIMESTAMP NOT NULL\n)"),
 		tableObject(p.Skipped, "CREATE TABLE "+p.Skipped.Quoted()+" (\n"+
 			"  \"table_name\" VARCHAR(512) NOT NULL,\n"+
-			"  \"shard_id\" VARCHAR(128) NOT NULL,\n"+
-			"  \"sequence_number\" VARCHAR(128) NOT NULL,\n"+
+			"  "+q(pos.lane)+" "+pos.laneDDL+" NOT NULL,\n"+
+			"  "+q(pos.seq)+" "+pos.seqDDL+" NOT NULL,\n"+
 			"  \"skipped_at\" TIMESTAMP NOT NULL\n)"),
 	)
 	targets := map[change.TableID]change.TableID{}
@@ -391,6 +394,9 @@ type RolePolicies struct {
 // rolePolicies: Redshift assumes the first role; each role may assume the
 // next, which trusts it; the last one reads the stream.
 func rolePolicies(c *Config) ([]RolePolicies, error) {
+	if c.RoleARN == "" {
+		return nil, nil // a Kafka reached without AWS (normalizeKafka)
+	}
 	roles := c.roles()
 	out := make([]RolePolicies, len(roles))
 	for i, r := range roles {
@@ -431,6 +437,9 @@ func (c *Config) roles() []string { return append([]string{c.RoleARN}, c.ChainRo
 //     to list the streams visible through the external schema. It reveals stream names, not data.
 //   - kms:Decrypt on the stream's key only when the stream uses a customer-managed key.
 func permissionPolicy(c *Config) ([]byte, error) {
+	if c.Kafka != nil {
+		return kafkaPermissionPolicy(c)
+	}
 	doc := policyDoc{Version: "2012-10-17", Statement: []policyStatement{
 		{
 			Sid:    "ReadOneStream",
@@ -558,8 +567,19 @@ func mirrorOfAnotherSchema(have []string, tp *TablePlan) bool {
 func (p *Plan) String() string {
 	var b strings.Builder
 	c := &p.Config
-	fmt.Fprintf(&b, "Mirror into %s from Kinesis stream %s\n", c.Dialect.Name(), c.StreamARN)
-	fmt.Fprintf(&b, "  IAM role Redshift assumes: %s\n", c.RoleARN)
+	switch k := c.Kafka; {
+	case k == nil:
+		fmt.Fprintf(&b, "Mirror into %s from Kinesis stream %s\n", c.Dialect.Name(), c.StreamARN)
+	case k.ClusterARN != "":
+		fmt.Fprintf(&b, "Mirror into %s from Kafka topic %s of Amazon MSK cluster %s (authentication %s)\n", c.Dialect.Name(), k.Topic, k.ClusterARN, k.Authentication)
+	default:
+		fmt.Fprintf(&b, "Mirror into %s from Kafka topic %s at %s (authentication %s)\n", c.Dialect.Name(), k.Topic, k.URI, k.Authentication)
+	}
+	if c.RoleARN == "" {
+		b.WriteString("  No IAM role: Redshift reaches the brokers without AWS.\n")
+	} else {
+		fmt.Fprintf(&b, "  IAM role Redshift assumes: %s\n", c.RoleARN)
+	}
 	for _, r := range c.ChainRoleARNs {
 		fmt.Fprintf(&b, "  which assumes: %s\n", r)
 	}
@@ -600,6 +620,10 @@ func (p *Plan) String() string {
 	}
 	for _, r := range p.Roles {
 		fmt.Fprintf(&b, "\n-- IAM trust policy of %s\n%s\n", r.Role, r.Trust)
+		if r.Permission == nil {
+			fmt.Fprintf(&b, "\n-- IAM permission policy of %s: none needed (it only needs to be assumable)\n", r.Role)
+			continue
+		}
 		fmt.Fprintf(&b, "\n-- IAM permission policy of %s\n%s\n", r.Role, r.Permission)
 	}
 	for _, o := range p.Objects {

@@ -28,17 +28,19 @@ func pendingSource(p *Plan, tp *TablePlan) string {
 	data := `v."data"`
 	name := d.Literal(tp.Target.Quoted())
 	prefix := partitionPrefix(tp.Source)
+	pos := p.pos()
+	lane, seq, key := q(pos.lane), q(pos.seq), pos.key(d)
 	return "FROM " + p.Landing.Quoted() + " AS v\n" +
 		"LEFT JOIN " + p.Watermarks.Quoted() + " AS w\n" +
-		`  ON w."table_name" = ` + name + ` AND w."shard_id" = v."shard_id"` + "\n" +
+		`  ON w."table_name" = ` + name + " AND w." + lane + " = v." + lane + "\n" +
 		"LEFT JOIN " + p.Skipped.Quoted() + " AS k\n" +
-		`  ON k."table_name" = ` + name + ` AND k."shard_id" = v."shard_id" AND k."sequence_number" = v."sequence_number"` + "\n" +
+		`  ON k."table_name" = ` + name + " AND k." + lane + " = v." + lane + " AND k." + seq + " = v." + seq + "\n" +
 		"WHERE ((" + d.Text(data, "source", "schema") + " = " + d.Literal(tp.Source.Schema) + "\n" +
 		"    AND " + d.Text(data, "source", "table") + " = " + d.Literal(tp.Source.Name) + ")\n" +
-		`    OR (v."unparsed_data" IS NOT NULL AND k."shard_id" IS NULL` + "\n" +
-		`      AND (SUBSTRING(v."partition_key", 1, ` + strconv.Itoa(utf8.RuneCountInString(prefix)) + ") = " + d.Literal(prefix) +
-		` OR SUBSTRING(v."partition_key", 1, 7) = 'sha256:')))` + "\n" +
-		`  AND (w."sequence_number" IS NULL OR ` + d.SeqAfter(`v."sequence_number"`, `w."sequence_number"`) + ")"
+		`    OR (v."unparsed_data" IS NOT NULL AND k.` + lane + " IS NULL\n" +
+		"      AND (SUBSTRING(" + key + ", 1, " + strconv.Itoa(utf8.RuneCountInString(prefix)) + ") = " + d.Literal(prefix) +
+		" OR SUBSTRING(" + key + ", 1, 7) = 'sha256:')))\n" +
+		"  AND (w." + seq + " IS NULL OR " + pos.after(d, "v."+seq, "w."+seq) + ")"
 }
 
 // partitionPrefix is how the Kinesis sink's partition keys of a table begin
@@ -56,10 +58,12 @@ func partitionPrefix(t *change.Table) string {
 }
 
 // UnparsedSQL lists the landed, unmerged records that Redshift could not
-// parse and that may be the table's: shard, sequence number, partition key.
+// parse and that may be the table's: shard, sequence number, partition key
+// (Kafka: partition, offset, key).
 func UnparsedSQL(p *Plan, tp *TablePlan) string {
-	return `SELECT v."shard_id", v."sequence_number", v."partition_key"` + "\n" + pendingSource(p, tp) +
-		"\n  AND v.\"unparsed_data\" IS NOT NULL\nORDER BY v.\"shard_id\", " + p.Config.Dialect.SeqDesc(`v."sequence_number"`) + "\nLIMIT 20"
+	pos, d := p.pos(), p.Config.Dialect
+	return "SELECT v." + q(pos.lane) + ", v." + q(pos.seq) + ", " + pos.key(d) + "\n" + pendingSource(p, tp) +
+		"\n  AND v.\"unparsed_data\" IS NOT NULL\nORDER BY v." + q(pos.lane) + ", " + pos.desc(d, "v."+q(pos.seq)) + "\nLIMIT 20"
 }
 
 // ErrUnparseable is returned by Merge when a record Redshift could not parse

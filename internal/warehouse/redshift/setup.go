@@ -195,9 +195,10 @@ func checkUnparsed(ctx context.Context, conn Conn, p *Plan, tp *TablePlan) error
 	}
 	var recs, acks []string
 	lit := p.Config.Dialect.Literal
+	pos := p.pos()
 	for _, r := range rows {
-		recs = append(recs, fmt.Sprintf("shard %s sequence number %s (partition key %s)", deref(r[0]), deref(r[1]), deref(r[2])))
-		acks = append(acks, "INSERT INTO "+p.Skipped.Quoted()+` ("table_name", "shard_id", "sequence_number", "skipped_at") VALUES (`+
+		recs = append(recs, pos.where(deref(r[0]), deref(r[1]), deref(r[2])))
+		acks = append(acks, "INSERT INTO "+p.Skipped.Quoted()+` ("table_name", `+q(pos.lane)+", "+q(pos.seq)+`, "skipped_at") VALUES (`+
 			lit(tp.Target.Quoted())+", "+lit(deref(r[0]))+", "+lit(deref(r[1]))+", "+p.Config.Dialect.Now()+");")
 	}
 	return fmt.Errorf("merge %s into %s: %w: %s. Redshift's JSON_PARSE refuses strings over 65,535 bytes and keys repeated in an object; the view keeps such a record's bytes in %s.\"unparsed_data\". Nothing was merged, nothing is lost. "+
