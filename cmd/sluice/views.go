@@ -23,10 +23,7 @@ func openViews(ctx context.Context, c *config.Config, tables []*change.Table, lo
 	if len(c.Views) == 0 {
 		return nil, nil, func() {}, nil
 	}
-	specs := make([]view.Spec, len(c.Views))
-	for i, v := range c.Views {
-		specs[i] = view.Spec{Name: v.Name, Key: v.Key, SQL: v.SQL}
-	}
+	specs := viewSpecs(c)
 	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
 		return nil, nil, nil, fmt.Errorf("create state_dir for the views' state: %w", err)
 	}
@@ -52,11 +49,7 @@ func targetTables(ctx context.Context, c *config.Config, source []*change.Table)
 	if len(c.Views) == 0 {
 		return source, nil
 	}
-	specs := make([]view.Spec, len(c.Views))
-	for i, v := range c.Views {
-		specs[i] = view.Spec{Name: v.Name, Key: v.Key, SQL: v.SQL}
-	}
-	e, err := view.Open(ctx, "", specs, source, discardLog())
+	e, err := view.Open(ctx, "", viewSpecs(c), source, discardLog())
 	if err != nil {
 		return nil, err
 	}
@@ -73,6 +66,14 @@ func targetTables(ctx context.Context, c *config.Config, source []*change.Table)
 		}
 	}
 	return append(out, e.Outputs()...), nil
+}
+
+func viewSpecs(c *config.Config) []view.Spec {
+	specs := make([]view.Spec, len(c.Views))
+	for i, v := range c.Views {
+		specs[i] = view.Spec{Name: v.Name, Key: v.Key, SQL: v.SQL}
+	}
+	return specs
 }
 
 // viewStatePath is the view engine's state file.
