@@ -92,11 +92,7 @@ type viewOracle struct {
 // openViewOracle reads the views' inputs inside the source snapshot tx and
 // evaluates every view over them. The inputs are held in memory.
 func openViewOracle(ctx context.Context, c *config.Config, tables []*change.Table, tx pgx.Tx) (*viewOracle, error) {
-	specs := make([]view.Spec, len(c.Views))
-	for i, v := range c.Views {
-		specs[i] = view.Spec{Name: v.Name, Key: v.Key, SQL: v.SQL}
-	}
-	e, err := view.Open(ctx, "", specs, tables, discardLog())
+	e, err := view.Open(ctx, "", viewSpecs(c), tables, discardLog())
 	if err != nil {
 		return nil, err
 	}
