@@ -18,6 +18,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -283,7 +284,13 @@ func (b *bench) copyPipe(ctx context.Context, run int) (float64, error) {
 	var g sync.WaitGroup
 	var copyErr error
 	g.Go(func() {
-		_, copyErr = src.PgConn().CopyTo(ctx, pw, "COPY customers TO STDOUT")
+		// Buffered as a shell pipe is: unbuffered, every row would be one
+		// CopyData message of its own to the target.
+		bw := bufio.NewWriterSize(pw, 64<<10)
+		_, copyErr = src.PgConn().CopyTo(ctx, bw, "COPY customers TO STDOUT")
+		if copyErr == nil {
+			copyErr = bw.Flush()
+		}
 		pw.CloseWithError(copyErr)
 	})
 	_, err = dst.PgConn().CopyFrom(ctx, pr, "COPY customers FROM STDIN")
