@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 echo "=== source (vs pg_recvlogical)"
 ./bench/source/run.sh
-echo "=== mirror into DuckDB (vs COPY TO binary, pg_recvlogical)"
-go run ./bench/mirror
+echo "=== mirror into DuckDB and Postgres, snapshot and streaming (vs COPY TO binary, COPY|COPY, pg_recvlogical), median of 3"
+go run ./bench/mirror -runs 3
 echo "=== Kinesis sink (vs a bare PutRecords loop)"
 go run ./bench/kinesis

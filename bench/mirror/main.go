@@ -1,17 +1,26 @@
-// Command mirror measures sluice's mirror into DuckDB against baselines run
-// in the same process on the same data, so the ratios hold on a noisy machine:
+// Command mirror measures sluice's mirror into DuckDB and into Postgres
+// against baselines run in the same process on the same data, so the ratios
+// hold on a noisy machine:
 //
-//   - snapshot: rows/s of sluice's snapshot into DuckDB against
-//     `COPY ... TO STDOUT (FORMAT binary)` of the same table;
-//   - streaming: changes/s of sluice draining a slot into DuckDB against
-//     pg_recvlogical draining an identical slot over the same WAL;
+//   - snapshot: rows/s from sluice's start until the target committed the
+//     snapshot, against `COPY ... TO STDOUT (FORMAT binary)` of the table
+//     (DuckDB) and `COPY TO` piped into `COPY FROM` a keyed table in
+//     another database (Postgres);
+//   - streaming: changes/s from sluice's (re)start until it applied every
+//     change of a catch-up workload, against pg_recvlogical draining a
+//     slot created at the same point over the same WAL;
 //   - latency: p50/p99 from source commit to target commit at a steady rate.
 //
-// Usage: go run ./bench/mirror [-rows N] [-changes N] [-rate N] [-seconds N]
+// With -runs N every measurement is repeated N times and the median ratio
+// is printed with the median baseline.
+//
+// Usage: go run ./bench/mirror [-runs 3] [-targets duckdb,postgres] [-modes snapshot,streaming,latency]
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,7 +29,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,39 +43,72 @@ import (
 	"github.com/sluice-dev/sluice/internal/source/postgres"
 	"github.com/sluice-dev/sluice/internal/testenv"
 	"github.com/sluice-dev/sluice/internal/warehouse/duckdb"
+	pgtarget "github.com/sluice-dev/sluice/internal/warehouse/postgres"
 )
 
+type flags struct {
+	rows, inserts, runs, rate, seconds int
+	targets, modes                     []string
+	profiles                           string
+}
+
 func main() {
-	rows := flag.Int("rows", 1_000_000, "rows in the snapshot table")
-	changes := flag.Int("changes", 500_000, "changes in the streaming run")
-	rate := flag.Int("rate", 5000, "changes/s for the latency run")
-	seconds := flag.Int("seconds", 20, "length of the latency run")
+	var f flags
+	var targets, modes string
+	flag.IntVar(&f.rows, "rows", 1_000_000, "rows in the snapshot table")
+	flag.IntVar(&f.inserts, "inserts", 500_000, "inserts in the streaming workload (then an update of every even key, a delete of every tenth: 1.6x as many changes)")
+	flag.IntVar(&f.runs, "runs", 1, "repeat every measurement this many times and print the medians")
+	flag.IntVar(&f.rate, "rate", 5000, "changes/s for the latency run")
+	flag.IntVar(&f.seconds, "seconds", 20, "length of the latency run")
+	flag.StringVar(&targets, "targets", "duckdb,postgres", "targets to measure")
+	flag.StringVar(&modes, "modes", "snapshot,streaming,latency", "what to measure")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&f.profiles, "profiles", "", "write a CPU profile of each sluice measurement into this directory (not with -cpuprofile)")
 	flag.Parse()
+	f.targets, f.modes = strings.Split(targets, ","), strings.Split(modes, ",")
 	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
+		pf, err := os.Create(*cpuprofile)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
+		if err := pprof.StartCPUProfile(pf); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(context.Background(), *rows, *changes, *rate, *seconds); err != nil {
+	if err := run(context.Background(), f); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, rows, changes, rate, seconds int) error {
+// bench is one run's environment: the cluster, the source database and a
+// scratch directory for DuckDB files.
+type bench struct {
+	pg    *testenv.Postgres
+	url   string // the source database
+	conn  *pgx.Conn
+	dir   string
+	flags flags
+}
+
+// figure is one measurement: the baseline's rate, sluice's, and the peak
+// RSS of this process while sluice ran (0 when not measured).
+type figure struct {
+	base, sluice float64
+	rss          int64
+}
+
+func run(ctx context.Context, f flags) error {
 	pg, err := testenv.StartPostgres(ctx, testenv.PostgresOptions{Settings: []string{"max_wal_size = 4GB", "checkpoint_timeout = 30min",
+		"max_replication_slots = 40", "max_wal_senders = 40",
 		// Commits are flushed at once, as on a production server: logical
 		// decoding only sees flushed WAL, and with asynchronous commit the WAL
 		// writer would add up to wal_writer_delay (200ms) to every latency.
+		// The workloads' own sessions turn it off.
 		"synchronous_commit = on"}})
 	if err != nil {
 		return err
@@ -73,76 +118,211 @@ func run(ctx context.Context, rows, changes, rate, seconds int) error {
 	if err != nil {
 		return err
 	}
-	url := pg.URL(db)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
+	b := &bench{pg: pg, url: pg.URL(db), flags: f}
+	if b.conn, err = pgx.Connect(ctx, b.url); err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
-	dir, err := os.MkdirTemp("", "sluice-bench-")
-	if err != nil {
+	defer b.conn.Close(ctx)
+	if b.dir, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer os.RemoveAll(b.dir)
 
-	fmt.Printf("# sluice mirror benchmark (DuckDB target), %s\n", time.Now().UTC().Format(time.RFC3339))
-	// --- snapshot ---
-	for _, q := range []string{
-		`CREATE TABLE snap (id bigint PRIMARY KEY, a int, b text, c numeric(12,2), d timestamptz, e boolean, f double precision)`,
-		fmt.Sprintf(`INSERT INTO snap SELECT i, i %% 1000, 'name ' || i, i / 7.0, now() - i * interval '1 second', i %% 2 = 0, i * 0.5 FROM generate_series(1, %d) i`, rows),
-		`VACUUM ANALYZE snap`,
-	} {
-		if _, err := conn.Exec(ctx, q); err != nil {
+	fmt.Printf("# sluice mirror benchmark, %s, %d run(s)\n", time.Now().UTC().Format(time.RFC3339), f.runs)
+	results := map[string][]figure{}
+	var order []string
+	add := func(name string, fg figure) {
+		if _, ok := results[name]; !ok {
+			order = append(order, name)
+		}
+		results[name] = append(results[name], fg)
+		rss := ""
+		if fg.rss > 0 {
+			rss = fmt.Sprintf(", peak RSS %d MiB", fg.rss>>20)
+		}
+		fmt.Printf("  %-34s baseline %9.0f/s  sluice %9.0f/s  ratio %.2f%s\n", name, fg.base, fg.sluice, fg.sluice/fg.base, rss)
+	}
+	has := func(list []string, s string) bool { return slices.Contains(list, s) }
+
+	if has(f.modes, "snapshot") {
+		if err := b.createSnapshotTable(ctx); err != nil {
 			return err
 		}
 	}
-	copyRate, err := timeCopy(ctx, url, rows)
-	if err != nil {
-		return err
+	for r := 1; r <= f.runs; r++ {
+		fmt.Printf("run %d\n", r)
+		if has(f.modes, "snapshot") {
+			if has(f.targets, "duckdb") {
+				base, err := b.copyBinary(ctx)
+				if err != nil {
+					return err
+				}
+				src, _, err := b.snapshot(ctx, r, "src", nil)
+				if err != nil {
+					return err
+				}
+				add("snapshot source alone ÷ COPY binary", figure{base: base, sluice: src})
+				duck, rss, err := b.snapshot(ctx, r, "duckdb", b.openDuckDB)
+				if err != nil {
+					return err
+				}
+				add("snapshot DuckDB ÷ COPY binary", figure{base: base, sluice: duck, rss: rss})
+			}
+			if has(f.targets, "postgres") {
+				base, err := b.copyPipe(ctx, r)
+				if err != nil {
+					return err
+				}
+				pgRate, rss, err := b.snapshot(ctx, r, "postgres", b.openPostgres)
+				if err != nil {
+					return err
+				}
+				add("snapshot Postgres ÷ COPY|COPY", figure{base: base, sluice: pgRate, rss: rss})
+			}
+		}
+		if has(f.modes, "streaming") {
+			figs, err := b.streaming(ctx, r)
+			if err != nil {
+				return err
+			}
+			for _, t := range f.targets {
+				add("streaming "+t+" ÷ pg_recvlogical", figs[t])
+			}
+		}
 	}
-	snapRate, err := timeSnapshot(ctx, url, filepath.Join(dir, "snap.duckdb"), rows, false)
-	if err != nil {
-		return err
+	if f.runs > 1 {
+		fmt.Printf("median of %d runs\n", f.runs)
+		for _, name := range order {
+			fs := results[name]
+			fmt.Printf("  %-34s baseline %9.0f/s  sluice %9.0f/s  ratio %.2f\n", name,
+				median(fs, func(f figure) float64 { return f.base }),
+				median(fs, func(f figure) float64 { return f.sluice }),
+				median(fs, func(f figure) float64 { return f.sluice / f.base }))
+		}
 	}
-	srcRate, err := timeSnapshot(ctx, url, "", rows, true)
-	if err != nil {
-		return err
+	if has(f.modes, "latency") {
+		for _, t := range f.targets {
+			p50, p99, n, err := b.latency(ctx, t)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("latency %s: %d changes at %d changes/s, commit at source to commit in target p50 %s, p99 %s\n",
+				t, n, f.rate, p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond))
+		}
 	}
-	fmt.Printf("snapshot  source alone (rows decoded, then dropped): %.0f rows/s, ratio %.2f\n", srcRate, srcRate/copyRate)
-	fmt.Printf("snapshot  %d rows x 7 columns: COPY TO binary %.0f rows/s, sluice into DuckDB %.0f rows/s, ratio %.2f\n",
-		rows, copyRate, snapRate, snapRate/copyRate)
-
-	// --- streaming ---
-	if _, err := conn.Exec(ctx, `CREATE TABLE stream (id bigint PRIMARY KEY, a int, b text, c numeric(12,2), d timestamptz, e boolean, f double precision)`); err != nil {
-		return err
-	}
-	recvRate, sluiceRate, err := timeStreaming(ctx, pg, url, conn, filepath.Join(dir, "stream.duckdb"), changes)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("streaming %d changes: pg_recvlogical %.0f changes/s, sluice into DuckDB %.0f changes/s, ratio %.2f\n",
-		changes, recvRate, sluiceRate, sluiceRate/recvRate)
-
-	// --- latency ---
-	p50, p99, n, err := timeLatency(ctx, url, conn, filepath.Join(dir, "lat.duckdb"), rate, seconds)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("latency   %d changes at %d changes/s: commit at source to commit in DuckDB p50 %s, p99 %s\n", n, rate, p50, p99)
 	return nil
 }
 
-func timeCopy(ctx context.Context, url string, rows int) (float64, error) {
-	conn, err := pgx.Connect(ctx, url)
+func median(fs []figure, get func(figure) float64) float64 {
+	v := make([]float64, len(fs))
+	for i, f := range fs {
+		v[i] = get(f)
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// The table of the issue's and PEERS.md's workloads.
+const customers = `(userid int PRIMARY KEY, first_name varchar(63), last_name varchar(63), phone varchar(63),
+	email text, created_at timestamptz, balance numeric(12,2))`
+
+func (b *bench) createSnapshotTable(ctx context.Context) error {
+	for _, q := range []string{
+		`CREATE TABLE customers ` + customers,
+		fmt.Sprintf(`INSERT INTO customers SELECT i, 'first' || i, 'last name ' || (i %% 977), '+1-555-' || lpad((i %% 10000)::text, 4, '0'),
+			'user' || i || '@example.com', timestamptz '2024-01-01' + i * interval '17 seconds', (i %% 100000) / 100.0
+			FROM generate_series(1, %d) i`, b.flags.rows),
+		`VACUUM ANALYZE customers`,
+	} {
+		if _, err := b.conn.Exec(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyBinary is the DuckDB snapshot's baseline: the table read in binary
+// COPY to nowhere.
+func (b *bench) copyBinary(ctx context.Context) (float64, error) {
+	conn, err := pgx.Connect(ctx, b.url)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close(ctx)
 	start := time.Now()
-	if _, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY snap TO STDOUT (FORMAT binary)"); err != nil {
+	if _, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY customers TO STDOUT (FORMAT binary)"); err != nil {
 		return 0, err
 	}
-	return float64(rows) / time.Since(start).Seconds(), nil
+	return float64(b.flags.rows) / time.Since(start).Seconds(), nil
+}
+
+// copyPipe is the Postgres snapshot's baseline: COPY TO of the table piped
+// into COPY FROM a keyed table of the same shape in another database.
+func (b *bench) copyPipe(ctx context.Context, run int) (float64, error) {
+	db, err := b.pg.CreateDatabase(ctx, "copy_target")
+	if err != nil {
+		return 0, err
+	}
+	dst, err := pgx.Connect(ctx, b.pg.URL(db))
+	if err != nil {
+		return 0, err
+	}
+	defer dst.Close(ctx)
+	if _, err := dst.Exec(ctx, `CREATE TABLE customers `+customers); err != nil {
+		return 0, err
+	}
+	src, err := pgx.Connect(ctx, b.url)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close(ctx)
+	start := time.Now()
+	pr, pw := io.Pipe()
+	var g sync.WaitGroup
+	var copyErr error
+	g.Go(func() {
+		// Buffered as a shell pipe is: unbuffered, every row would be one
+		// CopyData message of its own to the target.
+		bw := bufio.NewWriterSize(pw, 64<<10)
+		_, copyErr = src.PgConn().CopyTo(ctx, bw, "COPY customers TO STDOUT")
+		if copyErr == nil {
+			copyErr = bw.Flush()
+		}
+		pw.CloseWithError(copyErr)
+	})
+	_, err = dst.PgConn().CopyFrom(ctx, pr, "COPY customers FROM STDIN")
+	pr.Close()
+	g.Wait()
+	if err = errors.Join(err, copyErr); err != nil {
+		return 0, fmt.Errorf("COPY | COPY: %w", err)
+	}
+	return float64(b.flags.rows) / time.Since(start).Seconds(), nil
+}
+
+// opener opens a fresh target for one measurement.
+type opener func(ctx context.Context, name string) (pipeline.Target, func(), error)
+
+func (b *bench) openDuckDB(ctx context.Context, name string) (pipeline.Target, func(), error) {
+	t, err := duckdb.Open(ctx, filepath.Join(b.dir, name+".duckdb"), duckdb.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, func() { t.Close() }, nil
+}
+
+func (b *bench) openPostgres(ctx context.Context, name string) (pipeline.Target, func(), error) {
+	db, err := b.pg.CreateDatabase(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := pgtarget.Open(ctx, b.pg.URL(db), pgtarget.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, func() { t.Close() }, nil
 }
 
 func newSource(url, pipelineName string, tables ...string) (*postgres.Source, error) {
@@ -174,101 +354,188 @@ func (discard) State(context.Context) (map[change.TableID]change.TableState, err
 func (discard) Reset(context.Context, *change.Table) error                          { return nil }
 func (discard) Apply(context.Context, *change.Batch) error                          { return nil }
 
-func timeSnapshot(ctx context.Context, url, file string, rows int, sourceOnly bool) (float64, error) {
-	name := "bench_snap"
-	if sourceOnly {
-		name = "bench_snap_src"
-	}
-	src, err := newSource(url, name, "snap")
+// snapshot times sluice from its start (source prepared, target opened)
+// until the target committed the snapshot's last batch; with open nil the
+// rows are dropped (the source's share alone).
+func (b *bench) snapshot(ctx context.Context, run int, kind string, open opener) (float64, int64, error) {
+	name := fmt.Sprintf("snap_%s_%d", kind, run)
+	defer b.profile(name)()
+	resetPeakRSS()
+	start := time.Now()
+	src, err := newSource(b.url, name, "customers")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	defer src.Close()
 	tables, err := src.Prepare(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var tgt pipeline.Target = discard{}
-	if !sourceOnly {
-		t, err := duckdb.Open(ctx, file, duckdb.Options{})
+	if open != nil {
+		t, closeT, err := open(ctx, name)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		defer t.Close()
+		defer closeT()
 		tgt = t
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var end time.Time
-	obs := observed{Target: tgt, after: func(b *change.Batch, at time.Time) {
-		if len(b.Snapshotted) > 0 {
+	obs := observed{Target: tgt, after: func(bt *change.Batch, at time.Time) {
+		if len(bt.Snapshotted) > 0 {
 			end = at
 			cancel()
 		}
 	}}
 	p := pipeline.New(src, obs, pipeline.Options{Logger: slog.New(slog.DiscardHandler)})
-	start := time.Now()
 	if err := p.Run(runCtx, tables); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if end.IsZero() {
-		return 0, fmt.Errorf("snapshot did not complete")
+		return 0, 0, fmt.Errorf("snapshot did not complete")
 	}
-	return float64(rows) / end.Sub(start).Seconds(), nil
+	rss := peakRSS()
+	if err := b.dropSlot(ctx, src.SlotName()); err != nil {
+		return 0, 0, err
+	}
+	return float64(b.flags.rows) / end.Sub(start).Seconds(), rss, nil
 }
 
-func timeStreaming(ctx context.Context, pg *testenv.Postgres, url string, conn *pgx.Conn, file string, changes int) (float64, float64, error) {
-	src, err := newSource(url, "bench_stream", "stream")
-	if err != nil {
-		return 0, 0, err
+// streaming runs the catch-up workload once: slots for pg_recvlogical and
+// for sluice into each target created on an empty table, then inserts, an
+// update of every even key, a delete of every tenth key (asynchronous
+// commit, 5,000-row transactions); then each reader drains its slot.
+func (b *bench) streaming(ctx context.Context, run int) (map[string]figure, error) {
+	table := fmt.Sprintf("stream_%d", run)
+	if _, err := b.conn.Exec(ctx, `CREATE TABLE `+table+` `+customers); err != nil {
+		return nil, err
 	}
-	tables, err := src.Prepare(ctx)
-	if err != nil {
-		return 0, 0, err
+	type reader struct {
+		target string
+		open   opener
+		src    *postgres.Source
+		tgt    pipeline.Target
+		close  func()
+	}
+	var readers []*reader
+	openers := map[string]opener{"duckdb": b.openDuckDB, "postgres": b.openPostgres}
+	for _, t := range b.flags.targets {
+		rd := &reader{target: t, open: openers[t]}
+		name := fmt.Sprintf("stream_%s_%d", t, run)
+		var err error
+		if rd.src, err = newSource(b.url, name, table); err != nil {
+			return nil, err
+		}
+		tables, err := rd.src.Prepare(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if rd.tgt, rd.close, err = rd.open(ctx, name); err != nil {
+			return nil, err
+		}
+		defer rd.close()
+		// Snapshot the empty table, so that the stream is all that is measured.
+		if err := drain(ctx, rd.src, rd.tgt, tables, 0); err != nil {
+			return nil, err
+		}
+		rd.src.Close()
+		readers = append(readers, rd)
 	}
 	// The baseline's slot starts at the same point of the WAL.
-	if _, err := conn.Exec(ctx, `SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')`); err != nil {
-		return 0, 0, err
+	recvSlot := fmt.Sprintf("bench_recv_%d", run)
+	if _, err := b.conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, recvSlot); err != nil {
+		return nil, err
 	}
-	tgt, err := duckdb.Open(ctx, file, duckdb.Options{})
+	n := b.flags.inserts
+	changes := n + n/2 + n/10
+	load, err := pgx.Connect(ctx, b.url)
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	defer tgt.Close()
-	// Snapshot the empty table first so the stream is all that is measured.
-	if err := drain(ctx, src, tgt, tables, 0); err != nil {
-		return 0, 0, err
+	defer load.Close(ctx)
+	if _, err := load.Exec(ctx, `SET synchronous_commit = off`); err != nil {
+		return nil, err
 	}
-	// The workload: inserts, then updates of those rows, in 1,000-row transactions.
-	half := changes / 2
-	for i := 0; i < half; i += 1000 {
-		if _, err := conn.Exec(ctx, `INSERT INTO stream SELECT i, i % 1000, 'name ' || i, i / 7.0, now(), true, i * 0.5 FROM generate_series($1::bigint, $2::bigint) i`, i+1, min(i+1000, half)); err != nil {
-			return 0, 0, err
+	const txn = 5000
+	for i := 0; i < n; i += txn {
+		if _, err := load.Exec(ctx, `INSERT INTO `+table+` SELECT i, 'first' || i, 'last name ' || (i % 977), '+1-555-' || lpad((i % 10000)::text, 4, '0'),
+			'user' || i || '@example.com', now(), (i % 100000) / 100.0 FROM generate_series($1::int, $2::int) i`, i+1, min(i+txn, n)); err != nil {
+			return nil, err
 		}
 	}
-	for i := 0; i < half; i += 1000 {
-		if _, err := conn.Exec(ctx, `UPDATE stream SET a = a + 1, b = b || '+' WHERE id BETWEEN $1 AND $2`, i+1, min(i+1000, half)); err != nil {
-			return 0, 0, err
+	for i := 0; i < n; i += 2 * txn {
+		if _, err := load.Exec(ctx, `UPDATE `+table+` SET balance = balance + 1 WHERE userid BETWEEN $1 AND $2 AND userid % 2 = 0`, i+1, min(i+2*txn, n)); err != nil {
+			return nil, err
+		}
+	}
+	for i := 0; i < n; i += 10 * txn {
+		if _, err := load.Exec(ctx, `DELETE FROM `+table+` WHERE userid BETWEEN $1 AND $2 AND userid % 10 = 0`, i+1, min(i+10*txn, n)); err != nil {
+			return nil, err
 		}
 	}
 	var endLSN string
-	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&endLSN); err != nil {
-		return 0, 0, err
+	if err := load.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&endLSN); err != nil {
+		return nil, err
 	}
-	recv := filepath.Join(pg.Bin, "pg_recvlogical")
+	// pg_recvlogical waits for the WAL up to endpos to be flushed.
+	if _, err := load.Exec(ctx, `SELECT pg_switch_wal()`); err != nil {
+		return nil, err
+	}
+
+	recv := filepath.Join(b.pg.Bin, "pg_recvlogical")
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, recv, "-d", url, "--slot", "bench_recv", "--start", "--no-loop",
-		"-o", "proto_version=1", "-o", "publication_names=sluice_bench_stream", "--endpos", endLSN, "-f", "/dev/null")
+	cmd := exec.CommandContext(ctx, recv, "-d", b.url, "--slot", recvSlot, "--start", "--no-loop",
+		"-o", "proto_version=1", "-o", "publication_names="+readers[0].src.PublicationName(), "--endpos", endLSN, "-f", "/dev/null")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, 0, fmt.Errorf("pg_recvlogical: %w: %s", err, out)
+		return nil, fmt.Errorf("pg_recvlogical: %w: %s", err, out)
 	}
 	recvRate := float64(changes) / time.Since(start).Seconds()
-
-	start = time.Now()
-	if err := drain(ctx, src, tgt, tables, 2*half); err != nil {
-		return 0, 0, err
+	if err := b.dropSlot(ctx, recvSlot); err != nil {
+		return nil, err
 	}
-	sluiceRate := float64(changes) / time.Since(start).Seconds()
-	return recvRate, sluiceRate, nil
+
+	out := map[string]figure{}
+	for _, rd := range readers {
+		// sluice restarted: a new source on the existing slot.
+		stopProfile := b.profile(fmt.Sprintf("stream_%s_%d", rd.target, run))
+		resetPeakRSS()
+		start := time.Now()
+		src, err := newSource(b.url, fmt.Sprintf("stream_%s_%d", rd.target, run), table)
+		if err != nil {
+			return nil, err
+		}
+		tables, err := src.Prepare(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := drain(ctx, src, rd.tgt, tables, changes); err != nil {
+			return nil, err
+		}
+		rate := float64(changes) / time.Since(start).Seconds()
+		stopProfile()
+		out[rd.target] = figure{base: recvRate, sluice: rate, rss: peakRSS()}
+		src.Close()
+		if err := b.dropSlot(ctx, src.SlotName()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// dropSlot drops a slot once its reader's WAL sender has gone (it ends
+// shortly after the reader closed its connection), so that later runs do
+// not pay for WAL it retains.
+func (b *bench) dropSlot(ctx context.Context, slot string) error {
+	var err error
+	for range 100 {
+		if _, err = b.conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, slot); err == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("drop slot %s: %w", slot, err)
 }
 
 // drain runs the pipeline until the target has applied want streamed
@@ -293,30 +560,33 @@ func drain(ctx context.Context, src *postgres.Source, tgt pipeline.Target, table
 	return pipeline.New(src, obs, pipeline.Options{Logger: slog.New(slog.DiscardHandler)}).Run(runCtx, tables)
 }
 
-func timeLatency(ctx context.Context, url string, conn *pgx.Conn, file string, rate, seconds int) (time.Duration, time.Duration, int, error) {
-	if _, err := conn.Exec(ctx, `CREATE TABLE lat (id bigint PRIMARY KEY, v int, at timestamptz)`); err != nil {
+func (b *bench) latency(ctx context.Context, target string) (time.Duration, time.Duration, int, error) {
+	table := "lat_" + target
+	if _, err := b.conn.Exec(ctx, `CREATE TABLE `+table+` (id bigint PRIMARY KEY, v int, at timestamptz)`); err != nil {
 		return 0, 0, 0, err
 	}
-	src, err := newSource(url, "bench_lat", "lat")
+	src, err := newSource(b.url, "lat_"+target, table)
 	if err != nil {
 		return 0, 0, 0, err
 	}
+	defer src.Close()
 	tables, err := src.Prepare(ctx)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	tgt, err := duckdb.Open(ctx, file, duckdb.Options{})
+	open := map[string]opener{"duckdb": b.openDuckDB, "postgres": b.openPostgres}[target]
+	tgt, closeT, err := open(ctx, "lat_"+target)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	defer tgt.Close()
+	defer closeT()
 	var mu sync.Mutex
 	var lat []time.Duration
-	obs := observed{Target: tgt, after: func(b *change.Batch, at time.Time) {
+	obs := observed{Target: tgt, after: func(bt *change.Batch, at time.Time) {
 		mu.Lock()
 		defer mu.Unlock()
-		for i := range b.Changes {
-			if c := &b.Changes[i]; c.Op != change.OpRead {
+		for i := range bt.Changes {
+			if c := &bt.Changes[i]; c.Op != change.OpRead {
 				lat = append(lat, at.Sub(c.CommitTime))
 			}
 		}
@@ -327,13 +597,13 @@ func timeLatency(ctx context.Context, url string, conn *pgx.Conn, file string, r
 	go func() { done <- p.Run(runCtx, tables) }()
 	time.Sleep(time.Second)
 	// 100 transactions a second of rate/100 rows each.
-	per := max(rate/100, 1)
+	per := max(b.flags.rate/100, 1)
 	tick := time.NewTicker(10 * time.Millisecond)
 	id := 0
-	stop := time.Now().Add(time.Duration(seconds) * time.Second)
+	stop := time.Now().Add(time.Duration(b.flags.seconds) * time.Second)
 	for time.Now().Before(stop) {
 		<-tick.C
-		if _, err := conn.Exec(ctx, `INSERT INTO lat SELECT i, 0, now() FROM generate_series($1::bigint, $2::bigint) i`, id+1, id+per); err != nil {
+		if _, err := b.conn.Exec(ctx, `INSERT INTO `+table+` SELECT i, 0, now() FROM generate_series($1::bigint, $2::bigint) i`, id+1, id+per); err != nil {
 			cancel()
 			return 0, 0, 0, err
 		}
@@ -352,4 +622,46 @@ func timeLatency(ctx context.Context, url string, conn *pgx.Conn, file string, r
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	return lat[len(lat)/2], lat[len(lat)*99/100], len(lat), nil
+}
+
+// profile starts a CPU profile of one measurement when -profiles is set
+// and returns its stop.
+func (b *bench) profile(name string) func() {
+	if b.flags.profiles == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(b.flags.profiles, name+".prof"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: profile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
+// resetPeakRSS starts a new peak-RSS measurement of this process (Linux:
+// writing 5 to clear_refs resets VmHWM); elsewhere it does nothing.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSS is the process' peak resident set since resetPeakRSS, in bytes
+// (0 where /proc is missing).
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

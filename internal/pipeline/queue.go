@@ -82,26 +82,31 @@ func (q *queue) take(maxChanges, maxBytes int, wait bool) *change.Batch {
 	if len(q.items) == 0 {
 		return nil
 	}
-	out := q.items[0]
-	taken, bytes := 1, q.sizes[0]
+	// First how many batches fit, then one allocation for all of them.
+	taken, bytes, changes := 1, q.sizes[0], len(q.items[0].Changes)
 	for taken < len(q.items) {
 		next := q.items[taken]
 		if len(next.Reset) > 0 {
 			break // its Reset must not be applied before the changes ahead of it
 		}
-		if len(out.Changes)+len(next.Changes) > maxChanges || bytes+q.sizes[taken] > maxBytes {
+		if changes+len(next.Changes) > maxChanges || bytes+q.sizes[taken] > maxBytes {
 			break
 		}
-		if taken == 1 {
-			out = merged(out)
-		}
-		out.Changes = append(out.Changes, next.Changes...)
-		out.Snapshotted = append(out.Snapshotted, next.Snapshotted...)
-		if next.Ack > out.Ack {
-			out.Ack = next.Ack
-		}
+		changes += len(next.Changes)
 		bytes += q.sizes[taken]
 		taken++
+	}
+	out := q.items[0]
+	if taken > 1 {
+		// A new batch, so that appending does not alias the source's slices.
+		out = &change.Batch{Reset: out.Reset, Changes: make([]change.Change, 0, changes), Ack: out.Ack}
+		for _, b := range q.items[:taken] {
+			out.Changes = append(out.Changes, b.Changes...)
+			out.Snapshotted = append(out.Snapshotted, b.Snapshotted...)
+			if b.Ack > out.Ack {
+				out.Ack = b.Ack
+			}
+		}
 	}
 	clear(q.items[:taken])
 	q.items = q.items[taken:]
@@ -109,16 +114,6 @@ func (q *queue) take(maxChanges, maxBytes int, wait bool) *change.Batch {
 	q.bytes -= bytes
 	q.notFull.Broadcast()
 	return out
-}
-
-// merged copies b so appending to it does not alias the source's slices.
-func merged(b *change.Batch) *change.Batch {
-	return &change.Batch{
-		Reset:       b.Reset,
-		Changes:     append([]change.Change(nil), b.Changes...),
-		Snapshotted: append([]change.SnapshotDone(nil), b.Snapshotted...),
-		Ack:         b.Ack,
-	}
 }
 
 func (q *queue) len() (int, int) {

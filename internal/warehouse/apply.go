@@ -165,7 +165,7 @@ func (a *Applier) Apply(ctx context.Context, s Session, b *change.Batch, o Apply
 	for id, r := range stored {
 		state[id] = r.State
 	}
-	for _, tp := range Plan(b, state, o.Mode) {
+	for _, tp := range plan(b, state, o.Mode, !o.NoShortcut) {
 		row := stored[tp.ID]
 		shape, err := a.current(ctx, s, tp.ID, row.Shape)
 		if err != nil {

@@ -54,8 +54,12 @@ type Segment struct {
 	Table    *change.Table
 	Truncate bool // empty the target table before merging Rows
 	Rows     []Row
-	keys     map[string]int
-	reads    bool
+	keys     map[string]int // key -> index in Rows
+	// unindexed: Rows are all snapshot reads appended without an entry in
+	// keys (see plan's distinctReads); the index is built when another
+	// change comes.
+	unindexed bool
+	reads     bool
 }
 
 // Reads reports whether the segment holds only snapshot reads (no truncate,
@@ -85,6 +89,18 @@ type TablePlan struct {
 // the same key in the batch, if any; otherwise the target's stored value is
 // kept at merge time.
 func Plan(b *change.Batch, state map[change.TableID]change.TableState, mode Mode) []*TablePlan {
+	return plan(b, state, mode, false)
+}
+
+// plan is Plan. With distinctReads (replication mode only) snapshot reads
+// are taken to have distinct keys, as one snapshot reads every row once,
+// and are not indexed by key until a change of another kind joins their
+// segment: a snapshot batch then costs no key string and no map entry per
+// row. A read repeated anyway (a bug upstream) would reach the target twice,
+// where a fresh table's key constraint refuses it and the retry plans again
+// without the shortcut.
+func plan(b *change.Batch, state map[change.TableID]change.TableState, mode Mode, distinctReads bool) []*TablePlan {
+	distinctReads = distinctReads && mode == ModeReplication
 	var order []*TablePlan
 	plans := map[change.TableID]*TablePlan{}
 	get := func(id change.TableID) *TablePlan {
@@ -163,6 +179,12 @@ func Plan(b *change.Batch, state map[change.TableID]change.TableState, mode Mode
 			seg.reads = false
 			tp.put(seg, Row{Delete: true, Values: c.Before, Pos: c.Pos, First: c.Op})
 		case change.OpRead, change.OpInsert, change.OpUpdate:
+			if c.Op == change.OpRead && distinctReads && (seg.unindexed || len(seg.Rows) == 0) &&
+				!(tp.hasTrunc && c.Pos.Less(tp.truncPos)) {
+				seg.unindexed = true
+				seg.Rows = append(seg.Rows, Row{Values: c.After, Pos: c.Pos, First: c.Op})
+				continue
+			}
 			if c.Op != change.OpRead {
 				seg.reads = false
 			}
@@ -179,7 +201,7 @@ func Plan(b *change.Batch, state map[change.TableID]change.TableState, mode Mode
 	}
 	for _, tp := range order {
 		for _, s := range tp.Segments {
-			s.keys = nil
+			s.keys, s.unindexed = nil, false
 			if s.Table.Keyless() {
 				s.reduceMultiset()
 			}
@@ -295,7 +317,7 @@ func (tp *TablePlan) truncate(pos change.Position, seg *Segment) {
 			}
 		}
 		s.Rows = kept
-		if s.keys != nil {
+		if s.keys != nil && !s.unindexed {
 			clear(s.keys)
 			for j, r := range s.Rows {
 				s.keys[keyString(s.Table, r)] = j
@@ -307,6 +329,14 @@ func (tp *TablePlan) truncate(pos change.Position, seg *Segment) {
 func (tp *TablePlan) put(seg *Segment, r Row) {
 	if tp.hasTrunc && r.Pos.Less(tp.truncPos) {
 		return
+	}
+	if seg.unindexed {
+		// Reads came first without index entries: index them now.
+		seg.unindexed = false
+		clear(seg.keys)
+		for j, old := range seg.Rows {
+			seg.keys[keyString(seg.Table, old)] = j
+		}
 	}
 	k := keyString(seg.Table, r)
 	j, ok := seg.keys[k]
@@ -353,6 +383,20 @@ func fillUnchanged(newer, older []change.Value) []change.Value {
 
 // keyString encodes a row's key values unambiguously for the reduction map.
 func keyString(t *change.Table, r Row) string {
+	if len(t.Key) == 1 && t.Key[0] < len(r.Values) {
+		// One key column (the common case): its text itself, with no
+		// copy. A column's values share one kind, and no text but bytea's
+		// holds a NUL byte (Postgres refuses them), so NUL + kind stands
+		// for the values without text of their own (NULL, unchanged), and
+		// a value with a NUL takes the long form, which starts with its
+		// kind's byte (never NUL) and holds the NUL.
+		switch v := r.Values[t.Key[0]]; {
+		case v.Kind == change.KindNull || v.Kind == change.KindUnchanged:
+			return "\x00" + string(rune('0'+v.Kind))
+		case v.Kind != change.KindArray && v.Kind != change.KindBytes && strings.IndexByte(v.Text, 0) < 0:
+			return v.Text
+		}
+	}
 	var b strings.Builder
 	for _, k := range t.Key {
 		var v change.Value

@@ -185,3 +185,31 @@ func TestTypeOf(t *testing.T) {
 		}
 	}
 }
+
+// Snapshot reads are appended without a key index (plan with
+// distinctReads) until another change of their table comes: that change
+// still finds and replaces the read of its key.
+func TestPlanReadsThenChanges(t *testing.T) {
+	b := &change.Batch{Changes: []change.Change{
+		ch(change.OpRead, 1, "1", "a"), ch(change.OpRead, 1, "2", "b"), ch(change.OpRead, 1, "3", "c"),
+		ch(change.OpUpdate, 2, "2", "B"), ch(change.OpDelete, 3, "3", ""), ch(change.OpInsert, 4, "4", "d"),
+	}}
+	for _, distinct := range []bool{false, true} {
+		tps := plan(b, nil, ModeReplication, distinct)
+		if len(tps) != 1 || len(tps[0].Segments) != 1 {
+			t.Fatalf("distinct=%v: plan %+v", distinct, tps)
+		}
+		got := rowsOf(tps[0].Segments[0])
+		want := []string{"1=a@0/64:0/63", "2=B@0/C8:0/C7", "-3@0/12C:0/12B", "4=d@0/190:0/18F"}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("distinct=%v: rows %v, want %v", distinct, got, want)
+		}
+		if tps[0].Segments[0].Reads() {
+			t.Errorf("distinct=%v: a segment with an update counts as reads only", distinct)
+		}
+	}
+	reads := plan(&change.Batch{Changes: b.Changes[:3]}, nil, ModeReplication, true)
+	if seg := reads[0].Segments[0]; !seg.Reads() || len(seg.Rows) != 3 {
+		t.Errorf("reads alone: %v, Reads %v", rowsOf(seg), seg.Reads())
+	}
+}

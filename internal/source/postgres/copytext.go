@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unsafe"
 )
 
 // splitCopyLine splits one row of COPY's text format into its fields,
@@ -105,7 +106,28 @@ func unhex(c byte) byte {
 // server sends one row per message; a row split across messages is joined.
 type lineWriter struct {
 	partial []byte
-	line    func(string) error
+	// arena holds the lines handed on: each is copied to its end and given
+	// out as a string pointing there, which costs one allocation per 64 KiB
+	// instead of one per row. Bytes once given out are never written again
+	// (a full arena is replaced, not reused), so the strings stay immutable;
+	// a batch's values keep only their own arenas alive.
+	arena []byte
+	line  func(string) error
+}
+
+const arenaSize = 64 << 10
+
+// keep copies b into the arena and returns it as a string.
+func (w *lineWriter) keep(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > cap(w.arena)-len(w.arena) {
+		w.arena = make([]byte, 0, max(arenaSize, len(b)))
+	}
+	start := len(w.arena)
+	w.arena = append(w.arena, b...)
+	return unsafe.String(&w.arena[start], len(b))
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
@@ -119,10 +141,10 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		var s string
 		if len(w.partial) > 0 {
 			w.partial = append(w.partial, p[:i]...)
-			s = string(w.partial)
+			s = w.keep(w.partial)
 			w.partial = w.partial[:0]
 		} else {
-			s = string(p[:i])
+			s = w.keep(p[:i])
 		}
 		if err := w.line(s); err != nil {
 			return 0, err

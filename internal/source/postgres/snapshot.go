@@ -300,6 +300,16 @@ type snapWorker struct {
 	bytes  int
 	fields []string
 	nulls  []bool
+	// vals is where rows' values are cut from, many rows per allocation.
+	vals []change.Value
+}
+
+// rowsPerSlab is how many rows' values one allocation holds.
+const rowsPerSlab = 256
+
+// newBatch is an empty batch with room for a whole batch of rows.
+func (w *snapWorker) newBatch() *change.Batch {
+	return &change.Batch{Changes: make([]change.Change, 0, w.s.cfg.BatchChanges)}
 }
 
 func (w *snapWorker) copyChunk(ctx context.Context, c chunk) error {
@@ -320,7 +330,7 @@ func (w *snapWorker) copyChunk(ctx context.Context, c chunk) error {
 	if len(names) == 0 {
 		sql = "COPY (SELECT FROM " + c.rel + where + ") TO STDOUT"
 	}
-	w.batch = &change.Batch{}
+	w.batch = w.newBatch()
 	w.bytes = 0
 	lw := &lineWriter{line: func(line string) error { return w.row(ctx, c.meta, line) }}
 	if _, err := w.conn.PgConn().CopyTo(ctx, lw, sql); err != nil {
@@ -350,7 +360,12 @@ func (w *snapWorker) row(ctx context.Context, m *tableMeta, line string) error {
 	if len(w.fields) != len(m.types) && !(len(m.types) == 0 && len(w.fields) == 1) {
 		return fmt.Errorf("table %s: copy row has %d fields, want %d", m.table.ID(), len(w.fields), len(m.types))
 	}
-	after := make([]change.Value, len(m.types))
+	n := len(m.types)
+	if len(w.vals) < n {
+		w.vals = make([]change.Value, n*rowsPerSlab)
+	}
+	after := w.vals[:n:n]
+	w.vals = w.vals[n:]
 	for i, ti := range m.types {
 		if w.nulls[i] {
 			continue
@@ -367,7 +382,7 @@ func (w *snapWorker) row(ctx context.Context, m *tableMeta, line string) error {
 		if err := w.emit(ctx, w.batch); err != nil {
 			return err
 		}
-		w.batch = &change.Batch{Changes: make([]change.Change, 0, len(w.batch.Changes))}
+		w.batch = w.newBatch()
 		w.bytes = 0
 	}
 	return nil

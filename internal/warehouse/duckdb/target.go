@@ -86,7 +86,7 @@ func openFile(ctx context.Context, path string, opts Options) (*Target, error) {
 	}
 	t := &Target{db: db, path: path, opts: opts, log: log,
 		apply: warehouse.Applier{Dialect: Dialect{}, Schema: opts.Schema, Log: log}}
-	t.runner = warehouse.Runner[*session]{Applier: &t.apply, Tx: t.tx, IsConstraint: isConstraint, Where: "DuckDB " + path}
+	t.runner = warehouse.Runner[*session]{Applier: &t.apply, Tx: t.tx, Begin: t.begin, IsConstraint: isConstraint, Where: "DuckDB " + path}
 	if !opts.ReadOnly {
 		err := t.tx(ctx, func(s *session) error { return t.apply.Setup(ctx, s) })
 		if err != nil {
@@ -124,8 +124,13 @@ func create(ctx context.Context, path string, opts Options) error {
 	return nil
 }
 
-// Close closes the database.
-func (t *Target) Close() error { return t.db.Close() }
+// Close closes the database. Snapshot rows still carried uncommitted (see
+// warehouse.Runner.Apply) are rolled back: their tables are not marked
+// snapshotted, so the next run snapshots them again.
+func (t *Target) Close() error {
+	t.runner.Close()
+	return t.db.Close()
+}
 
 // DB is the database handle, for read-only queries from the admin endpoint
 // of the running process (DuckDB allows one writing process, so other
@@ -270,6 +275,37 @@ func (t *Target) tx(ctx context.Context, fn func(s *session) error) error {
 		return withHint(fmt.Errorf("commit: %w", err))
 	}
 	return nil
+}
+
+// begin opens a transaction that the runner commits later (carried
+// snapshot rows). Postgres targets do not carry: a commit there costs a
+// WAL flush, while DuckDB's commit of appended rows costs about as much as
+// appending them (measured: 1M rows in 50,000-row transactions 4.9 s, of
+// which 2.8 s commits; in one transaction 3.0 s).
+func (t *Target) begin(ctx context.Context) (*warehouse.OpenTx[*session], error) {
+	conn, err := t.db.Conn(ctx)
+	if err != nil {
+		return nil, withHint(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		conn.Close()
+		return nil, withHint(err)
+	}
+	return &warehouse.OpenTx[*session]{
+		Session: &session{conn: conn, direct: &t.directRows},
+		Commit: func(ctx context.Context) error {
+			_, err := conn.ExecContext(ctx, "COMMIT")
+			if err != nil {
+				return withHint(fmt.Errorf("commit: %w", err))
+			}
+			conn.Close()
+			return nil
+		},
+		Rollback: func() {
+			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+			conn.Close()
+		},
+	}, nil
 }
 
 // session is one DuckDB transaction as the shared apply sees it.
