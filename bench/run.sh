@@ -9,5 +9,7 @@ echo "=== source (vs pg_recvlogical)"
 ./bench/source/run.sh
 echo "=== mirror into DuckDB and Postgres, snapshot and streaming (vs COPY TO binary, COPY|COPY, pg_recvlogical), median of 3"
 go run ./bench/mirror -runs 3
+echo "=== views (the mirror alone vs with an identity-like view and a join view, same WAL)"
+go run ./bench/view
 echo "=== Kinesis sink (vs a bare PutRecords loop)"
 go run ./bench/kinesis

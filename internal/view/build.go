@@ -20,30 +20,12 @@ func (v *compiled) outTable() string { return `"_sluice".` + change.QuoteIdent("
 // linTable is the view's lineage (modeGroups).
 func (v *compiled) linTable() string { return `"_sluice".` + change.QuoteIdent("lin."+v.slug()) }
 
-func (v *compiled) colNames() []string {
-	n := make([]string, len(v.cols))
-	for i, c := range v.cols {
-		n[i] = c.name
-	}
-	return n
-}
-
 func (v *compiled) keyNames() []string {
 	n := make([]string, len(v.key))
 	for i, k := range v.key {
 		n[i] = v.cols[k].name
 	}
 	return n
-}
-
-// keyMatch is the NULL-safe equality of the key columns of a and b.
-func (v *compiled) keyMatch(a, b string) string {
-	var s []string
-	for _, n := range v.keyNames() {
-		q := change.QuoteIdent(n)
-		s = append(s, a+"."+q+" IS NOT DISTINCT FROM "+b+"."+q)
-	}
-	return strings.Join(s, " AND ")
 }
 
 func (c *compiler) and(where node, cond string) (node, error) {
