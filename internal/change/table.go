@@ -70,16 +70,33 @@ func (t *Table) Keyless() bool { return len(t.Key) == 0 }
 // Identity returns the indexes of the columns that tell rows apart: the
 // key's, or every column's for a keyless table (whose equal rows are
 // interchangeable).
+//
+// The slice must not be modified.
 func (t *Table) Identity() []int {
 	if len(t.Key) > 0 {
 		return t.Key
 	}
-	out := make([]int, len(t.Columns))
+	n := len(t.Columns)
+	if n <= len(allColumns) {
+		// Shared and read-only, as t.Key is: this runs per change of a
+		// keyless table (its key, its partition key).
+		return allColumns[:n:n]
+	}
+	out := make([]int, n)
 	for i := range out {
 		out[i] = i
 	}
 	return out
 }
+
+// allColumns is 0, 1, ... up to Postgres' limit of columns in a table.
+var allColumns = func() []int {
+	s := make([]int, 1600)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}()
 
 // KeyNames returns the key columns' names in key order.
 func (t *Table) KeyNames() []string {
