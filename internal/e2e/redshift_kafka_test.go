@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,34 +82,8 @@ redshift:
 	defer landing.Close(ctx)
 	ref := &testenv.KafkaStreamingView{Brokers: brokers, Topic: topic, Table: `"_sluice"."changes"`}
 	defer ref.Close()
-	rctx, stopRefresh := context.WithCancel(ctx)
-	defer stopRefresh()
-	var (
-		refreshWG  sync.WaitGroup
-		refreshMu  sync.Mutex
-		refreshErr error
-	)
-	refreshFailed := func() error {
-		refreshMu.Lock()
-		defer refreshMu.Unlock()
-		return refreshErr
-	}
-	refreshWG.Add(1)
-	go func() {
-		defer refreshWG.Done()
-		for rctx.Err() == nil {
-			if _, err := ref.Refresh(rctx, landing); err != nil && rctx.Err() == nil {
-				refreshMu.Lock()
-				refreshErr = err
-				refreshMu.Unlock()
-				return
-			}
-			select {
-			case <-rctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}()
+	refresh := startRefreshing(ctx, ref, landing)
+	defer refresh.stop()
 
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
@@ -141,7 +114,7 @@ redshift:
 			t.Logf("verify after the kills:\n%s", out)
 			break
 		}
-		if err := refreshFailed(); err != nil {
+		if err := refresh.Failed(); err != nil {
 			t.Fatalf("refresh the landing table (the Kafka streaming view's stand-in): %v", err)
 		}
 		if time.Now().After(deadline) || p.exited() {
@@ -150,11 +123,7 @@ redshift:
 		time.Sleep(time.Second)
 	}
 	p.stop(t)
-	stopRefresh()
-	refreshWG.Wait()
-	if err := refreshFailed(); err != nil {
-		t.Fatalf("refresh the landing table: %v", err)
-	}
+	refresh.Stop(t)
 	if _, err := ref.Refresh(ctx, landing); err != nil { // anything put after the last refresh
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -292,41 +291,8 @@ redshift:
 	}
 	defer landing.Close(ctx)
 	ref := &testenv.StreamingView{Client: k.Client(), Stream: stream, Table: `"_sluice"."changes"`}
-	rctx, stopRefresh := context.WithCancel(ctx)
-	var refreshWG sync.WaitGroup
-	refreshWG.Add(1)
-	var (
-		refreshMu  sync.Mutex
-		refreshErr error
-	)
-	refreshFailed := func() error {
-		refreshMu.Lock()
-		defer refreshMu.Unlock()
-		return refreshErr
-	}
-	go func() {
-		defer refreshWG.Done()
-		for rctx.Err() == nil {
-			if _, err := ref.Refresh(rctx, landing); err != nil && rctx.Err() == nil {
-				refreshMu.Lock()
-				refreshErr = err
-				refreshMu.Unlock()
-				return
-			}
-			select {
-			case <-rctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}()
-	stopRefresher := func() {
-		stopRefresh()
-		refreshWG.Wait()
-		if err := refreshFailed(); err != nil {
-			t.Fatalf("refresh the landing table: %v", err)
-		}
-	}
-	defer stopRefresh()
+	refresh := startRefreshing(ctx, ref, landing)
+	defer refresh.stop()
 
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
@@ -377,7 +343,7 @@ redshift:
 			}
 			break
 		}
-		if err := refreshFailed(); err != nil {
+		if err := refresh.Failed(); err != nil {
 			t.Fatalf("refresh the landing table (the streaming view's stand-in): %v", err)
 		}
 		if time.Now().After(deadline) {
@@ -387,7 +353,7 @@ redshift:
 		time.Sleep(time.Second)
 	}
 	p.stop(t)
-	stopRefresher()
+	refresh.Stop(t)
 	if _, err := ref.Refresh(ctx, landing); err != nil { // anything put after the last refresh
 		t.Fatal(err)
 	}
@@ -667,21 +633,8 @@ redshift:
 	defer landing.Close(ctx)
 	// The streaming view is named after the stream.
 	ref := &testenv.StreamingView{Client: k.Client(), Stream: stream, Table: `"_sluice"."` + stream + `"`}
-	rctx, stopRefresh := context.WithCancel(ctx)
-	refreshed := make(chan error, 1)
-	go func() {
-		for rctx.Err() == nil {
-			if _, err := ref.Refresh(rctx, landing); err != nil && rctx.Err() == nil {
-				refreshed <- err
-				return
-			}
-			select {
-			case <-rctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		refreshed <- nil
-	}()
+	refresh := startRefreshing(ctx, ref, landing)
+	defer refresh.stop()
 	p := e.start("run", "--config", cfg)
 	e.waitRunning(p)
 	verified := func(when string) {
@@ -723,8 +676,5 @@ DELETE FROM customers WHERE userid % 5 = 0;`)
 		t.Errorf("after DROP COLUMN the Redshift table has columns %s", got)
 	}
 	p.stop(t)
-	stopRefresh()
-	if err := <-refreshed; err != nil {
-		t.Fatalf("refresh the landing table: %v", err)
-	}
+	refresh.Stop(t)
 }
