@@ -48,8 +48,9 @@ type Engine struct {
 	done    change.LSN // commit LSN of the last source transaction processed
 	nextRid int64
 
-	confirm chan change.LSN // latest Confirm, picked up by Apply
-	stmts   map[string]*sql.Stmt
+	confirm   chan change.LSN // latest Confirm, picked up by Apply
+	stmts     map[string]*sql.Stmt
+	typeNames map[string]string // DuckDB's spelling of type names (sameType)
 
 	// The DuckDB transaction in progress and the source transactions whose
 	// changes it is receiving: one replayed transaction, or a group of
@@ -397,7 +398,7 @@ func (e *Engine) reshape(ctx context.Context, in *input, t *change.Table, views 
 		why := ""
 		if i < 0 {
 			why = "was dropped"
-		} else if ct, duck := colType(t.Columns[i]); duck != s.duck {
+		} else if ct, duck := colType(t.Columns[i]); !e.sameType(ctx, duck, s.duck) {
 			why = fmt.Sprintf("changed type (stored as %s, now %s)", s.duck, duck)
 		} else {
 			s.ct = ct
@@ -464,6 +465,34 @@ func (e *Engine) reshape(ctx context.Context, in *input, t *change.Table, views 
 
 // alter runs one ALTER TABLE on an input's stored table and its
 // captured-rows and delta tables, which share its columns.
+// sameType reports whether two DuckDB type names are one type. The stored
+// one is read back from the catalog, which spells some types otherwise
+// than they were created (TIMESTAMPTZ is TIMESTAMP WITH TIME ZONE there):
+// both are put in DuckDB's own spelling, once per name.
+func (e *Engine) sameType(ctx context.Context, a, b string) bool {
+	if a == b {
+		return true
+	}
+	ca, errA := e.typeName(ctx, a)
+	cb, errB := e.typeName(ctx, b)
+	return errA == nil && errB == nil && ca == cb
+}
+
+func (e *Engine) typeName(ctx context.Context, duck string) (string, error) {
+	if n, ok := e.typeNames[duck]; ok {
+		return n, nil
+	}
+	var n string
+	if err := e.conn.QueryRowContext(ctx, "SELECT typeof(CAST(NULL AS "+duck+"))").Scan(&n); err != nil {
+		return "", err
+	}
+	if e.typeNames == nil {
+		e.typeNames = map[string]string{}
+	}
+	e.typeNames[duck] = n
+	return n, nil
+}
+
 func (e *Engine) alter(ctx context.Context, in *input, what string) error {
 	// DuckDB alters no table that has an index: drop it for the change.
 	if err := e.index(ctx, in, false); err != nil {
