@@ -128,6 +128,15 @@ type TableStats struct {
 	AppliedLSN    string    `json:"applied_position"`
 	LastCommit    time.Time `json:"last_commit"`
 	LastAppliedAt time.Time `json:"last_applied_at"`
+	// Stopped is why the transform stopped producing this table (a view
+	// that failed), while the rest goes on; empty while it runs.
+	Stopped string `json:"stopped,omitempty"`
+}
+
+// stopper is a Transform that can stop one output alone (a failing view):
+// the pipeline shows which in Stats.
+type stopper interface {
+	Stopped() map[change.TableID]string
 }
 
 // Stats returns a copy of the current figures.
@@ -139,6 +148,16 @@ func (p *Pipeline) Stats() Stats {
 	for k, v := range p.stats.Tables {
 		c := *v
 		s.Tables[k] = &c
+	}
+	if st, ok := p.opt.Transform.(stopper); ok {
+		for id, why := range st.Stopped() {
+			ts := s.Tables[id.String()]
+			if ts == nil {
+				ts = &TableStats{}
+				s.Tables[id.String()] = ts
+			}
+			ts.Stopped = why
+		}
 	}
 	s.QueueBatches, s.QueueBytes = p.q.len()
 	s.ConfirmedLSN = s.Confirmed.String()

@@ -23,8 +23,20 @@ const maxChunk = 8192
 // state file before Apply returns. A transaction the batch leaves open is
 // kept in an open DuckDB transaction until a later batch completes it.
 //
-// After an error the engine refuses further work: close it and open it
-// again (the source then replays from its confirmed position).
+// A view failing on the batch (a *RuntimeError) stops alone: it is
+// recorded as stopped with a dead letter, the state file is opened again as
+// of its last commit, and the batch is applied again without the view, so
+// the mirror and the other views go on. That needs the batch to start with
+// nothing of an earlier batch in DuckDB's aborted transaction; when a
+// transaction the batch completes began in an earlier one, the view is
+// still recorded as stopped, but Apply returns a *RestartError: the
+// pipeline must start again from the source's confirmed position.
+//
+// Any other failure is returned after the state is opened again, so a
+// retry of the same batch may succeed; when that cannot be done (a
+// transaction from an earlier batch was lost, or the state cannot be
+// opened), the engine refuses further work: close it and open it again
+// (the source then replays from its confirmed position).
 func (e *Engine) Apply(ctx context.Context, b *change.Batch) (*change.Batch, error) {
 	if e.closed {
 		return nil, ErrClosed
@@ -32,20 +44,73 @@ func (e *Engine) Apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 	if e.broken != nil {
 		return nil, fmt.Errorf("view engine stopped by an earlier error: %w", e.broken)
 	}
-	out, err := e.apply(ctx, b)
-	if err != nil {
+	// Without a transaction carried over from an earlier batch, the state
+	// file as last committed is exactly the state before b: a failure can
+	// be undone by opening it again, with the inputs' schemas of now.
+	carried := e.txOpen
+	var tables []*change.Table
+	if !carried {
+		for _, in := range e.order {
+			tables = append(tables, in.tbl)
+		}
+	}
+	for {
+		out, err := e.apply(ctx, b)
+		if err == nil {
+			return out, nil
+		}
+		bg := context.WithoutCancel(ctx)
 		if e.txOpen {
-			e.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+			e.conn.ExecContext(bg, "ROLLBACK")
 			e.txOpen = false
 		}
 		var re *RuntimeError
+		v := (*compiled)(nil)
 		if errors.As(err, &re) {
-			e.deadLetter(context.WithoutCancel(ctx), re)
+			v = e.viewNamed(re.View)
 		}
-		e.broken = err
-		return nil, err
+		if v != nil && v.stopped == "" {
+			if serr := e.stop(bg, v, re); serr != nil {
+				e.broken = errors.Join(err, serr)
+				return nil, e.broken
+			}
+		}
+		if carried || e.path == "" {
+			if v != nil {
+				err = &RestartError{View: v.spec.Name, Err: err}
+			}
+			e.broken = err
+			return nil, err
+		}
+		if lerr := e.reload(bg, tables); lerr != nil {
+			e.broken = errors.Join(err, lerr)
+			return nil, e.broken
+		}
+		if v == nil {
+			return nil, err
+		}
+		// Once more, without the view (it is stopped in the state now).
 	}
-	return out, nil
+}
+
+// reload opens the state file again as of its last commit.
+func (e *Engine) reload(ctx context.Context, tables []*change.Table) error {
+	old := e.core
+	old.close()
+	if err := e.load(ctx, old.path, old.specs, tables, old.log); err != nil {
+		return fmt.Errorf("open view state again after a failure: %w", err)
+	}
+	return nil
+}
+
+// viewNamed finds a view by its configured name.
+func (e *Engine) viewNamed(name string) *compiled {
+	for _, v := range e.views {
+		if v.spec.Name == name {
+			return v
+		}
+	}
+	return nil
 }
 
 func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, error) {
@@ -85,7 +150,7 @@ func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 			// one (see "Unit of work" in the package documentation); a
 			// replay, and the transaction the batch leaves open, stand
 			// alone.
-			if e.cur != 0 && (e.curReplay || cl <= e.done || cl == tail) {
+			if e.cur != 0 && (e.curReplay || cl <= e.done || cl == tail || in.reshapedBy(c)) {
 				if err := e.finish(ctx, out); err != nil {
 					return nil, err
 				}
@@ -133,7 +198,7 @@ func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 		}
 	}
 	for _, v := range e.views {
-		if !v.live && e.ready(v) {
+		if !v.live && v.stopped == "" && e.ready(v) {
 			if err := e.initView(ctx, v, out); err != nil {
 				return nil, err
 			}
@@ -299,12 +364,14 @@ func (e *Engine) schema(ctx context.Context, in *input, t *change.Table) error {
 	if err := e.flush(ctx, in); err != nil {
 		return err
 	}
-	if err := e.reshape(ctx, in, t, e.views); err != nil {
-		var re *RuntimeError
-		if errors.As(err, &re) {
-			re.Pos = change.Position{CommitLSN: e.cur}
-		}
+	stops, err := e.reshape(ctx, in, t, e.views)
+	if err != nil {
 		return err
+	}
+	for _, st := range stops {
+		if err := e.stop(ctx, st.v, &RuntimeError{View: st.v.spec.Name, Pos: change.Position{CommitLSN: e.cur}, Msg: st.why}); err != nil {
+			return err
+		}
 	}
 	return e.stageTable(ctx, in)
 }

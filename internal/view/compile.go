@@ -57,6 +57,9 @@ type compiled struct {
 
 	table *change.Table // the output table
 	live  bool          // the initial output was emitted
+	// stopped is why the view stopped ("" while it runs): it is skipped,
+	// its stored output and its target table keep what they had.
+	stopped string
 
 	fullSQL     string   // the view as written, over the stored inputs
 	restrictSQL string   // the view over the affected set (aff table)

@@ -155,25 +155,35 @@
 // A column added to an input is added to its stored table (existing rows
 // take the column's missing value) and does not disturb any view. A column
 // dropped or retyped is dropped with the source when no view reads it;
-// when a view reads it, the view stops with an error naming the column (at
-// runtime from Apply, or at start-up from Open). Column types are DuckDB's
-// types for the source type, as the DuckDB warehouse maps them (intervals
-// are kept as their Postgres text).
+// when a view reads it, that view stops with an error naming the column
+// (see Errors), at runtime or at start-up. A retyped column's stored
+// values are gone: the input is snapshotted again at the next start.
+// Column types are DuckDB's types for the source type, as the DuckDB
+// warehouse maps them (intervals are kept as their Postgres text).
 //
 // # Errors
 //
 // Start-up errors are *SQLError (view, line, column, message). A runtime
 // failure of a view — a cast failing on one row, a declared key found not
-// unique, a column it reads dropped — is a *RuntimeError naming the view,
-// the causing transaction's position, the input keys it touched and
-// DuckDB's message. The policy is to stop: Apply returns the error and
-// commits nothing of the transaction, the failure is recorded in the
-// state file's table _sluice.dead_letters (view, input table, input key,
-// position, message, time), and the engine refuses further work until it
-// is closed and opened again. The source then re-sends the same
-// transaction, which fails again until the view is fixed (TRY_CAST, a
-// better key): changing its SQL rebuilds it from the stored inputs. Nothing
-// is skipped silently.
+// unique, a column it reads dropped or retyped — stops that view alone: the
+// reason (a *RuntimeError naming the view, the causing transaction's
+// position, the input keys it touched and DuckDB's message) is recorded
+// with the view and in the state file's table _sluice.dead_letters (view,
+// input table, input key, position, message, time), Stopped reports it,
+// and the mirror and the other views go on. A stopped view emits nothing;
+// its stored output stays as of the transaction before the failure, and
+// its inputs are kept up. It stays stopped across restarts until its
+// definition changes (TRY_CAST, a better key), which rebuilds it. A view
+// that ran before with the same definition and no longer compiles over
+// its inputs (a column dropped while sluice was not running) is stopped at
+// Open instead of refusing the start. Nothing is skipped silently.
+//
+// DuckDB aborts its whole transaction on an error and has no savepoints:
+// Apply records the view as stopped, opens the state file again as of its
+// last commit and applies the batch again without the view. When the
+// failing transaction began in an earlier batch, that part is lost with
+// the abort: Apply returns a *RestartError (the Transform makes it the
+// pipeline's Fatal) so that the source sends it again.
 //
 // # Verify
 //

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" driver
 
@@ -32,12 +34,27 @@ type Spec struct {
 const stateVersion = "1"
 
 // Engine evaluates views incrementally, one source transaction at a time.
-// It is not safe for concurrent use, except Confirm.
+// It is not safe for concurrent use, except Confirm and Stopped.
 type Engine struct {
-	db   *sql.DB
-	conn *sql.Conn
-	log  *slog.Logger
-	path string
+	// These outlive a reload of the state (see Apply).
+	confirm chan change.LSN // latest Confirm, picked up by Apply
+	stopMu  sync.Mutex
+	stops   map[change.TableID]string // stopped views and why (Stopped)
+	broken  error
+	closed  bool
+
+	*core
+}
+
+// core is the engine as opened from its state file. A view failing in
+// Apply aborts DuckDB's transaction with everything the engine had in
+// memory about it, so the engine opens the file again: a new core.
+type core struct {
+	db    *sql.DB
+	conn  *sql.Conn
+	log   *slog.Logger
+	path  string
+	specs []Spec
 
 	views   []*compiled
 	inputs  map[change.TableID]*input
@@ -48,7 +65,6 @@ type Engine struct {
 	done    change.LSN // commit LSN of the last source transaction processed
 	nextRid int64
 
-	confirm   chan change.LSN // latest Confirm, picked up by Apply
 	stmts     map[string]*sql.Stmt
 	typeNames map[string]string // DuckDB's spelling of type names (sameType)
 
@@ -61,8 +77,6 @@ type Engine struct {
 	curReplay bool
 	curTime   changeMeta
 	txRid     int64 // nextRid when cur began: rows with a rid at or above it are new
-	broken    error
-	closed    bool
 }
 
 type changeMeta struct {
@@ -78,23 +92,51 @@ func Open(ctx context.Context, statePath string, specs []Spec, inputs []*change.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	e := &Engine{confirm: make(chan change.LSN, 1), stops: map[change.TableID]string{}}
+	if err := e.load(ctx, statePath, specs, inputs, log); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// load opens the state file into a new core.
+func (e *Engine) load(ctx context.Context, statePath string, specs []Spec, inputs []*change.Table, log *slog.Logger) error {
 	db, err := sql.Open("duckdb", statePath)
 	if err != nil {
-		return nil, fmt.Errorf("open view state %s: %w", statePath, err)
+		return fmt.Errorf("open view state %s: %w", statePath, err)
 	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open view state %s: %w", statePath, err)
+		return fmt.Errorf("open view state %s: %w", statePath, err)
 	}
-	e := &Engine{db: db, conn: conn, log: log, path: statePath, inputs: map[change.TableID]*input{},
-		byName: map[string]*compiled{}, confirm: make(chan change.LSN, 1), stmts: map[string]*sql.Stmt{}}
+	old := e.core
+	e.core = &core{db: db, conn: conn, log: log, path: statePath, specs: specs, inputs: map[change.TableID]*input{},
+		byName: map[string]*compiled{}, stmts: map[string]*sql.Stmt{}}
 	if err := e.open(ctx, specs, inputs); err != nil {
 		conn.Close()
 		db.Close()
-		return nil, err
+		e.core = old
+		return err
 	}
-	return e, nil
+	return nil
+}
+
+// close rolls back what the core's DuckDB transaction holds and closes
+// its state file.
+func (c *core) close() error {
+	if c.txOpen {
+		c.conn.ExecContext(context.Background(), "ROLLBACK")
+		c.txOpen = false
+	}
+	for _, st := range c.stmts {
+		st.Close()
+	}
+	err := c.conn.Close()
+	if err2 := c.db.Close(); err == nil {
+		err = err2
+	}
+	return err
 }
 
 func (e *Engine) exec(ctx context.Context, q string, args ...any) error {
@@ -155,6 +197,9 @@ func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table)
 		`CREATE TABLE IF NOT EXISTS "_sluice"."views" (name VARCHAR, hash VARCHAR, live BOOLEAN)`,
 		`CREATE TABLE IF NOT EXISTS "_sluice"."outlog" (commit_lsn UBIGINT, seq BIGINT, view_name VARCHAR, op UTINYINT, txid UINTEGER, commit_time TIMESTAMPTZ, before BLOB, after BLOB)`,
 		`CREATE TABLE IF NOT EXISTS "_sluice"."dead_letters" (view_name VARCHAR, input_table VARCHAR, input_key VARCHAR, commit_lsn UBIGINT, lsn UBIGINT, message VARCHAR, recorded_at TIMESTAMPTZ DEFAULT current_timestamp)`,
+		// Added later; older state files gain them here.
+		`ALTER TABLE "_sluice"."views" ADD COLUMN IF NOT EXISTS stopped VARCHAR`,
+		`ALTER TABLE "_sluice"."inputs" ADD COLUMN IF NOT EXISTS stale BOOLEAN`,
 	} {
 		if err := e.exec(ctx, q); err != nil {
 			return fmt.Errorf("set up view state %s: %w", e.path, err)
@@ -184,6 +229,10 @@ func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table)
 	}
 	c := &compiler{ctx: ctx, q: e.conn, fns: fns, inputs: candidates}
 
+	stored, err := e.storedViews(ctx)
+	if err != nil {
+		return err
+	}
 	// Phase 1: parse, resolve tables, find the columns each view reads.
 	var errs []error
 	var views []*compiled
@@ -191,7 +240,9 @@ func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table)
 	for _, s := range specs {
 		v, err := c.resolve(s)
 		if err != nil {
-			errs = append(errs, err)
+			if !e.haltChanged(ctx, s, stored, err) {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		if names[v.slug()] {
@@ -199,6 +250,9 @@ func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table)
 			continue
 		}
 		names[v.slug()] = true
+		if sv := stored[v.slug()]; sv.hash == e.viewHash(v) {
+			v.stopped = sv.stopped
+		}
 		views = append(views, v)
 	}
 	// The inputs read, stored as their current schema.
@@ -212,7 +266,7 @@ func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table)
 	}
 	slices.SortFunc(e.order, func(a, b *input) int { return strings.Compare(a.id.String(), b.id.String()) })
 	for _, in := range e.order {
-		if err := e.setupInput(ctx, in, views); err != nil {
+		if err := e.setupInput(ctx, in, views, stored); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -220,15 +274,20 @@ func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table)
 		return errors.Join(errs...)
 	}
 	// Phase 2: bind, derive keys, build queries.
+	var bound []*compiled
 	for _, v := range views {
 		if err := c.finish(v); err != nil {
-			errs = append(errs, err)
+			if !e.haltChanged(ctx, v.spec, stored, err) {
+				errs = append(errs, err)
+			}
+			continue
 		}
+		bound = append(bound, v)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	for _, v := range views {
+	for _, v := range bound {
 		if err := e.setupView(ctx, v); err != nil {
 			return err
 		}
@@ -245,20 +304,20 @@ func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table)
 }
 
 // setupInput creates or reconciles an input's stored table.
-func (e *Engine) setupInput(ctx context.Context, in *input, views []*compiled) error {
-	var snap sql.NullBool
+func (e *Engine) setupInput(ctx context.Context, in *input, views []*compiled, known map[string]storedView) error {
+	var snap, stale sql.NullBool
 	var pos sql.NullInt64
-	err := e.conn.QueryRowContext(ctx, `SELECT snapshotted, snap_pos FROM "_sluice"."inputs" WHERE schema_name = ? AND table_name = ?`,
-		in.id.Schema, in.id.Name).Scan(&snap, &pos)
+	err := e.conn.QueryRowContext(ctx, `SELECT snapshotted, snap_pos, stale FROM "_sluice"."inputs" WHERE schema_name = ? AND table_name = ?`,
+		in.id.Schema, in.id.Name).Scan(&snap, &pos, &stale)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("read view state of %s: %w", in.id, err)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		if err := e.exec(ctx, `INSERT INTO "_sluice"."inputs" VALUES (?, ?, false, 0)`, in.id.Schema, in.id.Name); err != nil {
+		if err := e.exec(ctx, `INSERT INTO "_sluice"."inputs" (schema_name, table_name, snapshotted, snap_pos) VALUES (?, ?, false, 0)`, in.id.Schema, in.id.Name); err != nil {
 			return err
 		}
 	}
-	in.snapshotted, in.snapPos = snap.Bool, change.LSN(pos.Int64)
+	in.snapshotted, in.snapPos, in.stale = snap.Bool, change.LSN(pos.Int64), stale.Bool
 	for _, c := range in.tbl.Columns {
 		if strings.EqualFold(c.Name, ridCol) {
 			return fmt.Errorf("table %s: column %s is reserved for sluice's views", in.id, ridCol)
@@ -283,7 +342,25 @@ func (e *Engine) setupInput(ctx context.Context, in *input, views []*compiled) e
 		}
 	} else {
 		in.stored = stored
-		if err := e.reshape(ctx, in, in.tbl, views); err != nil {
+		stops, err := e.reshape(ctx, in, in.tbl, views)
+		if err != nil {
+			return err
+		}
+		for _, st := range stops {
+			if sv := known[st.v.slug()]; sv.hash != e.viewHash(st.v) {
+				continue // new or changed: rebuilt from the snapshot that follows
+			}
+			if err := e.stop(ctx, st.v, &RuntimeError{View: st.v.spec.Name, Pos: change.Position{CommitLSN: e.done}, Msg: st.why}); err != nil {
+				return err
+			}
+		}
+	}
+	if in.stale {
+		// A column was retyped: its stored values are gone. Every view
+		// over the input is rebuilt from a new snapshot of it.
+		e.log.Info("view input had a column retyped: snapshotting it again", "table", in.id)
+		in.snapshotted, in.stale = false, false
+		if err := e.exec(ctx, `UPDATE "_sluice"."inputs" SET snapshotted = false, stale = false WHERE schema_name = ? AND table_name = ?`, in.id.Schema, in.id.Name); err != nil {
 			return err
 		}
 	}
@@ -380,19 +457,15 @@ func (e *Engine) stageTable(ctx context.Context, in *input) error {
 // the value rows that existed before hold for them), columns no view reads
 // are dropped with the source; a dropped or retyped column a view reads
 // stops that view.
-func (e *Engine) reshape(ctx context.Context, in *input, t *change.Table, views []*compiled) error {
-	uses := func(col string) []string {
-		var vs []string
-		for _, v := range views {
-			if v.uses[in.id] != nil && v.uses[in.id][col] {
-				vs = append(vs, v.spec.Name)
-			}
-		}
-		return vs
-	}
-	var errs []error
+//
+// The views (of views) that read such a column are returned as stops,
+// not stopped here; the column is then dropped (and added again with its
+// new type) as if no view read it. A retyped column's stored values are
+// gone, so the input is marked stale: the next start snapshots it again.
+func (e *Engine) reshape(ctx context.Context, in *input, t *change.Table, views []*compiled) ([]stop, error) {
+	var stops []stop
 	var keep []storedCol
-	changed := false
+	changed, retyped := false, false
 	for _, s := range in.stored {
 		i := t.Column(s.name)
 		why := ""
@@ -400,6 +473,7 @@ func (e *Engine) reshape(ctx context.Context, in *input, t *change.Table, views 
 			why = "was dropped"
 		} else if ct, duck := colType(t.Columns[i]); !e.sameType(ctx, duck, s.duck) {
 			why = fmt.Sprintf("changed type (stored as %s, now %s)", s.duck, duck)
+			retyped = true
 		} else {
 			s.ct = ct
 		}
@@ -407,20 +481,21 @@ func (e *Engine) reshape(ctx context.Context, in *input, t *change.Table, views 
 			keep = append(keep, s)
 			continue
 		}
-		if vs := uses(s.name); len(vs) > 0 {
-			for _, v := range vs {
-				errs = append(errs, &RuntimeError{View: v, Msg: fmt.Sprintf("column %s of %s %s; the view reads it: change the view", s.name, in.id, why)})
+		for _, v := range views {
+			if v.stopped == "" && v.uses[in.id][s.name] && !slices.ContainsFunc(stops, func(st stop) bool { return st.v == v }) {
+				stops = append(stops, stop{v, fmt.Sprintf("column %s of %s %s; the view reads it: change the view", s.name, in.id, why)})
 			}
-			keep = append(keep, s)
-			continue
 		}
 		if err := e.alter(ctx, in, "DROP COLUMN "+change.QuoteIdent(s.name)); err != nil {
-			return err
+			return nil, err
 		}
 		changed = true
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	if retyped {
+		in.stale = true
+		if err := e.exec(ctx, `UPDATE "_sluice"."inputs" SET stale = true WHERE schema_name = ? AND table_name = ?`, in.id.Schema, in.id.Name); err != nil {
+			return nil, err
+		}
 	}
 	for i, c := range t.Columns {
 		found := false
@@ -437,18 +512,18 @@ func (e *Engine) reshape(ctx context.Context, in *input, t *change.Table, views 
 		if c.Missing != nil && !c.Missing.IsNull() {
 			s, ok, err := stageText(t, i, ct, *c.Missing)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if ok {
 				q += " DEFAULT " + fromStage(ct, change.QuoteLiteral(s))
 			}
 		}
 		if err := e.alter(ctx, in, q); err != nil {
-			return err
+			return nil, err
 		}
 		if strings.Contains(q, " DEFAULT ") {
 			if err := e.alter(ctx, in, "ALTER COLUMN "+change.QuoteIdent(c.Name)+" DROP DEFAULT"); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		keep = append(keep, storedCol{name: c.Name, ct: ct, duck: duck})
@@ -460,6 +535,27 @@ func (e *Engine) reshape(ctx context.Context, in *input, t *change.Table, views 
 	if changed {
 		e.log.Info("view input schema changed", "table", in.id, "columns", strings.Join(in.storedNames(), ","))
 	}
+	return stops, nil
+}
+
+// stop is a view to stop, and why.
+type stop struct {
+	v   *compiled
+	why string
+}
+
+// stop stops a view: it is skipped from now on, its stored output stays,
+// and the reason is recorded with the view and as a dead letter, in the
+// state's transaction in progress (so it holds exactly when the position
+// that caused it does).
+func (e *Engine) stop(ctx context.Context, v *compiled, re *RuntimeError) error {
+	if err := e.exec(ctx, `UPDATE "_sluice"."views" SET stopped = ? WHERE name = ?`, re.Error(), v.slug()); err != nil {
+		return fmt.Errorf("record stopped view %s: %w", v.spec.Name, err)
+	}
+	v.stopped = re.Error()
+	e.deadLetter(ctx, re)
+	e.noteStopped(v.id, v.stopped)
+	e.log.Error("view stopped: the mirror and the other views go on; change the view to rebuild it", "view", v.slug(), "reason", v.stopped)
 	return nil
 }
 
@@ -506,10 +602,84 @@ func (e *Engine) alter(ctx context.Context, in *input, what string) error {
 	return e.index(ctx, in, true)
 }
 
-func (e *Engine) viewHash(v *compiled) string {
+func (e *Engine) viewHash(v *compiled) string { return specHash(v.slug(), v.spec) }
+
+// specHash identifies a view's definition: a view whose hash changed is
+// rebuilt.
+func specHash(slug string, s Spec) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", stateVersion, v.slug(), strings.Join(v.spec.Key, "\x01"), v.spec.SQL)
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s", stateVersion, slug, strings.Join(s.Key, "\x01"), s.SQL)
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// storedView is a view as the state file knows it.
+type storedView struct {
+	hash, stopped string
+}
+
+func (e *Engine) storedViews(ctx context.Context) (map[string]storedView, error) {
+	rows, err := e.conn.QueryContext(ctx, `SELECT name, hash, coalesce(stopped, '') FROM "_sluice"."views"`)
+	if err != nil {
+		return nil, fmt.Errorf("read view state %s: %w", e.path, err)
+	}
+	defer rows.Close()
+	out := map[string]storedView{}
+	for rows.Next() {
+		var name string
+		var sv storedView
+		if err := rows.Scan(&name, &sv.hash, &sv.stopped); err != nil {
+			return nil, err
+		}
+		out[name] = sv
+	}
+	return out, rows.Err()
+}
+
+// haltChanged decides about a view that no longer compiles: one the state
+// file holds with this very definition compiled before, so its inputs
+// changed under it (a column it reads dropped or retyped while sluice was
+// not running). It stops, as it would have at runtime, instead of refusing
+// the start: the mirror and the other views go on, and the view's target
+// table keeps its last output. A view new or changed is refused (false).
+func (e *Engine) haltChanged(ctx context.Context, s Spec, stored map[string]storedView, err error) bool {
+	id, perr := change.ParseTableID(s.Name)
+	if perr != nil {
+		return false
+	}
+	slug := id.Schema + "." + id.Name
+	sv, ok := stored[slug]
+	if !ok || sv.hash != specHash(slug, s) {
+		return false
+	}
+	why := sv.stopped
+	if why == "" {
+		why = "it no longer compiles over its inputs, which changed: " + err.Error()
+		if xerr := e.exec(ctx, `UPDATE "_sluice"."views" SET stopped = ? WHERE name = ?`, why, slug); xerr != nil {
+			e.log.Error("record stopped view", "view", slug, "error", xerr)
+		}
+		e.deadLetter(ctx, &RuntimeError{View: s.Name, Pos: change.Position{CommitLSN: e.done}, Msg: why})
+	}
+	e.noteStopped(id, why)
+	e.log.Error("view stopped: the mirror and the other views go on; change the view to rebuild it", "view", slug, "reason", why)
+	return true
+}
+
+// noteStopped records a stopped view for Stopped.
+func (e *Engine) noteStopped(id change.TableID, why string) {
+	e.stopMu.Lock()
+	defer e.stopMu.Unlock()
+	e.stops[id] = why
+}
+
+// Stopped returns the views that stopped, with the reason: a runtime
+// failure, or an input column they read dropped or retyped. A stopped view
+// produces no output and its target table keeps the output it had; it
+// stays stopped across restarts until its definition (SQL or key) changes,
+// which rebuilds it. Safe to call from any goroutine.
+func (e *Engine) Stopped() map[change.TableID]string {
+	e.stopMu.Lock()
+	defer e.stopMu.Unlock()
+	return maps.Clone(e.stops)
 }
 
 // setupView creates the view's stored output and working tables; a view
@@ -523,13 +693,17 @@ func (e *Engine) setupView(ctx context.Context, v *compiled) error {
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
+	if stored == hash && v.stopped != "" {
+		e.noteStopped(v.id, v.stopped)
+		e.log.Error("view stopped: the mirror and the other views go on; change the view to rebuild it", "view", v.slug(), "reason", v.stopped)
+	}
 	if stored != hash {
 		if stored != "" {
 			e.log.Info("view definition changed: rebuilding it", "view", v.slug())
 		}
 		for _, q := range []string{
 			`DELETE FROM "_sluice"."views" WHERE name = ?`,
-			`INSERT INTO "_sluice"."views" VALUES (?, ?, false)`,
+			`INSERT INTO "_sluice"."views" (name, hash, live) VALUES (?, ?, false)`,
 		} {
 			args := []any{v.slug()}
 			if strings.HasPrefix(q, "INSERT") {
@@ -614,7 +788,7 @@ func (e *Engine) Inputs() []change.TableID {
 func (e *Engine) Rebuilding() []change.TableID {
 	var out []change.TableID
 	for _, v := range e.views {
-		if !v.live {
+		if !v.live && v.stopped == "" {
 			out = append(out, v.id)
 		}
 	}
@@ -669,15 +843,5 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	e.closed = true
-	if e.txOpen {
-		e.conn.ExecContext(context.Background(), "ROLLBACK")
-	}
-	for _, st := range e.stmts {
-		st.Close()
-	}
-	err := e.conn.Close()
-	if err2 := e.db.Close(); err == nil {
-		err = err2
-	}
-	return err
+	return e.core.close()
 }

@@ -58,6 +58,21 @@ func (e *RuntimeError) Error() string {
 	return s + ": " + e.Msg
 }
 
+// RestartError is a view that stopped (see Engine.Stopped) while the
+// engine held part of a source transaction from an earlier batch, which
+// the failure lost: the run must start again from the source's confirmed
+// position. The view stays stopped; the mirror and the other views go on
+// after the restart.
+type RestartError struct {
+	View string
+	Err  error
+}
+
+func (e *RestartError) Error() string {
+	return fmt.Sprintf("view %s stopped (%v); the source must send again the transaction it was in: start sluice again, the mirror and the other views go on", e.View, e.Err)
+}
+func (e *RestartError) Unwrap() error { return e.Err }
+
 // ErrClosed is returned by an engine after Close.
 var ErrClosed = errors.New("view engine is closed")
 

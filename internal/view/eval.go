@@ -25,7 +25,7 @@ func (e *Engine) evaluate(ctx context.Context, touched []*input, out *change.Bat
 	var logRows [][]driver.Value
 	at, _ := e.curTime.at.(time.Time)
 	for _, v := range e.views {
-		if !v.live {
+		if !v.live || v.stopped != "" {
 			continue
 		}
 		var js []int

@@ -42,7 +42,7 @@ func (e *Engine) Evaluate(ctx context.Context, view string, inputs []InputRows) 
 		return nil, fmt.Errorf("evaluate view %s: %w", view, err)
 	}
 	defer conn.Close()
-	s := &Engine{db: db, conn: conn, log: slog.New(slog.DiscardHandler), nextRid: 1, stmts: map[string]*sql.Stmt{}}
+	s := &Engine{core: &core{db: db, conn: conn, log: slog.New(slog.DiscardHandler), nextRid: 1, stmts: map[string]*sql.Stmt{}}}
 	defer func() {
 		for _, st := range s.stmts {
 			st.Close()

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/pipeline"
 )
 
 func want(t *testing.T, b *change.Batch, lines ...string) {
@@ -163,26 +164,36 @@ func TestResnapshotOfAnInput(t *testing.T) {
 	want(t, apply(t, e, snapshot(500, map[*change.Table][][]change.Value{orders: {ord(1, 1, "9.00", "new")}})), "live r 1,9.00", "live d 2,1.00")
 }
 
+// A view whose declared key turns out not unique stops alone: the other
+// views go on, and it stays stopped across a restart.
 func TestDeclaredKeyNotUnique(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v.db")
-	e := open(t, path, []Spec{{Name: "by_customer", Key: []string{"customer_id"}, SQL: "SELECT customer_id, id FROM orders"}}, orders)
+	spec := []Spec{
+		{Name: "by_customer", Key: []string{"customer_id"}, SQL: "SELECT customer_id, id FROM orders"},
+		{Name: "amounts", SQL: "SELECT id, amount FROM orders"},
+	}
+	e := open(t, path, spec, orders)
 	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {ord(1, 1, "1.00", "new")}}))
-	_, err := e.Apply(context.Background(), (&tx{lsn: 200}).ins(orders, ord(2, 1, "1.00", "new")...).batch())
+	want(t, apply(t, e, (&tx{lsn: 200}).ins(orders, ord(2, 1, "1.00", "new")...).batch()), "amounts c 2,1.00")
 	const msg = "view by_customer: at 0/C8:0/0 key (customer_id=1): the declared key (customer_id) is not unique: 2 output rows have this key; declare a key that is unique, or derive it"
-	if err == nil || err.Error() != msg {
-		t.Fatalf("error\n got: %v\nwant: %s", err, msg)
-	}
-	var re *RuntimeError
-	if !errors.As(err, &re) {
-		t.Fatalf("%T", err)
-	}
-	if _, err := e.Apply(context.Background(), &change.Batch{}); err == nil || !strings.Contains(err.Error(), "stopped by an earlier error") {
-		t.Fatalf("after a failure: %v", err)
-	}
+	wantStopped(t, e, "public.by_customer", msg)
+	want(t, apply(t, e, (&tx{lsn: 300}).ins(orders, ord(3, 2, "3.00", "new")...).batch()), "amounts c 3,3.00")
 	e.Close()
-	e = open(t, path, []Spec{{Name: "by_customer", Key: []string{"customer_id"}, SQL: "SELECT customer_id, id FROM orders"}}, orders)
+	e = open(t, path, spec, orders)
+	wantStopped(t, e, "public.by_customer", msg)
 	if got := deadLetters(t, e); got != "by_customer||(customer_id=1)|200|"+strings.TrimPrefix(msg, "view by_customer: at 0/C8:0/0 key (customer_id=1): ") {
 		t.Fatalf("dead letters: %s", got)
+	}
+	want(t, apply(t, e, (&tx{lsn: 400}).ins(orders, ord(4, 2, "4.00", "new")...).batch()), "amounts c 4,4.00")
+}
+
+// wantStopped checks that the only stopped view is the one named, for the
+// reason given.
+func wantStopped(t *testing.T, e *Engine, view, why string) {
+	t.Helper()
+	got := e.Stopped()
+	if len(got) != 1 || got[change.TableID{Schema: "public", Name: strings.TrimPrefix(view, "public.")}] != why {
+		t.Fatalf("stopped views: %v\nwant %s: %s", got, view, why)
 	}
 }
 
@@ -205,38 +216,75 @@ func deadLetters(t *testing.T, e *Engine) string {
 	return strings.Join(out, "\n")
 }
 
-// A row failing a cast stops the view (the default policy): the error and
-// a dead letter name the view, the input key, the position; a restart meets
-// the same transaction and fails again, until the view is fixed.
+// A row failing a cast stops that view alone (the policy): a dead letter
+// names the view, the input key, the position; the other views and the
+// mirror go on. It stays stopped across restarts until it is fixed, which
+// rebuilds it from the stored inputs (which kept up meanwhile).
 func TestCastFailureStopsTheView(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v.db")
-	spec := []Spec{{Name: "nums", SQL: "SELECT id, CAST(note AS INTEGER) AS n FROM orders"}}
+	spec := []Spec{
+		{Name: "nums", SQL: "SELECT id, CAST(note AS INTEGER) AS n FROM orders"},
+		{Name: "amounts", SQL: "SELECT id, amount FROM orders"},
+	}
 	e := open(t, path, spec, orders)
 	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {{I(1), I(1), N("1.00"), S("new"), S("42")}}}))
-	bad := (&tx{lsn: 200}).upd(orders, I(1), I(1), N("1.00"), S("new"), S("forty-two")).batch()
-	_, err := e.Apply(context.Background(), bad)
+	bad := (&tx{lsn: 200}).upd(orders, I(1), I(1), N("2.00"), S("new"), S("forty-two")).batch()
+	want(t, apply(t, e, bad), "amounts u 1,2.00")
 	const msg = "view nums: at 0/C8:0/0 key public.orders(id=1): Could not convert string 'forty-two' to INT32 when casting from source column note"
-	if err == nil || err.Error() != msg {
-		t.Fatalf("error\n got: %v\nwant: %s", err, msg)
-	}
+	wantStopped(t, e, "public.nums", msg)
+	want(t, apply(t, e, (&tx{lsn: 300}).ins(orders, I(2), I(1), N("3.00"), S("new"), S("7")).batch()), "amounts c 2,3.00")
 	e.Close()
+	// A restart: still stopped; the replay of a transaction it stopped at
+	// emits what was logged.
 	e = open(t, path, spec, orders)
-	if _, err := e.Apply(context.Background(), bad); err == nil || err.Error() != msg {
-		t.Fatalf("replayed: %v", err)
-	}
-	e.Close()
-	e = open(t, path, spec, orders)
-	if got := deadLetters(t, e); got != "nums|public.orders|public.orders(id=1)|200|Could not convert string 'forty-two' to INT32 when casting from source column note\n"+
-		"nums|public.orders|public.orders(id=1)|200|Could not convert string 'forty-two' to INT32 when casting from source column note" {
+	wantStopped(t, e, "public.nums", msg)
+	want(t, apply(t, e, bad), "amounts u 1,2.00")
+	if got := deadLetters(t, e); got != "nums|public.orders|public.orders(id=1)|200|Could not convert string 'forty-two' to INT32 when casting from source column note" {
 		t.Fatalf("dead letters:\n%s", got)
 	}
 	// Fixed with TRY_CAST: the view is rebuilt from its stored inputs.
 	e.Close()
-	e = open(t, path, []Spec{{Name: "nums", SQL: "SELECT id, TRY_CAST(note AS INTEGER) AS n FROM orders"}}, orders)
+	e = open(t, path, []Spec{{Name: "nums", SQL: "SELECT id, TRY_CAST(note AS INTEGER) AS n FROM orders"}, spec[1]}, orders)
 	if got := e.Rebuilding(); len(got) != 1 || got[0].Name != "nums" {
 		t.Fatalf("Rebuilding = %v", got)
 	}
-	want(t, apply(t, e, bad), "nums r 1,NULL")
+	if got := e.Stopped(); len(got) != 0 {
+		t.Fatalf("stopped after the fix: %v", got)
+	}
+	want(t, apply(t, e, &change.Batch{Ack: 300}), "nums r 1,NULL", "nums r 2,7")
+}
+
+// A view failing on a transaction that began in an earlier batch: the
+// engine lost that batch's part, so it is recorded as stopped and Apply
+// asks for a restart (the pipeline's Fatal); after it, the source sends the
+// transaction again and the other views get it whole.
+func TestFailureInACarriedTransactionAsksForARestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v.db")
+	spec := []Spec{
+		{Name: "nums", SQL: "SELECT id, CAST(note AS INTEGER) AS n FROM orders"},
+		{Name: "amounts", SQL: "SELECT id, amount FROM orders"},
+	}
+	e := open(t, path, spec, orders)
+	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {{I(1), I(1), N("1.00"), S("new"), S("42")}}}))
+	big := (&tx{lsn: 200}).ins(orders, I(2), I(1), N("2.00"), S("new"), S("5")).upd(orders, I(1), I(1), N("3.00"), S("new"), S("x"))
+	first := &change.Batch{Changes: big.changes[:1], Ack: 100}
+	rest := &change.Batch{Changes: big.changes[1:], Ack: 200}
+	tr := NewTransform(e, nil)
+	want(t, apply(t, e, first))
+	_, err := tr.Transform(context.Background(), rest)
+	var re *RestartError
+	var te *pipeline.TargetError
+	if !errors.As(err, &re) || re.View != "nums" || !errors.As(err, &te) || te.Class != pipeline.Fatal {
+		t.Fatalf("error %T %v, want a RestartError for nums, Fatal to the pipeline", err, err)
+	}
+	if _, err := e.Apply(context.Background(), &change.Batch{}); err == nil || !strings.Contains(err.Error(), "stopped by an earlier error") {
+		t.Fatalf("after a lost transaction: %v", err)
+	}
+	e.Close()
+	e = open(t, path, spec, orders)
+	wantStopped(t, e, "public.nums", "view nums: at 0/C8:0/0 key public.orders(id=2) public.orders(id=1): Could not convert string 'x' to INT32 when casting from source column note")
+	want(t, apply(t, e, first))
+	want(t, apply(t, e, rest), "amounts u 1,3.00", "amounts c 2,2.00")
 }
 
 // The output log: a replay of transactions the engine already processed
@@ -267,7 +315,7 @@ func TestReplayFromOutputLog(t *testing.T) {
 
 func TestInputSchemaChanges(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v.db")
-	spec := []Spec{{Name: "facts", SQL: "SELECT id, amount, note FROM orders"}}
+	spec := []Spec{{Name: "facts", SQL: "SELECT id, amount, note FROM orders"}, {Name: "amounts", SQL: "SELECT id, amount FROM orders"}}
 	e := open(t, path, spec, orders)
 	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {ord(1, 1, "1.00", "new")}}))
 	// A column added: the view is undisturbed; existing rows hold its missing value.
@@ -275,27 +323,43 @@ func TestInputSchemaChanges(t *testing.T) {
 	added.Version = 2
 	missing := S("m")
 	added.Columns[5].Missing = &missing
-	want(t, apply(t, e, (&tx{lsn: 200}).upd(added, I(1), I(1), N("2.00"), S("new"), S("n"), S("x")).batch()), "facts u 1,2.00,n")
+	want(t, apply(t, e, (&tx{lsn: 200}).upd(added, I(1), I(1), N("2.00"), S("new"), S("n"), S("x")).batch()), "facts u 1,2.00,n", "amounts u 1,2.00")
 	// A column no view reads dropped: fine.
 	dropped := table("public", "orders", added.Columns[0], added.Columns[1], added.Columns[2], added.Columns[4], added.Columns[5])
 	dropped.Version = 3
-	want(t, apply(t, e, (&tx{lsn: 300}).upd(dropped, I(1), I(1), N("3.00"), S("n"), S("x")).batch()), "facts u 1,3.00,n")
-	// A column the view reads dropped: the view stops, naming it.
+	want(t, apply(t, e, (&tx{lsn: 300}).upd(dropped, I(1), I(1), N("3.00"), S("n"), S("x")).batch()), "facts u 1,3.00,n", "amounts u 1,3.00")
+	// A column the view reads dropped: the view stops, naming it; the
+	// other views go on.
 	gone := table("public", "orders", dropped.Columns[0], dropped.Columns[1], dropped.Columns[2], dropped.Columns[4])
 	gone.Version = 4
-	_, err := e.Apply(context.Background(), (&tx{lsn: 400}).upd(gone, I(1), I(1), N("4.00"), S("x")).batch())
+	want(t, apply(t, e, (&tx{lsn: 400}).upd(gone, I(1), I(1), N("4.00"), S("x")).batch()), "amounts u 1,4.00")
 	const msg = "view facts: at 0/190:0/0: column note of public.orders was dropped; the view reads it: change the view"
-	if err == nil || err.Error() != msg {
-		t.Fatalf("error\n got: %v\nwant: %s", err, msg)
-	}
+	wantStopped(t, e, "public.facts", msg)
+	want(t, apply(t, e, (&tx{lsn: 500}).upd(gone, I(1), I(1), N("5.00"), S("x")).batch()), "amounts u 1,5.00")
 	e.Close()
-	// At start-up too: the view is refused with the reason.
-	retyped := table("public", "orders", dropped.Columns[0], dropped.Columns[1], dropped.Columns[2], col("note", intT(), false), dropped.Columns[4])
-	_, err = Open(context.Background(), path, spec, []*change.Table{retyped}, nil)
-	const msg2 = "view facts: at 0/0:0/0: column note of public.orders changed type (stored as VARCHAR, now INTEGER); the view reads it: change the view"
-	if err == nil || err.Error() != msg2 {
-		t.Fatalf("error\n got: %v\nwant: %s", err, msg2)
+	// A restart: the view no longer compiles, but it ran with this very
+	// definition before, so it stays stopped instead of refusing the start.
+	e = open(t, path, spec, gone)
+	wantStopped(t, e, "public.facts", msg)
+	want(t, apply(t, e, (&tx{lsn: 600}).upd(gone, I(1), I(1), N("6.00"), S("x")).batch()), "amounts u 1,6.00")
+	e.Close()
+	// A column retyped while sluice was not running: the unchanged view
+	// reading it stops at start-up, and the input is snapshotted again
+	// (its stored values of the column are gone).
+	retyped := table("public", "orders", gone.Columns[0], gone.Columns[1], col("amount", textT(), false), gone.Columns[3])
+	e = open(t, path, spec[1:], retyped)
+	wantStopped(t, e, "public.amounts", "view amounts: at 0/258:0/0: column amount of public.orders changed type (stored as DECIMAL(12,2), now VARCHAR); the view reads it: change the view")
+	if got := e.Unsnapshotted(); len(got) != 1 || got[0] != orders.ID() {
+		t.Fatalf("Unsnapshotted = %v, want the retyped input", got)
 	}
+	// A view that is new (or changed) and reads it is refused nothing: it
+	// is built from that new snapshot.
+	e.Close()
+	e = open(t, path, []Spec{{Name: "amounts2", SQL: "SELECT id, amount FROM orders"}}, retyped)
+	if got := e.Stopped(); len(got) != 0 {
+		t.Fatalf("stopped: %v", got)
+	}
+	want(t, apply(t, e, snapshot(700, map[*change.Table][][]change.Value{retyped: {{I(1), I(1), S("7.00"), S("x")}}})), "amounts2 r 1,7.00")
 }
 
 // A comma join with its condition in WHERE, and a self-join under aliases.

@@ -17,6 +17,7 @@ type input struct {
 	snapshotted bool
 	snapPos     change.LSN // changes committed at or before it are in the snapshot
 	snapping    bool       // snapshot rows are arriving (the table was emptied for them)
+	stale       bool       // a column was retyped: its stored values are gone until a new snapshot
 
 	quoted, old, delta, stage string // quoted table names
 	fresh, victims            string
@@ -42,6 +43,13 @@ func newInput(t *change.Table) *input {
 		stage:   `"temp"."main".` + change.QuoteIdent("stage."+slug),
 		fresh:   `"temp"."main".` + change.QuoteIdent("new."+slug),
 		victims: `"temp"."main".` + change.QuoteIdent("victims."+slug)}
+}
+
+// reshapedBy reports whether c brings a new shape of the input's table
+// (nil-safe): a transaction starting with one is not grouped with the
+// transactions before it, so a view the new shape stops has seen them.
+func (in *input) reshapedBy(c *change.Change) bool {
+	return in != nil && c.Table != in.tbl && !in.tbl.SameShape(c.Table)
 }
 
 func (in *input) keyed() bool { return len(in.tbl.Key) > 0 }

@@ -2,6 +2,7 @@ package view
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/sluice-dev/sluice/internal/change"
@@ -62,6 +63,11 @@ func (t *Transform) Start(ctx context.Context, source []*change.Table, state map
 	for _, o := range outputs {
 		id := o.ID()
 		pl.Outputs = append(pl.Outputs, o)
+		if _, stopped := t.e.Stopped()[id]; stopped {
+			// Its table keeps what it holds; nothing comes for it until
+			// the view is changed (a rebuild).
+			continue
+		}
 		if !state[id].Snapshotted && !rebuilding[id] {
 			// The engine emitted the view's output, the target never
 			// committed it (or lost it): emit it again.
@@ -96,6 +102,17 @@ func (t *Transform) Start(ctx context.Context, source []*change.Table, state map
 func (t *Transform) Transform(ctx context.Context, b *change.Batch) (*change.Batch, error) {
 	views, err := t.e.Apply(ctx, b)
 	if err != nil {
+		var re *RestartError
+		if errors.As(err, &re) || t.e.broken != nil {
+			// The engine lost part of a transaction: only a new run,
+			// which the source starts at its confirmed position, has it.
+			te := &pipeline.TargetError{Class: pipeline.Fatal, Err: fmt.Errorf("views: %w", err),
+				Fix: "start sluice again: the views' state is opened again and the source sends the transaction again"}
+			if re != nil {
+				te.Table = re.View
+			}
+			return nil, te
+		}
 		return nil, fmt.Errorf("views: %w", err)
 	}
 	out := &change.Batch{Ack: b.Ack}
@@ -137,6 +154,10 @@ func (t *Transform) Transform(ctx context.Context, b *change.Batch) (*change.Bat
 	}
 	return out, nil
 }
+
+// Stopped reports the views that stopped (see Engine.Stopped), by their
+// output table, for the pipeline's status.
+func (t *Transform) Stopped() map[change.TableID]string { return t.e.Stopped() }
 
 // Confirm implements pipeline.Transform.
 func (t *Transform) Confirm(lsn change.LSN) { t.e.Confirm(lsn) }
