@@ -66,6 +66,16 @@ type Transform interface {
 	Confirm(lsn change.LSN)
 }
 
+// Pager is a Transform whose output for one batch may come in parts (a
+// view's whole output, which must not be held in memory at once). After
+// applying a transformed batch, while Pending, the pipeline applies each
+// batch Next returns, before it hands the transform the next source batch
+// (nor transforms one ahead). Those batches confirm nothing to the source.
+type Pager interface {
+	Pending() bool
+	Next(ctx context.Context) (*change.Batch, error)
+}
+
 // TransformPlan is what a Transform's Start decides.
 type TransformPlan struct {
 	Outputs  []*change.Table // every table the target receives

@@ -321,10 +321,33 @@ func (p *Pipeline) apply(runCtx, applyCtx context.Context, b, tb *change.Batch) 
 		}
 		return p.applyOnce(applyCtx, b, tb)
 	})
+	if err == nil {
+		err = p.applyPages(runCtx, applyCtx)
+	}
 	if err != nil && runCtx.Err() != nil && errors.Is(err, runCtx.Err()) {
 		return errShutdown
 	}
 	return err
+}
+
+// applyPages applies the rest of a paging transform's output, before the
+// transform is handed another batch (see Pager).
+func (p *Pipeline) applyPages(runCtx, applyCtx context.Context) error {
+	pg, ok := p.opt.Transform.(Pager)
+	if !ok {
+		return nil
+	}
+	for pg.Pending() {
+		tb, err := pg.Next(applyCtx)
+		if err != nil {
+			return fmt.Errorf("transform batch: %w", err)
+		}
+		b := &change.Batch{} // confirms nothing more to the source
+		if err := p.retry.Do(runCtx, b, func() error { return p.applyOnce(applyCtx, b, tb) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // aheadBatch is a batch taken from the queue while the target applied the
@@ -344,6 +367,9 @@ type aheadBatch struct {
 func (p *Pipeline) transformAhead(ctx context.Context) chan *aheadBatch {
 	if _, ok := p.opt.Transform.(Identity); ok || p.ahead != nil {
 		return nil
+	}
+	if pg, ok := p.opt.Transform.(Pager); ok && pg.Pending() {
+		return nil // its pages come before any later batch
 	}
 	p.mu.Lock()
 	if p.hold != nil {

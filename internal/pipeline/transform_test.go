@@ -249,3 +249,82 @@ func TestTransformAheadOfApply(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// pagingTransform emits two pages after the first batch it is handed, and
+// fails a batch handed while its pages are pending.
+type pagingTransform struct {
+	recordingTransform
+	pmu     sync.Mutex
+	pages   []string
+	started bool
+	early   error
+}
+
+func (p *pagingTransform) Transform(ctx context.Context, b *change.Batch) (*change.Batch, error) {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	if len(p.pages) > 0 {
+		p.early = errors.New("a batch was handed while pages were pending")
+		return nil, p.early
+	}
+	if !p.started {
+		p.started, p.pages = true, []string{"p1", "p2"}
+	}
+	return p.recordingTransform.Transform(ctx, b)
+}
+
+func (p *pagingTransform) Pending() bool {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	return len(p.pages) > 0
+}
+
+func (p *pagingTransform) Next(context.Context) (*change.Batch, error) {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	c := row(p.pages[0], 20)
+	c.Table, p.pages = viewTbl, p.pages[1:]
+	return &change.Batch{Changes: []change.Change{c}}, nil
+}
+
+// A paging transform's parts are applied after the batch that caused
+// them and before the next batch is handed to it (nor transformed ahead);
+// they confirm nothing.
+func TestPagesBeforeTheNextBatch(t *testing.T) {
+	gate := make(chan struct{})
+	src := &gatedSource{gate: gate, batches: []*change.Batch{
+		{Changes: []change.Change{row("1", 20)}, Ack: 21},
+		{Changes: []change.Change{row("2", 40)}, Ack: 41},
+	}}
+	tr := &pagingTransform{}
+	// The first apply waits until the second batch is queued, so that it
+	// would be transformed ahead if the pages let it.
+	release := make(chan struct{})
+	dst := &fakeTarget{state: map[change.TableID]change.TableState{viewTbl.ID(): {Snapshotted: true}}}
+	var once sync.Once
+	dst.onApply = func() { once.Do(func() { <-release }) }
+	p := New(src, dst, Options{Transform: tr, ApplyChanges: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, []*change.Table{tbl}) }()
+	close(gate)
+	waitFor(t, func() bool { n, _ := p.q.len(); return n > 0 })
+	close(release)
+	waitFor(t, func() bool { return dst.count() == 4 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range dst.applied {
+		got = append(got, c.After[0].String())
+	}
+	if !slices.Equal(got, []string{"1", "p1", "p2", "2"}) || tr.early != nil {
+		t.Fatalf("applied %v (%v), want the pages between the batches", got, tr.early)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if !slices.Equal(src.confirmed, []change.LSN{21, 41}) {
+		t.Fatalf("confirmed %v, want the two batches' acks only", src.confirmed)
+	}
+}

@@ -44,6 +44,9 @@ func (e *Engine) Apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 	if e.broken != nil {
 		return nil, fmt.Errorf("view engine stopped by an earlier error: %w", e.broken)
 	}
+	if e.Pending() {
+		return nil, errors.New("view engine: a view's whole output is still being emitted: take it with NextPage before the next batch")
+	}
 	// Without a transaction carried over from an earlier batch, the state
 	// file as last committed is exactly the state before b: a failure can
 	// be undone by opening it again, with the inputs' schemas of now.
@@ -203,6 +206,9 @@ func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 				return nil, err
 			}
 		}
+	}
+	if err := e.page(ctx, out); err != nil {
+		return nil, err
 	}
 	if e.cur == 0 {
 		for _, in := range e.order {

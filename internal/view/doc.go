@@ -98,8 +98,11 @@
 // skipped (they are in the snapshot). Snapshot rows arriving for an input
 // that has a snapshot start a re-snapshot: its stored rows are dropped and
 // the views reading it emit their whole output again (op r rows, deletes
-// of keys that vanished, a SnapshotDone). The initial output is returned
-// in one batch: its memory is that of the view's output.
+// of keys that vanished, a SnapshotDone). A whole output is returned in
+// pages of at most 50,000 rows: the first with the Apply that computed
+// it, the rest from NextPage while Pending (the pipeline's Pager), the
+// SnapshotDone with the last; Apply takes no source batch meanwhile, so
+// no later change of the view reaches a target before its snapshot rows.
 //
 // A view new to the state file, or whose SQL or key changed, is rebuilt:
 // its whole output is emitted again as a snapshot at the next Apply once

@@ -42,6 +42,9 @@ type Engine struct {
 	stops   map[change.TableID]string // stopped views and why (Stopped)
 	broken  error
 	closed  bool
+	// pageRows bounds a batch of a view's whole output (defaultPageRows
+	// when 0).
+	pageRows int
 
 	*core
 }
@@ -77,6 +80,8 @@ type core struct {
 	curReplay bool
 	curTime   changeMeta
 	txRid     int64 // nextRid when cur began: rows with a rid at or above it are new
+
+	pages []*initPages // whole outputs being emitted, in order
 }
 
 type changeMeta struct {

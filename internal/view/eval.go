@@ -270,44 +270,21 @@ func (e *Engine) initView(ctx context.Context, v *compiled, out *change.Batch) e
 	if err != nil {
 		return err
 	}
-	changes, err := e.diff(ctx, v, "SELECT * FROM "+v.outTable())
-	if err != nil {
-		return err
-	}
-	// Every row of the new output, as a snapshot row.
-	var render, order []string
-	for _, c := range v.cols {
-		render = append(render, c.render(change.QuoteIdent(c.name)))
-	}
+	// The whole new output as snapshot rows in key order, then deletes of
+	// the keys a previous output held that it lacks: numbered in a
+	// working table that the pages are read from (see page).
+	var order, on []string
 	for _, n := range v.keyNames() {
-		order = append(order, change.QuoteIdent(n)+" NULLS FIRST")
+		q := change.QuoteIdent(n)
+		order = append(order, q+" NULLS FIRST")
+		on = append(on, "a."+q+" IS NOT DISTINCT FROM b."+q)
 	}
-	rows, err := e.conn.QueryContext(ctx, "SELECT "+strings.Join(render, ", ")+" FROM "+v.tmp("after")+" ORDER BY "+strings.Join(order, ", "))
-	if err != nil {
-		return err
+	if err := e.exec(ctx, "CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("init"))+` AS SELECT row_number() OVER (ORDER BY "_sluice_del", `+strings.Join(order, ", ")+`) AS "_sluice_n", * FROM (`+
+		`SELECT false AS "_sluice_del", * FROM `+v.tmp("after")+
+		` UNION ALL SELECT true, * FROM `+v.outTable()+" b WHERE NOT EXISTS (SELECT 1 FROM "+v.tmp("after")+" a WHERE "+strings.Join(on, " AND ")+"))"); err != nil {
+		return fmt.Errorf("view %s: number its output: %w", v.spec.Name, err)
 	}
-	vals := make([]any, len(v.cols))
-	ptrs := make([]any, len(vals))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			rows.Close()
-			return err
-		}
-		out.Changes = append(out.Changes, change.Change{Op: change.OpRead, Table: v.table, After: v.row(vals), Pos: pos})
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, c := range changes {
-		if c.Op == change.OpDelete {
-			c.Pos = pos
-			out.Changes = append(out.Changes, c)
-		}
-	}
+	e.pages = append(e.pages, &initPages{v: v, pos: pos, next: 1})
 	qs = []string{"DELETE FROM " + v.outTable(), "INSERT INTO " + v.outTable() + " SELECT * FROM " + v.tmp("after")}
 	if v.mode == modeGroups {
 		rid := change.QuoteIdent(ridCol)
@@ -323,12 +300,93 @@ func (e *Engine) initView(ctx context.Context, v *compiled, out *change.Batch) e
 		}
 	}
 	v.live = true
-	if err := e.saveView(ctx, v); err != nil {
-		return err
+	return e.saveView(ctx, v)
+}
+
+// initPages is a view's whole output being emitted, page by page.
+type initPages struct {
+	v    *compiled
+	pos  change.Position
+	next int64 // the row number to emit next, from 1
+}
+
+// defaultPageRows bounds the rows of a view's whole output emitted in one
+// batch: the output of a view over 10M rows must not be held at once.
+const defaultPageRows = 50_000
+
+// page appends up to the page size of the pending whole outputs to out; a
+// view's SnapshotDone comes with its last rows.
+func (e *Engine) page(ctx context.Context, out *change.Batch) error {
+	budget := int64(e.pageRows)
+	if budget <= 0 {
+		budget = defaultPageRows
 	}
-	out.Snapshotted = append(out.Snapshotted, change.SnapshotDone{Table: v.table, Pos: pos})
-	e.log.Info("view output snapshotted", "view", v.slug(), "position", pos)
+	for len(e.pages) > 0 && budget > 0 {
+		pg := e.pages[0]
+		v := pg.v
+		render := []string{`"_sluice_del"`}
+		for _, c := range v.cols {
+			render = append(render, c.render(change.QuoteIdent(c.name)))
+		}
+		rows, err := e.conn.QueryContext(ctx, "SELECT "+strings.Join(render, ", ")+" FROM "+v.tmp("init")+` WHERE "_sluice_n" >= ? ORDER BY "_sluice_n" LIMIT ?`, pg.next, budget)
+		if err != nil {
+			return fmt.Errorf("view %s: read its output: %w", v.spec.Name, err)
+		}
+		vals := make([]any, len(render))
+		ptrs := make([]any, len(vals))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		var n int64
+		for rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				rows.Close()
+				return err
+			}
+			n++
+			if vals[0].(bool) {
+				out.Changes = append(out.Changes, change.Change{Op: change.OpDelete, Table: v.table, Before: v.row(vals[1:]), Pos: pg.pos})
+			} else {
+				out.Changes = append(out.Changes, change.Change{Op: change.OpRead, Table: v.table, After: v.row(vals[1:]), Pos: pg.pos})
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		pg.next += n
+		budget -= n
+		if budget > 0 { // the view's output is all out
+			if err := e.exec(ctx, "DROP TABLE IF EXISTS "+v.tmp("init")); err != nil {
+				return err
+			}
+			out.Snapshotted = append(out.Snapshotted, change.SnapshotDone{Table: v.table, Pos: pg.pos})
+			e.log.Info("view output snapshotted", "view", v.slug(), "position", pg.pos, "rows", pg.next-1)
+			e.pages = e.pages[1:]
+		}
+	}
 	return nil
+}
+
+// Pending reports whether a view's whole output is still being emitted:
+// NextPage returns the rest, and until it is all out, Apply refuses new
+// source changes (a later change of the view must not reach the target
+// before the snapshot rows it follows).
+func (e *Engine) Pending() bool { return e.core != nil && len(e.pages) > 0 }
+
+// NextPage returns the next part of the whole outputs being emitted (see
+// Pending): op r rows and deletes of vanished keys, with a view's
+// SnapshotDone after its last rows; an empty batch when there are none.
+func (e *Engine) NextPage(ctx context.Context) (*change.Batch, error) {
+	if e.closed {
+		return nil, ErrClosed
+	}
+	out := &change.Batch{}
+	if err := e.page(ctx, out); err != nil {
+		e.broken = err
+		return nil, err
+	}
+	return out, nil
 }
 
 // replay emits again the logged outputs of the transaction committed at c.

@@ -405,3 +405,47 @@ func TestReopenKeepsColumnsTheCatalogRespells(t *testing.T) {
 	}
 	want(t, apply(t, e, (&tx{lsn: 200}).upd(readings, I(1), ts, N("2.50"), tz).batch()), "per_sensor u 1,1,2.50")
 }
+
+// A view's whole output comes in pages of bounded size, the deletes of
+// vanished keys after its rows, its SnapshotDone with the last page; no
+// source batch is taken meanwhile.
+func TestWholeOutputInPages(t *testing.T) {
+	e := open(t, "", []Spec{{Name: "live", SQL: "SELECT id, amount FROM orders"}}, orders)
+	e.pageRows = 2
+	var rows [][]change.Value
+	for i := 1; i <= 5; i++ {
+		rows = append(rows, ord(i, 1, fmt.Sprintf("%d.00", i), "new"))
+	}
+	b := apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: rows}))
+	want(t, b, "live r 1,1.00", "live r 2,2.00")
+	if len(b.Snapshotted) != 0 || !e.Pending() {
+		t.Fatalf("first page: Snapshotted %v, Pending %v", b.Snapshotted, e.Pending())
+	}
+	if _, err := e.Apply(context.Background(), (&tx{lsn: 200}).ins(orders, ord(9, 1, "9.00", "new")...).batch()); err == nil || !strings.Contains(err.Error(), "NextPage") {
+		t.Fatalf("a batch while pages are pending: %v", err)
+	}
+	page := func(lines ...string) *change.Batch {
+		t.Helper()
+		b, err := e.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want(t, b, lines...)
+		return b
+	}
+	page("live r 3,3.00", "live r 4,4.00")
+	if last := page("live r 5,5.00"); len(last.Snapshotted) != 1 || last.Snapshotted[0].Table.Name != "live" || e.Pending() {
+		t.Fatalf("last page: Snapshotted %v, Pending %v", last.Snapshotted, e.Pending())
+	}
+	want(t, apply(t, e, (&tx{lsn: 200}).ins(orders, ord(9, 1, "9.00", "new")...).batch()), "live c 9,9.00")
+	// A re-snapshot that lost keys: the rows, then the deletes.
+	b = apply(t, e, snapshot(300, map[*change.Table][][]change.Value{orders: rows[:1]}))
+	want(t, b, "live r 1,1.00", "live d 2,2.00")
+	page("live d 3,3.00", "live d 4,4.00")
+	if last := page("live d 5,5.00", "live d 9,9.00"); len(last.Snapshotted) != 0 || !e.Pending() {
+		t.Fatalf("a full page is not known to be the last: Snapshotted %v", last.Snapshotted)
+	}
+	if last := page(); len(last.Snapshotted) != 1 || e.Pending() {
+		t.Fatalf("after the last rows: Snapshotted %v, Pending %v", last.Snapshotted, e.Pending())
+	}
+}

@@ -25,7 +25,10 @@ type Transform struct {
 	done map[change.TableID]bool
 }
 
-var _ pipeline.Transform = (*Transform)(nil)
+var (
+	_ pipeline.Transform = (*Transform)(nil)
+	_ pipeline.Pager     = (*Transform)(nil)
+)
 
 // NewTransform wraps an engine; mirrored lists the source tables that are
 // mirrored themselves (a table with mirror: false only feeds views).
@@ -140,6 +143,12 @@ func (t *Transform) Transform(ctx context.Context, b *change.Batch) (*change.Bat
 			out.Snapshotted = append(out.Snapshotted, s)
 		}
 	}
+	t.add(out, views)
+	return out, nil
+}
+
+// add appends the views' output to out.
+func (t *Transform) add(out, views *change.Batch) {
 	for _, c := range views.Changes {
 		if c.Op == change.OpRead && t.done[c.Table.ID()] {
 			c.Op = change.OpUpdate // an upsert of the key
@@ -152,6 +161,21 @@ func (t *Transform) Transform(ctx context.Context, b *change.Batch) (*change.Bat
 			t.done[s.Table.ID()] = true
 		}
 	}
+}
+
+// Pending implements pipeline.Pager: a view's whole output is being
+// emitted over several batches.
+func (t *Transform) Pending() bool { return t.e.Pending() }
+
+// Next implements pipeline.Pager: the next part of a view's whole output.
+func (t *Transform) Next(ctx context.Context) (*change.Batch, error) {
+	views, err := t.e.NextPage(ctx)
+	if err != nil {
+		return nil, &pipeline.TargetError{Class: pipeline.Fatal, Err: fmt.Errorf("views: %w", err),
+			Fix: "start sluice again: the view's whole output is emitted again"}
+	}
+	out := &change.Batch{}
+	t.add(out, views)
 	return out, nil
 }
 
