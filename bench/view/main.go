@@ -4,7 +4,12 @@
 // an identity-like view, and the mirror with a two-table join view — and
 // each one's throughput is reported against the mirror alone's.
 //
-// Usage: go run ./bench/view [-orders N] [-changes N] [-tx N]
+// With -state N it measures instead the memory of a view's state: one
+// pipeline with the join view alone (no mirrored table) snapshots N orders
+// into DuckDB, and the process's peak RSS and the state file's size are
+// reported (the aim: 10M input rows under 1 GiB).
+//
+// Usage: go run ./bench/view [-orders N] [-changes N] [-tx N] [-state N]
 package main
 
 import (
@@ -15,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,9 +38,16 @@ func main() {
 	changes := flag.Int("changes", 100_000, "order updates in the streaming run")
 	perTx := flag.Int("tx", 10, "changes per source transaction")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the streaming runs to this file")
+	state := flag.Int("state", 0, "measure the peak RSS of a join view's state over this many orders instead")
 	flag.Parse()
 	profile = *cpuprofile
-	if err := run(context.Background(), *orders, *changes, *perTx); err != nil {
+	err := error(nil)
+	if *state > 0 {
+		err = stateRun(context.Background(), *state)
+	} else {
+		err = run(context.Background(), *orders, *changes, *perTx)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -57,39 +70,112 @@ var runs = []runSpec{
 FROM public.orders o LEFT JOIN public.customers c ON c.id = o.customer_id WHERE o.status <> 'cancelled'`}}},
 }
 
-func run(ctx context.Context, orders, changes, perTx int) error {
+// shop is a throwaway Postgres holding orders and their customers.
+type shop struct {
+	pg        *testenv.Postgres
+	url       string
+	conn      *pgx.Conn
+	dir       string
+	customers int
+}
+
+func (s *shop) close() {
+	s.conn.Close(context.Background())
+	s.pg.Stop()
+	os.RemoveAll(s.dir)
+}
+
+func newShop(ctx context.Context, orders int) (*shop, error) {
 	pg, err := testenv.StartPostgres(ctx, testenv.PostgresOptions{Settings: []string{"max_wal_size = 4GB", "checkpoint_timeout = 30min"}})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer pg.Stop()
+	s := &shop{pg: pg, customers: max(orders/100, 1)}
 	db, err := pg.CreateDatabase(ctx, "bench")
-	if err != nil {
-		return err
+	if err == nil {
+		s.url = pg.URL(db)
+		s.conn, err = pgx.Connect(ctx, s.url)
 	}
-	url := pg.URL(db)
-	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		return err
+		pg.Stop()
+		return nil, err
 	}
-	defer conn.Close(ctx)
-	dir, err := os.MkdirTemp("", "sluice-bench-view-")
-	if err != nil {
-		return err
+	if s.dir, err = os.MkdirTemp("", "sluice-bench-view-"); err != nil {
+		s.close()
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	customers := max(orders/100, 1)
 	for _, q := range []string{
 		`CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, tier text NOT NULL)`,
 		`CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL, amount numeric(12,2) NOT NULL, status text NOT NULL)`,
-		fmt.Sprintf(`INSERT INTO customers SELECT i, 'customer ' || i, (ARRAY['basic', 'gold', 'platinum'])[1 + i %% 3] FROM generate_series(1, %d) i`, customers),
-		fmt.Sprintf(`INSERT INTO orders SELECT i, 1 + i %% %d, i %% 1000 + 0.5, CASE WHEN i %% 10 = 0 THEN 'cancelled' ELSE 'open' END FROM generate_series(1, %d) i`, customers, orders),
+		fmt.Sprintf(`INSERT INTO customers SELECT i, 'customer ' || i, (ARRAY['basic', 'gold', 'platinum'])[1 + i %% 3] FROM generate_series(1, %d) i`, s.customers),
+		fmt.Sprintf(`INSERT INTO orders SELECT i, 1 + i %% %d, i %% 1000 + 0.5, CASE WHEN i %% 10 = 0 THEN 'cancelled' ELSE 'open' END FROM generate_series(1, %d) i`, s.customers, orders),
 		`VACUUM ANALYZE`,
 	} {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			return err
+		if _, err := s.conn.Exec(ctx, q); err != nil {
+			s.close()
+			return nil, err
 		}
 	}
+	return s, nil
+}
+
+// stateRun snapshots orders through the join view alone and reports the
+// process's peak RSS.
+func stateRun(ctx context.Context, orders int) error {
+	var before syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	s, err := newShop(ctx, orders)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	fmt.Printf("# sluice view state benchmark (DuckDB target), %s: %d orders, %d customers, join view only\n",
+		time.Now().UTC().Format(time.RFC3339), orders, s.customers)
+	src, err := postgres.New(postgres.Config{URL: s.url, Pipeline: "bench_state", StatusInterval: time.Second,
+		Tables: []change.TableID{{Schema: "public", Name: "customers"}, {Schema: "public", Name: "orders"}}})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tables, err := src.Prepare(ctx)
+	if err != nil {
+		return err
+	}
+	tgt, err := duckdb.Open(ctx, filepath.Join(s.dir, "target.duckdb"), duckdb.Options{})
+	if err != nil {
+		return err
+	}
+	defer tgt.Close()
+	statePath := filepath.Join(s.dir, "state.views.duckdb")
+	e, err := view.Open(ctx, statePath, runs[2].views, tables, nil)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	d, err := drain(ctx, src, tgt, view.NewTransform(e, nil), tables, 0, 1)
+	if err != nil {
+		return err
+	}
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	st, err := os.Stat(statePath)
+	if err != nil {
+		return err
+	}
+	in := orders + s.customers
+	fmt.Printf("snapshot of %d input rows through the join view: %.1f s, %.0f rows/s\n", in, d.Seconds(), float64(in)/d.Seconds())
+	fmt.Printf("peak RSS of the process: %d MiB (before: %d MiB; aim < 1024 MiB at 10M rows); state file %d MiB, %.1f bytes per input row\n",
+		ru.Maxrss>>10, before.Maxrss>>10, st.Size()>>20, float64(st.Size())/float64(in))
+	return nil
+}
+
+func run(ctx context.Context, orders, changes, perTx int) error {
+	s, err := newShop(ctx, orders)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	url, conn, dir, customers := s.url, s.conn, s.dir, s.customers
 	fmt.Printf("# sluice view benchmark (DuckDB target), %s: %d orders, %d customers, %d updates in transactions of %d\n",
 		time.Now().UTC().Format(time.RFC3339), orders, customers, changes, perTx)
 
@@ -133,7 +219,7 @@ func run(ctx context.Context, orders, changes, perTx int) error {
 			p.close = func() { e.Close(); tgt.Close(); src.Close() }
 		}
 		ps = append(ps, p)
-		if _, err := drain(ctx, p.src, p.tgt, p.tr, p.tables, 0); err != nil {
+		if _, err := drain(ctx, p.src, p.tgt, p.tr, p.tables, 0, len(p.tables)+len(r.views)); err != nil {
 			return fmt.Errorf("%s: snapshot: %w", r.name, err)
 		}
 	}
@@ -158,7 +244,7 @@ func run(ctx context.Context, orders, changes, perTx int) error {
 	}
 	var base float64
 	for _, p := range ps {
-		d, err := drain(ctx, p.src, p.tgt, p.tr, p.tables, changes)
+		d, err := drain(ctx, p.src, p.tgt, p.tr, p.tables, changes, 0)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.spec.name, err)
 		}
@@ -186,9 +272,10 @@ func (o observed) Apply(ctx context.Context, b *change.Batch) error {
 }
 
 // drain runs the pipeline until the target has applied want streamed
-// changes of the mirrored tables (with want 0, until the snapshot is
-// applied) and returns how long it took.
-func drain(ctx context.Context, src *postgres.Source, tgt pipeline.Target, tr pipeline.Transform, tables []*change.Table, want int) (time.Duration, error) {
+// changes of the mirrored tables (with want 0, until it has applied
+// markers SnapshotDones: the mirrored tables' and the views') and returns
+// how long it took.
+func drain(ctx context.Context, src *postgres.Source, tgt pipeline.Target, tr pipeline.Transform, tables []*change.Table, want, markers int) (time.Duration, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	applied, snapshotted := 0, 0
@@ -199,7 +286,7 @@ func drain(ctx context.Context, src *postgres.Source, tgt pipeline.Target, tr pi
 				applied++
 			}
 		}
-		if want == 0 && snapshotted >= len(tables) || want > 0 && applied >= want {
+		if want == 0 && snapshotted >= markers || want > 0 && applied >= want {
 			cancel()
 		}
 	}}
