@@ -281,7 +281,7 @@ func (e *Engine) initView(ctx context.Context, v *compiled, out *change.Batch) e
 	}
 	if err := e.exec(ctx, "CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("init"))+` AS SELECT row_number() OVER (ORDER BY "_sluice_del", `+strings.Join(order, ", ")+`) AS "_sluice_n", * FROM (`+
 		`SELECT false AS "_sluice_del", * FROM `+v.tmp("after")+
-		` UNION ALL SELECT true, * FROM `+v.outTable()+" b WHERE NOT EXISTS (SELECT 1 FROM "+v.tmp("after")+" a WHERE "+strings.Join(on, " AND ")+"))"); err != nil {
+		` UNION ALL SELECT true, * FROM `+v.outTable()+" b WHERE NOT EXISTS (SELECT 1 FROM "+v.tmp("after")+" a WHERE "+strings.Join(on, " AND ")+`)) ORDER BY "_sluice_n"`); err != nil {
 		return fmt.Errorf("view %s: number its output: %w", v.spec.Name, err)
 	}
 	e.pages = append(e.pages, &initPages{v: v, pos: pos, next: 1})
@@ -328,7 +328,9 @@ func (e *Engine) page(ctx context.Context, out *change.Batch) error {
 		for _, c := range v.cols {
 			render = append(render, c.render(change.QuoteIdent(c.name)))
 		}
-		rows, err := e.conn.QueryContext(ctx, "SELECT "+strings.Join(render, ", ")+" FROM "+v.tmp("init")+` WHERE "_sluice_n" >= ? ORDER BY "_sluice_n" LIMIT ?`, pg.next, budget)
+		// Stored in number order: the range is read through the zone
+		// maps, not by scanning the whole output for every page.
+		rows, err := e.conn.QueryContext(ctx, "SELECT "+strings.Join(render, ", ")+" FROM "+v.tmp("init")+` WHERE "_sluice_n" >= ? AND "_sluice_n" < ? ORDER BY "_sluice_n"`, pg.next, pg.next+budget)
 		if err != nil {
 			return fmt.Errorf("view %s: read its output: %w", v.spec.Name, err)
 		}
