@@ -7,7 +7,8 @@
 // With -state N it measures instead the memory of a view's state: one
 // pipeline with the join view alone (no mirrored table) snapshots N orders
 // into DuckDB, and the process's peak RSS and the state file's size are
-// reported (the aim: 10M input rows under 1 GiB).
+// reported (the aim: 10M input rows under 1 GiB); -state-target none
+// drops the output instead of loading a DuckDB target with it.
 //
 // Usage: go run ./bench/view [-orders N] [-changes N] [-tx N] [-state N]
 package main
@@ -39,11 +40,12 @@ func main() {
 	perTx := flag.Int("tx", 10, "changes per source transaction")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the streaming runs to this file")
 	state := flag.Int("state", 0, "measure the peak RSS of a join view's state over this many orders instead")
+	stateTarget := flag.String("state-target", "duckdb", "with -state: where the view's output goes, duckdb or none (the engine's memory alone)")
 	flag.Parse()
 	profile = *cpuprofile
 	err := error(nil)
 	if *state > 0 {
-		err = stateRun(context.Background(), *state)
+		err = stateRun(context.Background(), *state, *stateTarget == "duckdb")
 	} else {
 		err = run(context.Background(), *orders, *changes, *perTx)
 	}
@@ -121,7 +123,7 @@ func newShop(ctx context.Context, orders int) (*shop, error) {
 
 // stateRun snapshots orders through the join view alone and reports the
 // process's peak RSS.
-func stateRun(ctx context.Context, orders int) error {
+func stateRun(ctx context.Context, orders int, intoDuckDB bool) error {
 	var before syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 	s, err := newShop(ctx, orders)
@@ -129,8 +131,8 @@ func stateRun(ctx context.Context, orders int) error {
 		return err
 	}
 	defer s.close()
-	fmt.Printf("# sluice view state benchmark (DuckDB target), %s: %d orders, %d customers, join view only\n",
-		time.Now().UTC().Format(time.RFC3339), orders, s.customers)
+	fmt.Printf("# sluice view state benchmark (target: DuckDB %v), %s: %d orders, %d customers, join view only\n",
+		intoDuckDB, time.Now().UTC().Format(time.RFC3339), orders, s.customers)
 	src, err := postgres.New(postgres.Config{URL: s.url, Pipeline: "bench_state", StatusInterval: time.Second,
 		Tables: []change.TableID{{Schema: "public", Name: "customers"}, {Schema: "public", Name: "orders"}}})
 	if err != nil {
@@ -141,11 +143,15 @@ func stateRun(ctx context.Context, orders int) error {
 	if err != nil {
 		return err
 	}
-	tgt, err := duckdb.Open(ctx, filepath.Join(s.dir, "target.duckdb"), duckdb.Options{})
-	if err != nil {
-		return err
+	var tgt pipeline.Target = discard{}
+	if intoDuckDB {
+		t, err := duckdb.Open(ctx, filepath.Join(s.dir, "target.duckdb"), duckdb.Options{})
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		tgt = t
 	}
-	defer tgt.Close()
 	statePath := filepath.Join(s.dir, "state.views.duckdb")
 	e, err := view.Open(ctx, statePath, runs[2].views, tables, nil)
 	if err != nil {
@@ -256,6 +262,15 @@ func run(ctx context.Context, orders, changes, perTx int) error {
 	}
 	return nil
 }
+
+// discard is a target that keeps nothing: the view engine's memory alone.
+type discard struct{}
+
+func (discard) State(context.Context) (map[change.TableID]change.TableState, error) {
+	return map[change.TableID]change.TableState{}, nil
+}
+func (discard) Reset(context.Context, *change.Table) error { return nil }
+func (discard) Apply(context.Context, *change.Batch) error { return nil }
 
 // observed wraps a target to see what each batch applied.
 type observed struct {
