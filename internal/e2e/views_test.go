@@ -175,3 +175,68 @@ func TestViewErrors(t *testing.T) {
 		t.Errorf("a volatile function in a view: exit %d\n%s", code, out)
 	}
 }
+
+// A view failing on a row stops alone: the mirror and the other views go
+// on, through a kill -9, status says why, and changing the view rebuilds
+// it.
+func TestViewStopsAlone(t *testing.T) {
+	e := newEnv(t, "duckdb")
+	createShop(e)
+	cfg := filepath.Join(e.dir, "sluice.yaml")
+	codes := func(cast string) string {
+		return strings.Replace(viewsConfig(e, ""), "target:", `  - name: order_codes
+    sql: |
+      SELECT o.id, `+cast+`(o.status AS INTEGER) AS code FROM public.orders o WHERE o.status NOT IN ('open', 'cancelled')
+target:`, 1)
+	}
+	writeFile(t, cfg, codes("CAST"))
+	verifyArgs := []string{"verify", "--config", cfg}
+	p := e.start("run", "--config", cfg)
+	e.waitRunning(p)
+	e.exec(`INSERT INTO orders VALUES (90001, 5, 10.00, '7')`)
+	e.waitVerifiedArgs(verifyArgs, 90*time.Second, p)
+
+	e.exec(`INSERT INTO orders VALUES (90002, 5, 11.00, 'x')`)
+	e.exec(`UPDATE customers SET name = 'renamed' WHERE id = 5; INSERT INTO orders VALUES (90003, 5, 12.00, 'open')`)
+	const why = `Could not convert string 'x' to INT32`
+	waitOutput := func(what string, want string, args ...string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			out, _ := e.sluice(args...)
+			if strings.Contains(out, want) {
+				return
+			}
+			if time.Now().After(deadline) || p.exited() {
+				t.Fatalf("%s: %q not in\n%s\nsluice:\n%s", what, want, out, p.out.String())
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	query := func(q string) []string { return []string{"query", "--config", cfg, q} }
+	waitOutput("status names the stopped view", why, "status", "--config", cfg, "--json")
+	waitOutput("the mirror goes on", "renamed", query("SELECT name FROM public.customers WHERE id = 5")...)
+	waitOutput("the other views go on", "renamed", query("SELECT customer_name FROM public.order_facts WHERE order_id = 90003")...)
+	if out, _ := e.sluice(query("SELECT count(*) AS n FROM public.order_codes")...); !strings.Contains(out, "\n1\n") && !strings.Contains(out, " 1\n") {
+		t.Errorf("the stopped view's table should keep its one row:\n%s", out)
+	}
+
+	p.kill()
+	p = e.start("run", "--config", cfg)
+	e.waitRunning(p)
+	e.exec(`UPDATE customers SET name = 'again' WHERE id = 5`)
+	waitOutput("status after a restart", why, "status", "--config", cfg, "--json")
+	waitOutput("the mirror after a restart", "again", query("SELECT customer_name FROM public.order_facts WHERE order_id = 90003")...)
+	p.stop(t)
+
+	// Fixed: the view is rebuilt from its kept inputs and verifies.
+	writeFile(t, cfg, codes("TRY_CAST"))
+	p = e.start("run", "--config", cfg)
+	e.waitRunning(p)
+	e.waitVerifiedArgs(verifyArgs, 90*time.Second, p)
+	out, _ := e.sluice(query("SELECT id, code FROM public.order_codes ORDER BY id")...)
+	if !strings.Contains(out, "90001") || !strings.Contains(out, "90002") {
+		t.Errorf("the rebuilt view:\n%s", out)
+	}
+	p.stop(t)
+}
