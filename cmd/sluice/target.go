@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +15,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/config"
 	"github.com/sluice-dev/sluice/internal/pipeline"
+	"github.com/sluice-dev/sluice/internal/query"
 	"github.com/sluice-dev/sluice/internal/verify"
 	"github.com/sluice-dev/sluice/internal/warehouse"
 	"github.com/sluice-dev/sluice/internal/warehouse/duckdb"
@@ -62,7 +61,7 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 		t, err := duckdb.Open(ctx, where, duckdb.Options{Schema: c.Target.Schema, ReadOnly: readOnly, Logger: log})
 		// A status, verify or query that opened the file read-only while
 		// sluice was stopped holds its lock for a moment: wait it out.
-		for wait := 0; err != nil && !readOnly && isLocked(err) && wait < 60; wait++ {
+		for wait := 0; err != nil && !readOnly && duckdb.IsLocked(err) && wait < 60; wait++ {
 			log.Info("DuckDB file is locked by another process; retrying", "file", where)
 			select {
 			case <-ctx.Done():
@@ -72,13 +71,13 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 			t, err = duckdb.Open(ctx, where, duckdb.Options{Schema: c.Target.Schema, Logger: log})
 		}
 		if err != nil {
-			if isLocked(err) {
+			if duckdb.IsLocked(err) {
 				return nil, fmt.Errorf("%w\n(another process holds the DuckDB file; if it is sluice, its admin address is in %s)", err, c.AdminFile())
 			}
 			return nil, err
 		}
 		return &warehouseTarget{warehouseImpl: t, query: func(ctx context.Context, q string) (*admin.Result, error) {
-			return queryDuckDB(ctx, t.DB(), q)
+			return query.DuckDB(ctx, t.DB(), q)
 		}}, nil
 	case config.TargetPostgres:
 		t, err := whpg.Open(ctx, where, whpg.Options{Schema: c.Target.Schema, Logger: log, ReadOnly: readOnly})
@@ -86,7 +85,7 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 			return nil, err
 		}
 		return &warehouseTarget{warehouseImpl: t, query: func(ctx context.Context, q string) (*admin.Result, error) {
-			return queryPostgres(ctx, where, q)
+			return query.Postgres(ctx, where, q)
 		}}, nil
 	case config.TargetRedshift:
 		// sluice writes nothing into Redshift itself (it reads the stream):
@@ -95,8 +94,6 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 	}
 	return nil, fmt.Errorf("target kind %s is not supported", kind)
 }
-
-func isLocked(err error) bool { return strings.Contains(err.Error(), "Could not set lock") }
 
 // Query runs one read-only statement.
 func (w *warehouseTarget) Query(ctx context.Context, q string) (*admin.Result, error) {
@@ -156,121 +153,3 @@ func (s sourceSide) BucketRows(ctx context.Context, t *change.Table, buckets, bu
 	return toKeyRows(rs), nil
 }
 
-// queryDuckDB runs q in a transaction that is always rolled back, so a
-// statement that tries to write changes nothing. The mirrored tables keep
-// their source schema names; public and main are on the search path.
-func queryDuckDB(ctx context.Context, db *sql.DB, q string) (*admin.Result, error) {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
-		return nil, err
-	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck
-	// The search path lists only schemas that exist.
-	var schemas []string
-	if rows, err := conn.QueryContext(ctx, "SELECT DISTINCT schema_name FROM information_schema.schemata WHERE catalog_name = current_database() AND schema_name NOT IN ('information_schema', 'pg_catalog') ORDER BY schema_name = 'public' DESC"); err == nil {
-		for rows.Next() {
-			var s string
-			if rows.Scan(&s) == nil {
-				schemas = append(schemas, s)
-			}
-		}
-		rows.Close()
-	}
-	if len(schemas) > 0 {
-		if _, err := conn.ExecContext(ctx, "SET search_path = "+change.QuoteLiteral(strings.Join(schemas, ","))); err != nil {
-			return nil, err
-		}
-	}
-	rows, err := conn.QueryContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	return collect(rows)
-}
-
-func collect(rows *sql.Rows) (*admin.Result, error) {
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
-	res := &admin.Result{Columns: cols, Rows: [][]any{}}
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
-		for i, v := range vals {
-			vals[i] = plain(v)
-		}
-		res.Rows = append(res.Rows, vals)
-		if len(res.Rows) >= 10_000 {
-			break // a query result is for people: bounded
-		}
-	}
-	return res, rows.Err()
-}
-
-// plain turns driver values into JSON-friendly ones.
-func plain(v any) any {
-	switch x := v.(type) {
-	case []byte:
-		return string(x)
-	case time.Time:
-		return x.Format(time.RFC3339Nano)
-	case nil, string, bool, int64, int32, int16, int8, int, uint64, uint32, float64, float32:
-		return x
-	case map[string]any, []any:
-		// DuckDB hands JSON (and lists, structs) over decoded: show JSON text,
-		// not Go's map syntax.
-		if b, err := json.Marshal(x); err == nil {
-			return string(b)
-		}
-	}
-	return fmt.Sprint(v)
-}
-
-// queryPostgres runs q in a read-only transaction on the Postgres target.
-func queryPostgres(ctx context.Context, url, q string) (*admin.Result, error) {
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return nil, fmt.Errorf("connect to the target: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
-	rows, err := tx.Query(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	res := &admin.Result{Rows: [][]any{}}
-	for _, f := range rows.FieldDescriptions() {
-		res.Columns = append(res.Columns, f.Name)
-	}
-	for rows.Next() {
-		vals, err := rows.Values()
-		if err != nil {
-			return nil, err
-		}
-		for i, v := range vals {
-			vals[i] = plain(v)
-		}
-		res.Rows = append(res.Rows, vals)
-		if len(res.Rows) >= 10_000 {
-			break
-		}
-	}
-	return res, rows.Err()
-}

@@ -13,13 +13,12 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/query"
 )
 
-// Result is a query result in plain JSON values.
-type Result struct {
-	Columns []string `json:"columns"`
-	Rows    [][]any  `json:"rows"`
-}
+// Result is a query result in plain JSON values (package query makes them).
+type Result = query.Result
 
 // Backend answers the endpoint's requests. Status is required; the others
 // are optional abilities, found by type assertion.
