@@ -152,4 +152,3 @@ func (s sourceSide) BucketRows(ctx context.Context, t *change.Table, buckets, bu
 	}
 	return toKeyRows(rs), nil
 }
-
