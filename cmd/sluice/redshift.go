@@ -529,41 +529,30 @@ func (m *redshiftMerger) start(ctx context.Context, g *errgroup.Group, stats *[]
 	g.Go(func() error { return stopped(ctx, m.run(ctx)) })
 }
 
-// run merges now and then every interval until ctx ends. This is
-// redshift.Schedule's loop with a record of each run for status: a failed
-// merge changed nothing, so it is logged and retried at the next tick.
+// run merges now and then every interval until ctx ends, keeping a record
+// of each run for status. After a merge that succeeded, the records still
+// pending are counted while the connection is free.
 func (m *redshiftMerger) run(ctx context.Context) error {
-	every := m.cfg.Redshift.MergeInterval
-	t := time.NewTicker(every)
-	defer t.Stop()
-	m.log.Info("redshift merge schedule started", "every", every, "tables", len(m.plan.Tables))
-	for {
-		start := time.Now()
-		err := redshift.Merge(ctx, m.conn, m.plan)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		m.mu.Lock()
-		m.st.LastMerge = start.UTC().Format(time.RFC3339Nano)
-		m.st.LastTook = time.Since(start).Round(time.Millisecond).String()
-		m.st.LastError = ""
-		if err != nil {
-			m.st.LastError = err.Error()
-		} else {
-			m.st.Merges++
-		}
-		m.mu.Unlock()
-		if err != nil {
-			m.log.Error("redshift merge failed; retrying at the next interval", "err", err, "interval", every)
-		} else {
-			m.log.Debug("redshift merge done", "took", time.Since(start))
-			m.refreshPending(ctx)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
+	return redshift.Schedule(ctx, m.conn, m.plan, redshift.ScheduleOptions{
+		Every:  m.cfg.Redshift.MergeInterval,
+		Logger: m.log,
+		Ran:    m.ran,
+	})
+}
+
+func (m *redshiftMerger) ran(ctx context.Context, r redshift.MergeRun) {
+	m.mu.Lock()
+	m.st.LastMerge = r.Start.UTC().Format(time.RFC3339Nano)
+	m.st.LastTook = r.Took.Round(time.Millisecond).String()
+	m.st.LastError = ""
+	if r.Err != nil {
+		m.st.LastError = r.Err.Error()
+	} else {
+		m.st.Merges++
+	}
+	m.mu.Unlock()
+	if r.Err == nil {
+		m.refreshPending(ctx)
 	}
 }
 
