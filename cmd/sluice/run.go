@@ -267,7 +267,7 @@ func (r *running) Query(ctx context.Context, sql string) (*admin.Result, error) 
 }
 
 // errNoHold: only an in-process pipeline can be held at a position.
-var errNoHold = errors.New("this process cannot hold its target at a source position (stream consumer)")
+var errNoHold = admin.Errorf(admin.CodeNoHold, "this process cannot hold its target at a source position (stream consumer)")
 
 // Call serves verify's operations on the running target.
 func (r *running) Call(ctx context.Context, op string, args json.RawMessage) (any, error) {

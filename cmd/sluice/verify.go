@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -82,11 +81,11 @@ func runVerify(ctx context.Context, c *config.Config, opt verify.Options) (*veri
 	// target is moved to exactly that position.
 	if running {
 		err := cl.Call(ctx, "pause", nil, nil)
-		switch {
-		case err == nil:
+		switch admin.CodeOf(err) {
+		case admin.CodeNone:
 			held = true
 			defer func() { _ = cl.Call(context.WithoutCancel(ctx), "release", nil, nil) }()
-		case strings.Contains(err.Error(), errNoHold.Error()):
+		case admin.CodeNoHold:
 			note = "compared while a stream consumer runs, without a common point: a difference may be changes still in the stream; run verify again once the stream is drained"
 		default:
 			return nil, fmt.Errorf("pause the running pipeline: %w", err)
