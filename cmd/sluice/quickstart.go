@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-dev/sluice/internal/app"
 	"github.com/sluice-dev/sluice/internal/config"
 	"github.com/sluice-dev/sluice/internal/testenv"
 	"github.com/sluice-dev/sluice/internal/verify"
@@ -127,10 +128,10 @@ GROUP BY o.userid`},
 	// The pipeline stops on its own context, after verify, not on Ctrl-C.
 	runCtx, stopRun := context.WithCancel(bg)
 	defer stopRun()
-	started := make(chan *running, 1)
+	started := make(chan *app.Running, 1)
 	runErr := make(chan error, 1)
-	go func() { runErr <- runPipeline(runCtx, c, runHooks{started: func(r *running) { started <- r }}) }()
-	var r *running
+	go func() { runErr <- app.Run(runCtx, c, app.Options{Started: func(r *app.Running) { started <- r }}) }()
+	var r *app.Running
 	select {
 	case r = <-started:
 	case err := <-runErr:
@@ -166,7 +167,7 @@ loop:
 	progress(out, r, rows, writes.Load(), tty)
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "workload stopped; verifying the mirror against the source ...")
-	rep, err := runVerify(bg, c, verify.Options{})
+	rep, err := app.Verify(bg, c, verify.Options{})
 	if err != nil {
 		return err
 	}
@@ -197,8 +198,8 @@ and the views, kept up to date from the same changes (a join, and an aggregate o
 }
 
 // progress prints one status line: snapshot progress, applied changes, lag.
-func progress(out io.Writer, r *running, rows int, writes int64, tty bool) {
-	st := r.p.Stats()
+func progress(out io.Writer, r *app.Running, rows int, writes int64, tty bool) {
+	st := r.Stats()
 	ts := st.Tables["public.customers"]
 	snap := "snapshot pending"
 	if ts != nil {

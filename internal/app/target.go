@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluice-dev/sluice/internal/admin"
 	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/config"
 	"github.com/sluice-dev/sluice/internal/pipeline"
@@ -30,23 +29,33 @@ type warehouseImpl interface {
 	Close() error
 }
 
-// warehouseTarget adapts a warehouse to the pipeline, verify and query.
-type warehouseTarget struct {
+// target adapts a warehouse to the pipeline, verify and query.
+type target struct {
 	warehouseImpl
-	query func(ctx context.Context, sql string) (*admin.Result, error)
+	query func(ctx context.Context, sql string) (*query.Result, error)
 }
 
-func openTarget(ctx context.Context, c *config.Config, log *slog.Logger) (*warehouseTarget, error) {
+var _ verify.Side = (*target)(nil)
+
+// DuckDB lets one process write a file. A status, verify or query that
+// opened it read-only while sluice was stopped holds its lock for a moment:
+// a writer waits lockTries × lockWait for it.
+const (
+	lockTries = 60
+	lockWait  = 500 * time.Millisecond
+)
+
+func openTarget(ctx context.Context, c *config.Config, log *slog.Logger) (*target, error) {
 	return openWarehouse(ctx, c, log, false)
 }
 
 // openTargetReadOnly opens the target for status, verify and query when no
 // sluice runs on it.
-func openTargetReadOnly(ctx context.Context, c *config.Config, log *slog.Logger) (*warehouseTarget, error) {
+func openTargetReadOnly(ctx context.Context, c *config.Config, log *slog.Logger) (*target, error) {
 	return openWarehouse(ctx, c, log, true)
 }
 
-func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, readOnly bool) (*warehouseTarget, error) {
+func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, readOnly bool) (*target, error) {
 	kind, where, err := c.Target.Kind()
 	if err != nil {
 		return nil, err
@@ -59,14 +68,12 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 			}
 		}
 		t, err := duckdb.Open(ctx, where, duckdb.Options{Schema: c.Target.Schema, ReadOnly: readOnly, Logger: log})
-		// A status, verify or query that opened the file read-only while
-		// sluice was stopped holds its lock for a moment: wait it out.
-		for wait := 0; err != nil && !readOnly && duckdb.IsLocked(err) && wait < 60; wait++ {
+		for wait := 0; err != nil && !readOnly && duckdb.IsLocked(err) && wait < lockTries; wait++ {
 			log.Info("DuckDB file is locked by another process; retrying", "file", where)
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
-			case <-time.After(500 * time.Millisecond):
+			case <-time.After(lockWait):
 			}
 			t, err = duckdb.Open(ctx, where, duckdb.Options{Schema: c.Target.Schema, Logger: log})
 		}
@@ -76,7 +83,7 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 			}
 			return nil, err
 		}
-		return &warehouseTarget{warehouseImpl: t, query: func(ctx context.Context, q string) (*admin.Result, error) {
+		return &target{warehouseImpl: t, query: func(ctx context.Context, q string) (*query.Result, error) {
 			return query.DuckDB(ctx, t.DB(), q)
 		}}, nil
 	case config.TargetPostgres:
@@ -84,7 +91,7 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 		if err != nil {
 			return nil, err
 		}
-		return &warehouseTarget{warehouseImpl: t, query: func(ctx context.Context, q string) (*admin.Result, error) {
+		return &target{warehouseImpl: t, query: func(ctx context.Context, q string) (*query.Result, error) {
 			return query.Postgres(ctx, where, q)
 		}}, nil
 	case config.TargetRedshift:
@@ -96,12 +103,15 @@ func openWarehouse(ctx context.Context, c *config.Config, log *slog.Logger, read
 }
 
 // Query runs one read-only statement.
-func (w *warehouseTarget) Query(ctx context.Context, q string) (*admin.Result, error) {
+func (w *target) Query(ctx context.Context, q string) (*query.Result, error) {
+	if w.query == nil {
+		return nil, fmt.Errorf("this target takes no queries")
+	}
 	return w.query(ctx, q)
 }
 
 // Checksums adapts the warehouse's buckets to verify's.
-func (w *warehouseTarget) Checksums(ctx context.Context, t *change.Table, buckets int) ([]verify.Bucket, error) {
+func (w *target) Checksums(ctx context.Context, t *change.Table, buckets int) ([]verify.Bucket, error) {
 	bs, err := w.warehouseImpl.Checksums(ctx, t, buckets)
 	if err != nil {
 		return nil, err
@@ -110,7 +120,7 @@ func (w *warehouseTarget) Checksums(ctx context.Context, t *change.Table, bucket
 }
 
 // BucketRows adapts the warehouse's row hashes to verify's.
-func (w *warehouseTarget) BucketRows(ctx context.Context, t *change.Table, buckets, bucket, limit int) ([]verify.KeyRow, error) {
+func (w *target) BucketRows(ctx context.Context, t *change.Table, buckets, bucket, limit int) ([]verify.KeyRow, error) {
 	rs, err := w.warehouseImpl.BucketKeys(ctx, t, buckets, bucket, limit)
 	if err != nil {
 		return nil, err
