@@ -130,7 +130,14 @@ func Run(ctx context.Context, c *config.Config, opt Options) (runErr error) {
 			Retry:        opt.Retry,
 			Transform:    transform,
 		})
-		r.hold = newHolder(r.p)
+		if !m.stream {
+			// verify holds the target at a source position through this
+			// pipeline only when the pipeline feeds the target. A producer's
+			// target is a stream; in role both, the process's target is
+			// fed by the stream's consumer, which a hold on the producer
+			// does not stop at that position.
+			r.hold = newHolder(r.p)
+		}
 		r.metrics.Pipeline, r.metrics.Slot = r.p.Stats, src.Status
 		parts = append(parts, func(ctx context.Context) error { return r.p.Run(ctx, tables) })
 	}

@@ -25,7 +25,7 @@ type Running struct {
 	src      *postgres.Source
 	tgt      *target
 	p        *pipeline.Pipeline
-	hold     *holder           // with p
+	hold     *holder           // when p feeds tgt (direct)
 	consumer *pipeline.Retrier // a stream consumer's applies
 
 	metrics metrics.Sources
@@ -114,7 +114,8 @@ func (r *Running) Call(ctx context.Context, op string, args json.RawMessage) (an
 	switch op {
 	case "pause", "hold":
 		if r.hold == nil {
-			// Only an in-process pipeline can be held at a source position.
+			// Only a target fed by an in-process pipeline can be held at a
+			// source position.
 			return nil, admin.Errorf(admin.CodeNoHold, "this process cannot hold its target at a source position (stream consumer)")
 		}
 		if op == "pause" {
