@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -108,13 +106,12 @@ creates nothing. The IAM role must exist and be associated with the cluster
 or workgroup first (plan prints its policies).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			c, p, conn, closeConn, err := redshiftCommand(ctx, &f, "setup prepares a Redshift target", "sluice run creates its tables")
+			c, err := loadRedshift(&f, "setup prepares a Redshift target", "sluice run creates its tables")
 			if err != nil {
 				return err
 			}
-			defer closeConn()
-			if err := redshift.Setup(ctx, conn, p, slog.New(slog.DiscardHandler)); err != nil {
+			p, err := app.SetupRedshift(cmd.Context(), c)
+			if err != nil {
 				return err
 			}
 			created, existed := 0, 0
@@ -147,24 +144,15 @@ again with nothing new changes nothing. For a merge run by an outside
 scheduler instead of sluice run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			c, p, conn, closeConn, err := redshiftCommand(ctx, &f, "merge is for a Redshift target", "sluice run applies its changes")
+			c, err := loadRedshift(&f, "merge is for a Redshift target", "sluice run applies its changes")
 			if err != nil {
 				return err
 			}
-			defer closeConn()
-			if err := app.CheckSetUp(ctx, c, conn, p); err != nil {
-				return err
-			}
-			pending, err := redshift.Pending(ctx, conn, p)
+			pending, took, err := app.MergeRedshift(cmd.Context(), c)
 			if err != nil {
 				return err
 			}
-			start := time.Now()
-			if err := redshift.Merge(ctx, conn, p); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "merged in %s:\n", time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(cmd.OutOrStdout(), "merged in %s:\n", took.Round(time.Millisecond))
 			for _, id := range sortedTableIDs(pending) {
 				fmt.Fprintf(cmd.OutOrStdout(), "  %s: %d records\n", id, pending[id])
 			}
@@ -175,25 +163,16 @@ scheduler instead of sluice run.`,
 	return cmd
 }
 
-// redshiftCommand is the start of every command that works on Redshift:
-// the config (which must name a Redshift target), the plan, a connection.
-func redshiftCommand(ctx context.Context, f *configFlags, what, otherwise string) (*config.Config, *redshift.Plan, redshift.Conn, func(), error) {
+// loadRedshift loads the config of a command that works on Redshift only.
+func loadRedshift(f *configFlags, what, otherwise string) (*config.Config, error) {
 	c, err := f.load()
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
 	if !c.IsRedshift() {
-		return nil, nil, nil, nil, fmt.Errorf("%s; this pipeline's target is %s (%s)", what, config.Redact(c.Target.URL), otherwise)
+		return nil, fmt.Errorf("%s; this pipeline's target is %s (%s)", what, config.Redact(c.Target.URL), otherwise)
 	}
-	p, err := app.RedshiftPlan(ctx, c, nil)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	conn, closeConn, err := app.OpenRedshift(ctx, c, p)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	return c, p, conn, closeConn, nil
+	return c, nil
 }
 
 func sortedTableIDs[V any](m map[change.TableID]V) []change.TableID {

@@ -67,6 +67,51 @@ func TeardownRedshift(ctx context.Context, c *config.Config) ([]string, error) {
 	return removed, nil
 }
 
+// SetupRedshift creates in Redshift what the plan shows as missing and
+// returns the plan, its objects marked as they were before: Missing ones
+// were created.
+func SetupRedshift(ctx context.Context, c *config.Config) (*redshift.Plan, error) {
+	p, err := RedshiftPlan(ctx, c, nil)
+	if err != nil {
+		return nil, err
+	}
+	conn, closeConn, err := OpenRedshift(ctx, c, p)
+	if err != nil {
+		return nil, err
+	}
+	defer closeConn()
+	if err := redshift.Setup(ctx, conn, p, discardLog()); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// MergeRedshift runs one merge of every table, once setup has run, and
+// returns the records each had pending before it and how long it took.
+func MergeRedshift(ctx context.Context, c *config.Config) (map[change.TableID]int64, time.Duration, error) {
+	p, err := RedshiftPlan(ctx, c, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	conn, closeConn, err := OpenRedshift(ctx, c, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer closeConn()
+	if err := CheckSetUp(ctx, c, conn, p); err != nil {
+		return nil, 0, err
+	}
+	pending, err := redshift.Pending(ctx, conn, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	start := time.Now()
+	if err := redshift.Merge(ctx, conn, p); err != nil {
+		return nil, 0, err
+	}
+	return pending, time.Since(start), nil
+}
+
 // InspectRedshift marks the plan's objects as they are in Redshift,
 // bounded in time so an unreachable Redshift does not hang plan.
 func InspectRedshift(ctx context.Context, c *config.Config, p *redshift.Plan) error {
