@@ -93,7 +93,7 @@ func Run(ctx context.Context, c *config.Config, opt Options) (runErr error) {
 		}
 		// Views run before the target or the stream: their output travels
 		// like any table's.
-		_, transform, closeViews, err := openViews(ctx, c, tables, log)
+		engine, transform, closeViews, err := openViews(ctx, c, tables, log)
 		if err != nil {
 			return err
 		}
@@ -121,7 +121,7 @@ func Run(ctx context.Context, c *config.Config, opt Options) (runErr error) {
 			defer closeTarget(tgt)
 			r.tgt, dst = tgt, tgt
 		}
-		r.src = src
+		r.src, r.views = src, engine
 		r.p = pipeline.New(src, dst, pipeline.Options{
 			QueueBytes:   lim.queueBytes,
 			ApplyChanges: lim.applyChanges,

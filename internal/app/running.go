@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/pipeline"
 	"github.com/sluice-dev/sluice/internal/query"
 	"github.com/sluice-dev/sluice/internal/source/postgres"
+	"github.com/sluice-dev/sluice/internal/view"
 )
 
 // Running is one live pipeline, as Run built it: the admin endpoint's
@@ -27,6 +28,7 @@ type Running struct {
 	p        *pipeline.Pipeline
 	hold     *holder           // when p feeds tgt (direct)
 	consumer *pipeline.Retrier // a stream consumer's applies
+	views    *view.Engine      // nil without views
 
 	metrics metrics.Sources
 	streams []namedStats // the stream halves' figures, in status

@@ -11,9 +11,9 @@ import (
 	"github.com/sluice-dev/sluice/internal/verify"
 )
 
-// Verify compares every table of the config with its source. With a running sluice it
-// holds the pipeline at the source snapshot's position; without one the
-// target is still, and any lag is reported.
+// Verify compares every table (and view) of the config with its source.
+// With a running sluice it holds the pipeline at the source snapshot's
+// position; without one the target is still, and any lag is reported.
 func Verify(ctx context.Context, c *config.Config, opt verify.Options) (*verify.Report, error) {
 	tables, err := DescribeTables(ctx, c)
 	if err != nil {
