@@ -8,8 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluice-dev/sluice/internal/admin"
+	"github.com/sluice-dev/sluice/internal/app"
 	"github.com/sluice-dev/sluice/internal/config"
+	"github.com/sluice-dev/sluice/internal/query"
 )
 
 func newQueryCmd() *cobra.Command {
@@ -27,21 +28,9 @@ through the running process; otherwise the target is opened read-only.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			var res *admin.Result
-			if cl, err := admin.Dial(ctx, c.AdminFile()); err == nil {
-				if res, err = cl.Query(ctx, args[0]); err != nil {
-					return fmt.Errorf("query: %w", err)
-				}
-			} else {
-				tgt, err := openTargetReadOnly(ctx, c, discardLog())
-				if err != nil {
-					return err
-				}
-				defer tgt.Close()
-				if res, err = tgt.Query(ctx, args[0]); err != nil {
-					return fmt.Errorf("query: %w", err)
-				}
+			res, err := app.Query(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
 			}
 			printResult(cmd.OutOrStdout(), res)
 			return nil
@@ -70,7 +59,7 @@ func (f *configFlags) loadTargetOnly() (*config.Config, error) {
 	return c, nil
 }
 
-func printResult(w io.Writer, r *admin.Result) {
+func printResult(w io.Writer, r *query.Result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(r.Columns, "\t"))
 	for _, row := range r.Rows {

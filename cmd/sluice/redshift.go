@@ -1,36 +1,24 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/url"
-	"os"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/redshiftdata"
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
+	"github.com/sluice-dev/sluice/internal/app"
 	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/config"
-	"github.com/sluice-dev/sluice/internal/verify"
 	"github.com/sluice-dev/sluice/internal/warehouse/redshift"
 )
 
-// A Redshift target is not a warehouseTarget: sluice never writes rows into
-// it. Redshift reads the Kinesis stream or the Kafka topic itself (the
-// streaming view), and
-// sluice only creates the objects (setup), merges what landed (the merge
-// schedule of run) and reads checksums (verify). This file holds all of it.
+// The Redshift commands: sluice never writes rows into Redshift (it reads
+// the stream itself); these create its objects (setup), show them (plan)
+// and merge what landed (merge). The application's part is in
+// internal/app/redshift.go; this file parses flags and prints.
 
 // extraCommands are the Redshift commands (plan, setup, merge).
 func extraCommands() []*cobra.Command {
@@ -43,41 +31,14 @@ func extraTeardown(cmd *cobra.Command, c *config.Config) error {
 	if !c.IsRedshift() {
 		return nil
 	}
-	ctx := cmd.Context()
-	p, err := redshiftPlan(ctx, c, nil)
+	removed, err := app.TeardownRedshift(cmd.Context(), c)
 	if err != nil {
 		return err
 	}
-	conn, closeConn, err := openRedshift(ctx, c, p)
-	if err != nil {
-		return fmt.Errorf("tear down in Redshift: %w", err)
+	for _, id := range removed {
+		fmt.Fprintln(cmd.OutOrStdout(), "removed redshift", id)
 	}
-	defer closeConn()
-	in := redshift.CatalogInspector{Conn: conn, Dialect: p.Config.Dialect}
-	if err := p.Inspect(ctx, in); err != nil {
-		return fmt.Errorf("tear down in Redshift: %w", err)
-	}
-	before := map[string]bool{}
-	for _, o := range p.Objects {
-		if o.State == redshift.Exists {
-			before[o.Kind.String()+" "+o.ID()] = true
-		}
-	}
-	if err := redshift.Teardown(ctx, conn, p, redshift.TeardownOptions{}, discardLog()); err != nil {
-		return fmt.Errorf("tear down in Redshift: %w", err)
-	}
-	if err := p.Inspect(ctx, in); err != nil {
-		return fmt.Errorf("tear down in Redshift: %w", err)
-	}
-	removed := 0
-	for i := len(p.Objects) - 1; i >= 0; i-- {
-		o := p.Objects[i]
-		if id := o.Kind.String() + " " + o.ID(); before[id] && o.State == redshift.Missing {
-			fmt.Fprintln(cmd.OutOrStdout(), "removed redshift", id)
-			removed++
-		}
-	}
-	if removed == 0 {
+	if len(removed) == 0 {
 		fmt.Fprintln(cmd.OutOrStdout(), "nothing to remove in Redshift: sluice created nothing there for this pipeline")
 	} else {
 		fmt.Fprintln(cmd.OutOrStdout(), "the mirrored tables in Redshift are kept")
@@ -106,11 +67,11 @@ object is shown as to be created. plan changes nothing.`,
 				return fmt.Errorf("plan describes a Redshift target; this pipeline's target is %s (its tables are created by sluice run)", config.Redact(c.Target.URL))
 			}
 			ctx := cmd.Context()
-			p, err := redshiftPlan(ctx, c, nil)
+			p, err := app.RedshiftPlan(ctx, c, nil)
 			if err != nil {
 				return err
 			}
-			if err := inspectRedshift(ctx, c, p); err != nil {
+			if err := app.InspectRedshift(ctx, c, p); err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Could not inspect Redshift (%v).\nShowing every object as to be created; run plan again once Redshift is reachable to see what exists.\n\n", err)
 				for i := range p.Objects {
 					p.Objects[i].State = redshift.Missing
@@ -122,19 +83,6 @@ object is shown as to be created. plan changes nothing.`,
 	}
 	f.register(cmd)
 	return cmd
-}
-
-// inspectRedshift marks the plan's objects, bounded in time so an
-// unreachable Redshift does not hang plan.
-func inspectRedshift(ctx context.Context, c *config.Config, p *redshift.Plan) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, closeConn, err := openRedshift(ctx, c, p)
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	return p.Inspect(ctx, redshift.CatalogInspector{Conn: conn, Dialect: p.Config.Dialect})
 }
 
 func printPlan(w io.Writer, c *config.Config, p *redshift.Plan) {
@@ -158,13 +106,12 @@ creates nothing. The IAM role must exist and be associated with the cluster
 or workgroup first (plan prints its policies).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			c, p, conn, closeConn, err := redshiftCommand(ctx, &f, "setup prepares a Redshift target", "sluice run creates its tables")
+			c, err := loadRedshift(&f, "setup prepares a Redshift target", "sluice run creates its tables")
 			if err != nil {
 				return err
 			}
-			defer closeConn()
-			if err := redshift.Setup(ctx, conn, p, discardLog()); err != nil {
+			p, err := app.SetupRedshift(cmd.Context(), c)
+			if err != nil {
 				return err
 			}
 			created, existed := 0, 0
@@ -197,24 +144,15 @@ again with nothing new changes nothing. For a merge run by an outside
 scheduler instead of sluice run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			c, p, conn, closeConn, err := redshiftCommand(ctx, &f, "merge is for a Redshift target", "sluice run applies its changes")
+			c, err := loadRedshift(&f, "merge is for a Redshift target", "sluice run applies its changes")
 			if err != nil {
 				return err
 			}
-			defer closeConn()
-			if err := checkSetUp(ctx, c, conn, p); err != nil {
-				return err
-			}
-			pending, err := redshift.Pending(ctx, conn, p)
+			pending, took, err := app.MergeRedshift(cmd.Context(), c)
 			if err != nil {
 				return err
 			}
-			start := time.Now()
-			if err := redshift.Merge(ctx, conn, p); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "merged in %s:\n", time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(cmd.OutOrStdout(), "merged in %s:\n", took.Round(time.Millisecond))
 			for _, id := range sortedTableIDs(pending) {
 				fmt.Fprintf(cmd.OutOrStdout(), "  %s: %d records\n", id, pending[id])
 			}
@@ -225,202 +163,16 @@ scheduler instead of sluice run.`,
 	return cmd
 }
 
-// redshiftCommand is the start of every command that works on Redshift:
-// the config (which must name a Redshift target), the plan, a connection.
-func redshiftCommand(ctx context.Context, f *configFlags, what, otherwise string) (*config.Config, *redshift.Plan, redshift.Conn, func(), error) {
+// loadRedshift loads the config of a command that works on Redshift only.
+func loadRedshift(f *configFlags, what, otherwise string) (*config.Config, error) {
 	c, err := f.load()
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	if !c.IsRedshift() {
-		return nil, nil, nil, nil, fmt.Errorf("%s; this pipeline's target is %s (%s)", what, config.Redact(c.Target.URL), otherwise)
-	}
-	p, err := redshiftPlan(ctx, c, nil)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	conn, closeConn, err := openRedshift(ctx, c, p)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	return c, p, conn, closeConn, nil
-}
-
-// redshiftPlan builds the plan from the config and the source tables'
-// schemas (described from the source when tables is nil): the mirrored
-// tables and the views' tables. It touches no Redshift.
-func redshiftPlan(ctx context.Context, c *config.Config, tables []*change.Table) (*redshift.Plan, error) {
-	if tables == nil {
-		var err error
-		if tables, err = describeTables(ctx, c); err != nil {
-			return nil, err
-		}
-	}
-	// Redshift merges the views' output tables like mirrored ones (the
-	// producer puts their changes on the stream), and not the tables
-	// that only feed views.
-	tables, err := targetTables(ctx, c, tables)
 	if err != nil {
 		return nil, err
 	}
-	r := c.Redshift // Validate made sure it is set for a Redshift target
-	rc := redshift.Config{
-		Region:        r.Region,
-		AccountID:     r.Account,
-		RoleARN:       r.RoleARN,
-		ChainRoleARNs: r.ChainRoleARNs,
-		KMSKeyARN:     r.KMSKeyARN,
-		// The streaming view refreshes with the parameter group's
-		// enable_case_sensitive_identifier, so only the user can say it is on.
-		CaseSensitiveParameterGroup: r.CaseSensitiveParameterGroup,
-		ExternalSchema:              r.ExternalSchema,
-		TargetSchema:                r.TargetSchema,
-		Tables:                      tables,
-		Dialect:                     redshiftDialect(c),
+	if !c.IsRedshift() {
+		return nil, fmt.Errorf("%s; this pipeline's target is %s (%s)", what, config.Redact(c.Target.URL), otherwise)
 	}
-	if rc.TargetSchema == "" {
-		rc.TargetSchema = c.Target.Schema
-	}
-	if k := c.Stream.Kafka; k != nil {
-		// Redshift reads the topic itself: the producer's brokers are not
-		// necessarily the address Redshift reaches (kafka_uri, or MSK's
-		// own, from the cluster ARN).
-		rc.Kafka = &redshift.KafkaSource{
-			Topic: k.Topic, ClusterARN: r.MSKClusterARN, URI: r.KafkaURI, Authentication: r.KafkaAuthentication,
-			CertificateARN: r.KafkaCertificateARN, SecretARN: r.KafkaSecretARN,
-		}
-		p, err := redshift.NewPlan(rc)
-		if err != nil {
-			return nil, fmt.Errorf("plan the Redshift mirror: %w", err)
-		}
-		return p, nil
-	}
-	stream := c.Stream.Kinesis.Stream
-	rc.StreamName = stream
-	if strings.HasPrefix(stream, "arn:") {
-		rc.StreamARN = stream
-		rc.StreamName = stream[strings.LastIndex(stream, "/")+1:]
-	}
-	if rc.Region == "" {
-		rc.Region = c.Stream.Kinesis.Region
-	}
-	if rc.Region == "" && rc.StreamARN == "" {
-		rc.Region = firstEnv("AWS_REGION", "AWS_DEFAULT_REGION")
-		if rc.Region == "" {
-			return nil, fmt.Errorf("no AWS region for the stream %s: set redshift.region or stream.kinesis.region, give the stream as its ARN, or set AWS_REGION", stream)
-		}
-	}
-	p, err := redshift.NewPlan(rc)
-	if err != nil {
-		return nil, fmt.Errorf("plan the Redshift mirror: %w", err)
-	}
-	return p, nil
-}
-
-// redshiftRefuse is the stream sink's check (kinesis.SinkConfig.Refuse,
-// kafka.SinkConfig.Refuse) for a stream Redshift reads: records Redshift's JSON_PARSE would refuse
-// (a string over 65,535 bytes, a key twice in an object) are set aside in
-// the dead-letter file, or stop the producer, instead of stopping the
-// merge later. Nil for other streams.
-func redshiftRefuse(c *config.Config) func(*change.Change, []byte) string {
-	if !c.IsRedshift() && c.Redshift == nil {
-		return nil
-	}
-	return redshift.RefuseRecord
-}
-
-func redshiftDialect(c *config.Config) redshift.Dialect {
-	if c.Redshift != nil && c.Redshift.Dialect == "postgres" {
-		return redshift.Postgres
-	}
-	return redshift.Redshift
-}
-
-func firstEnv(names ...string) string {
-	for _, n := range names {
-		if v := os.Getenv(n); v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-// openRedshift connects to Redshift: over the Data API when configured,
-// else over the Postgres wire protocol Redshift speaks. The connection is
-// for one goroutine at a time.
-func openRedshift(ctx context.Context, c *config.Config, p *redshift.Plan) (redshift.Conn, func(), error) {
-	d := p.Config.Dialect
-	if api := c.Redshift.DataAPI; api != nil {
-		// Refused up front, naming the table: the Data API takes no
-		// statement over 100 KB, and a wide table's merge has some.
-		if err := p.CheckDataAPI(); err != nil {
-			return nil, nil, err
-		}
-		cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(p.Config.Region))
-		if err != nil {
-			return nil, nil, fmt.Errorf("load AWS configuration (credentials and region) for the Redshift Data API: %w", err)
-		}
-		conn, err := redshift.NewDataAPI(redshiftdata.NewFromConfig(cfg), redshift.DataAPITarget{
-			ClusterIdentifier: api.ClusterIdentifier, WorkgroupName: api.WorkgroupName,
-			Database: api.Database, SecretARN: api.SecretARN, DbUser: api.DbUser,
-		}, d)
-		if err != nil {
-			return nil, nil, err
-		}
-		return conn, func() {}, nil
-	}
-	u, host, err := redshiftPgURL(c.Target.URL)
-	if err != nil {
-		return nil, nil, err
-	}
-	pc, err := pgx.ParseConfig(u)
-	if err != nil {
-		return nil, nil, fmt.Errorf("target %s: %w", config.Redact(c.Target.URL), err)
-	}
-	if pc.ConnectTimeout == 0 {
-		pc.ConnectTimeout = 15 * time.Second
-	}
-	conn, err := pgx.ConnectConfig(ctx, pc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to Redshift at %s: %w\n(check the target URL, that the cluster accepts connections from here: security group, publicly accessible or a VPN, or reach it through redshift.data_api)", host, err)
-	}
-	closeConn := func() { _ = conn.Close(context.Background()) }
-	pg, err := redshift.NewPgConn(ctx, conn, d)
-	if err != nil {
-		closeConn()
-		return nil, nil, fmt.Errorf("connect to Redshift at %s: %w", host, err)
-	}
-	return pg, closeConn, nil
-}
-
-// redshiftPgURL turns redshift://user:password@host[:5439]/db into the
-// postgres:// URL pgx reads, with Redshift's default port.
-func redshiftPgURL(target string) (pgURL, host string, err error) {
-	u, err := url.Parse(target)
-	if err != nil || u.Scheme != "redshift" || u.Host == "" {
-		return "", "", fmt.Errorf("target %s: want redshift://user:password@host:5439/database", config.Redact(target))
-	}
-	if u.Port() == "" {
-		u.Host = net.JoinHostPort(u.Hostname(), "5439")
-	}
-	u.Scheme = "postgres"
-	return u.String(), u.Host, nil
-}
-
-// checkSetUp fails, naming the first missing object, unless setup has run.
-func checkSetUp(ctx context.Context, c *config.Config, conn redshift.Conn, p *redshift.Plan) error {
-	if err := p.Inspect(ctx, redshift.CatalogInspector{Conn: conn, Dialect: p.Config.Dialect}); err != nil {
-		return err
-	}
-	for _, o := range p.Objects {
-		switch o.State {
-		case redshift.Missing:
-			return fmt.Errorf("redshift is not set up for pipeline %s: %s %s does not exist: run `sluice setup` with this config first (`sluice plan` shows what it creates)", c.Pipeline, o.Kind, o.ID())
-		case redshift.Conflict:
-			return fmt.Errorf("redshift: %s %s exists, but %s", o.Kind, o.ID(), o.Problem)
-		}
-	}
-	return nil
+	return c, nil
 }
 
 func sortedTableIDs[V any](m map[change.TableID]V) []change.TableID {
@@ -430,223 +182,4 @@ func sortedTableIDs[V any](m map[change.TableID]V) []change.TableID {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
-}
-
-// lockedConn serialises a Conn between the merge schedule and status.
-type lockedConn struct {
-	sem  chan struct{}
-	conn redshift.Conn
-}
-
-func newLockedConn(c redshift.Conn) *lockedConn {
-	return &lockedConn{sem: make(chan struct{}, 1), conn: c}
-}
-
-var _ redshift.Conn = (*lockedConn)(nil)
-
-func (l *lockedConn) lock(ctx context.Context) error {
-	select {
-	case l.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (l *lockedConn) Exec(ctx context.Context, sql string) error {
-	if err := l.lock(ctx); err != nil {
-		return err
-	}
-	defer func() { <-l.sem }()
-	return l.conn.Exec(ctx, sql)
-}
-
-func (l *lockedConn) ExecTx(ctx context.Context, stmts []string) error {
-	if err := l.lock(ctx); err != nil {
-		return err
-	}
-	defer func() { <-l.sem }()
-	return l.conn.ExecTx(ctx, stmts)
-}
-
-func (l *lockedConn) Query(ctx context.Context, sql string) ([][]*string, error) {
-	if err := l.lock(ctx); err != nil {
-		return nil, err
-	}
-	defer func() { <-l.sem }()
-	return l.conn.Query(ctx, sql)
-}
-
-// redshiftMerger is the merge half of a Redshift pipeline: redshift.Merge
-// every merge_interval, with what status shows.
-type redshiftMerger struct {
-	cfg   *config.Config
-	plan  *redshift.Plan
-	conn  *lockedConn
-	close func()
-	log   *slog.Logger
-
-	mu      sync.Mutex
-	st      redshiftStatus
-	pending map[change.TableID]int64
-}
-
-// redshiftStatus is the merge half's part of `sluice status`.
-type redshiftStatus struct {
-	Every       string           `json:"merge_interval"`
-	Merges      int64            `json:"merges"`
-	LastMerge   string           `json:"last_merge,omitempty"`
-	LastTook    string           `json:"last_merge_took,omitempty"`
-	LastError   string           `json:"last_error,omitempty"`
-	Pending     map[string]int64 `json:"pending_records"`
-	PendingAsOf string           `json:"pending_as_of,omitempty"`
-}
-
-// openRedshiftMerger connects, builds the plan from the source tables and
-// checks that setup has run, before anything starts.
-func openRedshiftMerger(ctx context.Context, c *config.Config, log *slog.Logger) (*redshiftMerger, error) {
-	p, err := redshiftPlan(ctx, c, nil)
-	if err != nil {
-		return nil, err
-	}
-	conn, closeConn, err := openRedshift(ctx, c, p)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkSetUp(ctx, c, conn, p); err != nil {
-		closeConn()
-		return nil, err
-	}
-	return &redshiftMerger{cfg: c, plan: p, conn: newLockedConn(conn), close: closeConn, log: log,
-		st: redshiftStatus{Every: c.Redshift.MergeInterval.String()}}, nil
-}
-
-func (m *redshiftMerger) Close() { m.close() }
-
-// start runs the schedule in g and adds its figures to the process status.
-func (m *redshiftMerger) start(ctx context.Context, g *errgroup.Group, stats *[]func() any) {
-	*stats = append(*stats, func() any { return map[string]any{"redshift": m.status()} })
-	g.Go(func() error { return stopped(ctx, m.run(ctx)) })
-}
-
-// run merges now and then every interval until ctx ends. This is
-// redshift.Schedule's loop with a record of each run for status: a failed
-// merge changed nothing, so it is logged and retried at the next tick.
-func (m *redshiftMerger) run(ctx context.Context) error {
-	every := m.cfg.Redshift.MergeInterval
-	t := time.NewTicker(every)
-	defer t.Stop()
-	m.log.Info("redshift merge schedule started", "every", every, "tables", len(m.plan.Tables))
-	for {
-		start := time.Now()
-		err := redshift.Merge(ctx, m.conn, m.plan)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		m.mu.Lock()
-		m.st.LastMerge = start.UTC().Format(time.RFC3339Nano)
-		m.st.LastTook = time.Since(start).Round(time.Millisecond).String()
-		m.st.LastError = ""
-		if err != nil {
-			m.st.LastError = err.Error()
-		} else {
-			m.st.Merges++
-		}
-		m.mu.Unlock()
-		if err != nil {
-			m.log.Error("redshift merge failed; retrying at the next interval", "err", err, "interval", every)
-		} else {
-			m.log.Debug("redshift merge done", "took", time.Since(start))
-			m.refreshPending(ctx)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-func (m *redshiftMerger) refreshPending(ctx context.Context) {
-	pending, err := redshift.Pending(ctx, m.conn, m.plan)
-	if err != nil {
-		return // status shows the previous figures with their time
-	}
-	m.mu.Lock()
-	m.pending = pending
-	m.st.PendingAsOf = time.Now().UTC().Format(time.RFC3339Nano)
-	m.mu.Unlock()
-}
-
-// status counts the pending records now when the connection is free within
-// a few seconds (a merge may hold it), else shows the last count.
-func (m *redshiftMerger) status() redshiftStatus {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	m.refreshPending(ctx)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	st := m.st
-	st.Pending = map[string]int64{}
-	for id, n := range m.pending {
-		st.Pending[id.String()] = n
-	}
-	return st
-}
-
-// redshiftStoppedStatus is status's view of a Redshift target when no
-// sluice runs: the records waiting for a merge.
-func redshiftStoppedStatus(ctx context.Context, c *config.Config) any {
-	out := map[string]any{}
-	p, err := redshiftPlan(ctx, c, nil)
-	if err != nil {
-		out["error"] = err.Error()
-		return map[string]any{"redshift": out}
-	}
-	conn, closeConn, err := openRedshift(ctx, c, p)
-	if err != nil {
-		out["error"] = err.Error()
-		return map[string]any{"redshift": out}
-	}
-	defer closeConn()
-	pending, err := redshift.Pending(ctx, conn, p)
-	if err != nil {
-		out["error"] = err.Error()
-		return map[string]any{"redshift": out}
-	}
-	pm := map[string]int64{}
-	for id, n := range pending {
-		pm[id.String()] = n
-	}
-	out["pending_records"] = pm
-	return map[string]any{"redshift": out}
-}
-
-// openRedshiftSide is verify's target side for Redshift: the mirror's
-// checksums computed inside Redshift, on a connection of verify's own. No
-// running sluice can hold Redshift at a source position (the stream and
-// the merge are in between), so the note says how much is still pending.
-func openRedshiftSide(ctx context.Context, c *config.Config, tables []*change.Table) (verify.Side, func(), string, error) {
-	p, err := redshiftPlan(ctx, c, tables)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	conn, closeConn, err := openRedshift(ctx, c, p)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	note := "compared with Redshift without a common point (changes pass through the stream and the merge): a difference may be changes not merged yet; run verify again after the next merge"
-	if pending, err := redshift.Pending(ctx, conn, p); err == nil {
-		var total int64
-		for _, n := range pending {
-			total += n
-		}
-		if total > 0 {
-			note += fmt.Sprintf(" (%d records landed but not merged)", total)
-		}
-	} else if errors.Is(err, context.Canceled) {
-		closeConn()
-		return nil, nil, "", err
-	}
-	return p.VerifySide(conn), closeConn, note, nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,46 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluice-dev/sluice/internal/admin"
-	"github.com/sluice-dev/sluice/internal/config"
+	"github.com/sluice-dev/sluice/internal/app"
 	"github.com/sluice-dev/sluice/internal/pipeline"
-	"github.com/sluice-dev/sluice/internal/source/postgres"
 )
-
-// statusReport is what `sluice status` shows, from the running process
-// when there is one, else from the source and target directly.
-type statusReport struct {
-	Pipeline  string                 `json:"pipeline"`
-	Running   bool                   `json:"running"`
-	Target    string                 `json:"target"`
-	Slot      *slotStatus            `json:"slot,omitempty"`
-	SlotError string                 `json:"slot_error,omitempty"`
-	Stats     *pipeline.Stats        `json:"stats,omitempty"`
-	Tables    map[string]tableStatus `json:"tables,omitempty"` // when not running: the target's state
-	Stream    any                    `json:"stream,omitempty"`
-	// ConsumerApply is the Kinesis consumer's apply health, when it runs.
-	ConsumerApply *pipeline.Health `json:"consumer_apply,omitempty"`
-}
-
-type slotStatus struct {
-	Name          string `json:"name"`
-	Active        bool   `json:"active"`
-	ConfirmedLSN  string `json:"confirmed_flush_lsn"`
-	RestartLSN    string `json:"restart_lsn"`
-	CurrentLSN    string `json:"current_wal_lsn"`
-	RetainedBytes int64  `json:"retained_wal_bytes"`
-	LagBytes      int64  `json:"lag_bytes"`
-}
-
-type tableStatus struct {
-	Snapshotted bool   `json:"snapshotted"`
-	Applied     string `json:"applied_position"`
-}
-
-func slotReport(s postgres.Status) *slotStatus {
-	return &slotStatus{Name: s.Slot, Active: s.Active, ConfirmedLSN: s.ConfirmedFlush.String(), RestartLSN: s.RestartLSN.String(),
-		CurrentLSN: s.CurrentLSN.String(), RetainedBytes: s.RetainedBytes, LagBytes: s.LagBytes}
-}
 
 func newStatusCmd() *cobra.Command {
 	var f configFlags
@@ -65,7 +27,7 @@ func newStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rep, err := collectStatus(cmd.Context(), c)
+			rep, err := app.Status(cmd.Context(), c)
 			if err != nil {
 				return err
 			}
@@ -83,47 +45,7 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
-func collectStatus(ctx context.Context, c *config.Config) (*statusReport, error) {
-	if cl, err := admin.Dial(ctx, c.AdminFile()); err == nil {
-		var rep statusReport
-		if err := cl.Status(ctx, &rep); err != nil {
-			return nil, fmt.Errorf("status from the running sluice: %w", err)
-		}
-		return &rep, nil
-	}
-	rep := &statusReport{Pipeline: c.Pipeline, Target: config.Redact(c.Target.URL)}
-	if c.Source.URL != "" {
-		src, err := openSource(c, discardLog())
-		if err != nil {
-			return nil, err
-		}
-		if st, err := src.Status(ctx); err == nil {
-			rep.Slot = slotReport(st)
-		} else {
-			rep.SlotError = err.Error()
-		}
-	}
-	if c.IsRedshift() && c.Stream.Role != "producer" {
-		rep.Stream = redshiftStoppedStatus(ctx, c)
-	} else if c.Stream == nil || c.Stream.Role != "producer" {
-		tgt, err := openTargetReadOnly(ctx, c, discardLog())
-		if err != nil {
-			return nil, err
-		}
-		defer tgt.Close()
-		st, err := tgt.State(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("read target state: %w", err)
-		}
-		rep.Tables = map[string]tableStatus{}
-		for id, s := range st {
-			rep.Tables[id.String()] = tableStatus{Snapshotted: s.Snapshotted, Applied: s.Applied.String()}
-		}
-	}
-	return rep, nil
-}
-
-func printStatus(w io.Writer, r *statusReport) {
+func printStatus(w io.Writer, r *app.StatusReport) {
 	state := "not running"
 	if r.Running {
 		state = "running"
@@ -173,7 +95,7 @@ func printStatus(w io.Writer, r *statusReport) {
 
 // printHealth shows a stall (the refused batch, why, and the fix) and the
 // failure counts.
-func printHealth(w io.Writer, who string, h pipeline.Health, slot *slotStatus) {
+func printHealth(w io.Writer, who string, h pipeline.Health, slot *app.SlotStatus) {
 	if s := h.Stall; s != nil {
 		fmt.Fprintf(w, "%sSTALLED since %s (%d attempts): the target refuses the next batch (%s)\n",
 			who, s.Since.UTC().Format(time.RFC3339), s.Attempts, s.Class)
@@ -224,14 +146,5 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+// humanBytes is the one byte formatting, shared with verify's lag note.
+var humanBytes = app.HumanBytes

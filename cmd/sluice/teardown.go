@@ -5,8 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluice-dev/sluice/internal/admin"
-	"github.com/sluice-dev/sluice/internal/source/postgres"
+	"github.com/sluice-dev/sluice/internal/app"
 )
 
 func newTeardownCmd() *cobra.Command {
@@ -24,16 +23,7 @@ kept. Stop sluice first.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			if _, err := admin.Dial(ctx, c.AdminFile()); err == nil {
-				return fmt.Errorf("sluice is running for pipeline %s: stop it first (Ctrl-C or SIGTERM), then run teardown", c.Pipeline)
-			}
-			ids, keys, err := c.TableIDs()
-			if err != nil {
-				return err
-			}
-			removed, err := postgres.Teardown(ctx, postgres.Config{URL: c.Source.URL, Pipeline: c.Pipeline, Slot: c.Source.Slot,
-				Publication: c.Source.Publication, Tables: ids, Keys: keys, Logger: discardLog()})
+			removed, err := app.TeardownSource(cmd.Context(), c)
 			for _, r := range removed {
 				fmt.Fprintln(cmd.OutOrStdout(), "removed", r)
 			}

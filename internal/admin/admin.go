@@ -13,13 +13,12 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/query"
 )
 
-// Result is a query result in plain JSON values.
-type Result struct {
-	Columns []string `json:"columns"`
-	Rows    [][]any  `json:"rows"`
-}
+// Result is a query result in plain JSON values (package query makes them).
+type Result = query.Result
 
 // Backend answers the endpoint's requests. Status is required; the others
 // are optional abilities, found by type assertion.
@@ -73,14 +72,14 @@ func Start(addr, file string, b Backend) (*Server, error) {
 	mux.HandleFunc("POST /query", func(w http.ResponseWriter, r *http.Request) {
 		q, ok := b.(Querier)
 		if !ok {
-			reply(w, nil, errors.New("this target does not take queries through sluice: query it directly"))
+			reply(w, nil, Errorf(CodeUnsupported, "this target does not take queries through sluice: query it directly"))
 			return
 		}
 		var req struct {
 			SQL string `json:"sql"`
 		}
 		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-			reply(w, nil, fmt.Errorf("bad request: %w", err))
+			reply(w, nil, Errorf(CodeBadRequest, "bad request: %w", err))
 			return
 		}
 		res, err := q.Query(r.Context(), req.SQL)
@@ -89,12 +88,12 @@ func Start(addr, file string, b Backend) (*Server, error) {
 	mux.HandleFunc("POST /call/{op}", func(w http.ResponseWriter, r *http.Request) {
 		c, ok := b.(Caller)
 		if !ok {
-			reply(w, nil, errors.New("operation not supported by this process"))
+			reply(w, nil, Errorf(CodeUnsupported, "operation not supported by this process"))
 			return
 		}
 		args, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		if err != nil {
-			reply(w, nil, err)
+			reply(w, nil, Errorf(CodeBadRequest, "read the request: %w", err))
 			return
 		}
 		v, err := c.Call(r.Context(), r.PathValue("op"), args)
@@ -128,14 +127,22 @@ func (s *Server) Close() error {
 	return s.srv.Shutdown(ctx)
 }
 
+// reply writes v, or err as {"code": ..., "error": ...}: the code is what
+// a client acts on, the message what a person reads.
 func reply(w http.ResponseWriter, v any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
 		w.WriteHeader(http.StatusUnprocessableEntity)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		_ = json.NewEncoder(w).Encode(errorReply{Code: CodeOf(err), Error: err.Error()})
 		return
 	}
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// errorReply is an error as it crosses the HTTP boundary.
+type errorReply struct {
+	Code  Code   `json:"code"`
+	Error string `json:"error"`
 }
 
 // ErrNotRunning means no running sluice was found for the pipeline.
@@ -165,10 +172,65 @@ func Dial(ctx context.Context, file string) (*Client, error) {
 	return c, nil
 }
 
-// Error is an error the running process reported.
-type Error struct{ Msg string }
+// Code names what went wrong in a call, so that a client can act on it
+// without reading the message. It travels as the error reply's "code".
+type Code string
+
+// The codes. A client switches on the few it handles and reports the
+// message for the rest.
+const (
+	CodeNone        Code = ""            // no error
+	CodeFailed      Code = "failed"      // anything not named below: the message says what
+	CodeBadRequest  Code = "bad_request" // the request could not be read
+	CodeUnsupported Code = "unsupported" // this process does not offer the operation
+	// CodeNoHold: this process cannot hold its target at a source position
+	// (a stream consumer: its target is fed by a stream, not by a slot).
+	CodeNoHold    Code = "no_hold"
+	CodeHeld      Code = "held"       // another verify holds the pipeline
+	CodeNotPaused Code = "not_paused" // hold without a pause first (or after it lapsed)
+	CodePassed    Code = "passed"     // the target already applied changes past the position
+	CodeStalled   Code = "stalled"    // the target refuses the batch it must apply first
+	CodeTimeout   Code = "timeout"    // the pipeline did not get there in time
+)
+
+// Error is an error with a code: made by a backend (Errorf, Wrap) so that
+// the code crosses the HTTP boundary, and rebuilt by the Client from the
+// reply.
+type Error struct {
+	Code Code
+	Msg  string
+	err  error // in the process that made it: the cause
+}
 
 func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.err }
+
+// Errorf makes an error with a code; %w wraps as in fmt.Errorf.
+func Errorf(code Code, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return &Error{Code: code, Msg: err.Error(), err: err}
+}
+
+// Wrap gives err a code, keeping its message. Wrap(code, nil) is nil.
+func Wrap(code Code, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Code: code, Msg: err.Error(), err: err}
+}
+
+// CodeOf is err's code: CodeNone for nil, CodeFailed for an error that
+// carries none.
+func CodeOf(err error) Code {
+	if err == nil {
+		return CodeNone
+	}
+	var e *Error
+	if errors.As(err, &e) && e.Code != CodeNone {
+		return e.Code
+	}
+	return CodeFailed
+}
 
 // Status fetches the running process's status into v.
 func (c *Client) Status(ctx context.Context, v any) error {
@@ -210,14 +272,15 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
+		var e errorReply
 		_ = json.Unmarshal(data, &e)
 		if e.Error == "" {
 			e.Error = resp.Status
 		}
-		return &Error{Msg: e.Error}
+		if e.Code == CodeNone {
+			e.Code = CodeFailed
+		}
+		return &Error{Code: e.Code, Msg: e.Error}
 	}
 	if out == nil {
 		return nil

@@ -19,8 +19,16 @@ func (backend) Query(_ context.Context, sql string) (*Result, error) {
 	return &Result{Columns: []string{"n"}, Rows: [][]any{{1}}}, nil
 }
 func (backend) Call(_ context.Context, op string, args json.RawMessage) (any, error) {
+	switch op {
+	case "pause":
+		return nil, Errorf(CodeNoHold, "cannot hold: %w", errCause)
+	case "plain":
+		return nil, errors.New("no code given")
+	}
 	return map[string]string{"op": op, "args": string(args)}, nil
 }
+
+var errCause = errors.New("a stream consumer")
 
 func TestEndpointRoundTrip(t *testing.T) {
 	ctx := context.Background()
@@ -62,5 +70,47 @@ func TestEndpointRoundTrip(t *testing.T) {
 func TestStartRefusesHostlessListen(t *testing.T) {
 	if _, err := Start(":0", "", backend{}); err == nil || !strings.Contains(err.Error(), "127.0.0.1") {
 		t.Errorf("Start(:0) = %v, want an error suggesting loopback", err)
+	}
+}
+
+// An error's code crosses the HTTP boundary with its message; an error
+// without one arrives as CodeFailed.
+func TestErrorCodes(t *testing.T) {
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "p.admin")
+	s, err := Start("127.0.0.1:0", file, backend{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := Dial(ctx, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Call(ctx, "pause", nil, nil)
+	if CodeOf(err) != CodeNoHold || err.Error() != "cannot hold: a stream consumer" {
+		t.Errorf("pause: code %q, error %v", CodeOf(err), err)
+	}
+	if err := c.Call(ctx, "plain", nil, nil); CodeOf(err) != CodeFailed || err.Error() != "no code given" {
+		t.Errorf("plain: code %q, error %v", CodeOf(err), err)
+	}
+	if err := c.Call(ctx, "checksums", nil, nil); CodeOf(err) != CodeNone {
+		t.Errorf("checksums: code %q, error %v", CodeOf(err), err)
+	}
+	// Inside the process the cause is kept.
+	if err := Errorf(CodeNoHold, "cannot hold: %w", errCause); !errors.Is(err, errCause) {
+		t.Errorf("Errorf lost its cause: %v", err)
+	}
+	if Wrap(CodeHeld, nil) != nil {
+		t.Error("Wrap(code, nil) is not nil")
+	}
+	s2, err := Start("127.0.0.1:0", "", struct{ Backend }{backend{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	c2 := &Client{base: "http://" + s2.Addr(), http: c.http}
+	if _, err := c2.Query(ctx, "select 1"); CodeOf(err) != CodeUnsupported {
+		t.Errorf("query on a backend without Query: code %q, error %v", CodeOf(err), err)
 	}
 }

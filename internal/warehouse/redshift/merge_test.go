@@ -516,8 +516,13 @@ func TestPendingAndSchedule(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
 	defer cancel()
-	if err := Schedule(ctx, sdb, e.plan, 50*time.Millisecond, nil); err != context.DeadlineExceeded {
+	var runs []MergeRun
+	ran := func(_ context.Context, r MergeRun) { runs = append(runs, r) }
+	if err := Schedule(ctx, sdb, e.plan, ScheduleOptions{Every: 50 * time.Millisecond, Ran: ran}); err != context.DeadlineExceeded {
 		t.Fatalf("schedule ended with %v, want the context's deadline", err)
+	}
+	if len(runs) == 0 || runs[0].Err != nil {
+		t.Fatalf("runs %+v, want a successful first run", runs)
 	}
 	if n, err = Pending(e.ctx, e.db, e.plan); err != nil || n[tbl.ID()] != 0 {
 		t.Fatalf("pending after scheduled merges = %v (%v), want 0", n, err)

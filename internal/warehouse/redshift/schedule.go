@@ -95,24 +95,51 @@ func Pending(ctx context.Context, conn Conn, p *Plan) (map[change.TableID]int64,
 	return out, nil
 }
 
-// Schedule runs Merge every interval until ctx ends. A failed run is logged
-// and retried at the next tick: the merge is all-or-nothing, so a failure
-// leaves the mirror and its watermarks as they were.
-func Schedule(ctx context.Context, conn Conn, p *Plan, every time.Duration, log *slog.Logger) error {
+// MergeRun is one run of the schedule, as a status display shows it.
+type MergeRun struct {
+	Start time.Time
+	Took  time.Duration
+	Err   error // nil: every table merged
+}
+
+// ScheduleOptions configure Schedule.
+type ScheduleOptions struct {
+	Every  time.Duration // between the starts of two runs
+	Logger *slog.Logger  // default: discard
+	// Ran, when set, is told of each run that was not cut short by ctx,
+	// before the next one starts. It runs on the schedule's goroutine, so
+	// while it runs the connection is free (sluice run counts the pending
+	// records then).
+	Ran func(ctx context.Context, r MergeRun)
+}
+
+// Schedule runs Merge now and then every opt.Every until ctx ends, and
+// returns ctx's error. A failed run is logged and retried at the next tick:
+// the merge is all-or-nothing per table, so a failure leaves the mirror
+// and its watermarks as they were.
+func Schedule(ctx context.Context, conn Conn, p *Plan, opt ScheduleOptions) error {
+	log := opt.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := time.NewTicker(every)
+	t := time.NewTicker(opt.Every)
 	defer t.Stop()
+	log.Info("redshift merge schedule started", "every", opt.Every, "tables", len(p.Tables))
 	for {
 		start := time.Now()
-		if err := Merge(ctx, conn, p); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			log.Error("redshift merge failed; retrying at the next interval", "err", err, "interval", every)
+		err := Merge(ctx, conn, p)
+		if ctx.Err() != nil {
+			// A run cut short says nothing about the mirror.
+			return ctx.Err()
+		}
+		took := time.Since(start)
+		if err != nil {
+			log.Error("redshift merge failed; retrying at the next interval", "err", err, "interval", opt.Every)
 		} else {
-			log.Debug("redshift merge done", "took", time.Since(start))
+			log.Debug("redshift merge done", "took", took)
+		}
+		if opt.Ran != nil {
+			opt.Ran(ctx, MergeRun{Start: start, Took: took, Err: err})
 		}
 		select {
 		case <-ctx.Done():

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -85,7 +85,7 @@ func viewStatePath(c *config.Config) string {
 // full over the source's rows at the comparison point, loaded into an
 // in-memory DuckDB so its checksums come from the same code as a target's.
 type viewOracle struct {
-	*warehouseTarget
+	*target
 	outputs []*change.Table
 }
 
@@ -114,7 +114,7 @@ func openViewOracle(ctx context.Context, c *config.Config, tables []*change.Tabl
 	if err != nil {
 		return nil, err
 	}
-	o := &viewOracle{warehouseTarget: &warehouseTarget{warehouseImpl: mem}, outputs: e.Outputs()}
+	o := &viewOracle{target: &target{warehouseImpl: mem}, outputs: e.Outputs()}
 	at := change.Position{CommitLSN: 1}
 	for _, t := range o.outputs {
 		rows, err := e.Evaluate(ctx, t.ID().String(), inputs)
