@@ -71,7 +71,11 @@ func printStatus(w io.Writer, r *app.StatusReport) {
 			if !t.LastCommit.IsZero() {
 				last = t.LastCommit.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", name, done(t.Snapshotted), t.SnapshotRows, t.Changes, t.AppliedLSN, last)
+			snap := done(t.Snapshotted)
+			if t.Stopped != "" {
+				snap = "STOPPED"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", name, snap, t.SnapshotRows, t.Changes, t.AppliedLSN, last)
 		}
 	} else if len(r.Tables) > 0 {
 		fmt.Fprintln(tw, "TABLE\tSNAPSHOT\tAPPLIED POSITION")
@@ -82,6 +86,11 @@ func printStatus(w io.Writer, r *app.StatusReport) {
 	}
 	tw.Flush()
 	if st := r.Stats; st != nil {
+		for _, name := range sortedKeys(st.Tables) {
+			if why := st.Tables[name].Stopped; why != "" {
+				fmt.Fprintf(w, "view %s STOPPED (the mirror and the other views go on; change the view to rebuild it): %s\n", name, why)
+			}
+		}
 		printHealth(w, "", pipeline.Health{Stall: st.Stall, Failures: st.ApplyFailures}, r.Slot)
 	}
 	if h := r.ConsumerApply; h != nil {

@@ -215,10 +215,18 @@ target:`, 1)
 	}
 	query := func(q string) []string { return []string{"query", "--config", cfg, q} }
 	waitOutput("status names the stopped view", why, "status", "--config", cfg, "--json")
+	if out, _ := e.sluice("status", "--config", cfg); !strings.Contains(out, "view public.order_codes STOPPED") || !strings.Contains(out, why) {
+		t.Errorf("status does not show the stopped view:\n%s", out)
+	}
 	waitOutput("the mirror goes on", "renamed", query("SELECT name FROM public.customers WHERE id = 5")...)
 	waitOutput("the other views go on", "renamed", query("SELECT customer_name FROM public.order_facts WHERE order_id = 90003")...)
 	if out, _ := e.sluice(query("SELECT count(*) AS n FROM public.order_codes")...); !strings.Contains(out, "\n1\n") && !strings.Contains(out, " 1\n") {
 		t.Errorf("the stopped view's table should keep its one row:\n%s", out)
+	}
+	// Verify compares everything else and says the view is not compared.
+	out, code := e.sluice(verifyArgs...)
+	if code == 0 || !strings.Contains(out, "VIEW STOPPED, not compared") || strings.Count(out, " match\n") != 3 {
+		t.Errorf("verify with a stopped view: exit %d\n%s", code, out)
 	}
 
 	p.kill()
@@ -234,7 +242,7 @@ target:`, 1)
 	p = e.start("run", "--config", cfg)
 	e.waitRunning(p)
 	e.waitVerifiedArgs(verifyArgs, 90*time.Second, p)
-	out, _ := e.sluice(query("SELECT id, code FROM public.order_codes ORDER BY id")...)
+	out, _ = e.sluice(query("SELECT id, code FROM public.order_codes ORDER BY id")...)
 	if !strings.Contains(out, "90001") || !strings.Contains(out, "90002") {
 		t.Errorf("the rebuilt view:\n%s", out)
 	}

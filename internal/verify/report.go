@@ -22,6 +22,8 @@ func (r *Report) Print(w io.Writer) {
 	for _, t := range r.Tables {
 		res := "match"
 		switch {
+		case t.Stopped != "":
+			res = "VIEW STOPPED, not compared: " + t.Stopped
 		case t.Error != "":
 			res = "error: " + t.Error
 		case !t.Match:

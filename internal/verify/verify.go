@@ -39,6 +39,9 @@ type Result struct {
 	Extra      []string `json:"extra_keys,omitempty"`     // in the target, not in the source
 	Different  []string `json:"different_keys,omitempty"` // in both, with other values
 	Error      string   `json:"error,omitempty"`
+	// Stopped is why the view whose table this is stopped: it was not
+	// compared (its table keeps its last output until the view is fixed).
+	Stopped string `json:"stopped,omitempty"`
 }
 
 // Options tune a comparison.

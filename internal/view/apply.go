@@ -25,18 +25,17 @@ const maxChunk = 8192
 //
 // A view failing on the batch (a *RuntimeError) stops alone: it is
 // recorded as stopped with a dead letter, the state file is opened again as
-// of its last commit, and the batch is applied again without the view, so
-// the mirror and the other views go on. That needs the batch to start with
-// nothing of an earlier batch in DuckDB's aborted transaction; when a
-// transaction the batch completes began in an earlier one, the view is
-// still recorded as stopped, but Apply returns a *RestartError: the
-// pipeline must start again from the source's confirmed position.
+// of its last commit, and the batches since (kept while a transaction they
+// left open is, up to maxCarry changes) and this one are applied again
+// without the view, so the mirror and the other views go on. Past that
+// bound, the view is still recorded as stopped, but Apply returns a
+// *RestartError: the pipeline must start again from the source's
+// confirmed position.
 //
 // Any other failure is returned after the state is opened again, so a
-// retry of the same batch may succeed; when that cannot be done (a
-// transaction from an earlier batch was lost, or the state cannot be
-// opened), the engine refuses further work: close it and open it again
-// (the source then replays from its confirmed position).
+// retry of the same batch may succeed; when that cannot be done, the
+// engine refuses further work: close it and open it again (the source
+// then replays from its confirmed position).
 func (e *Engine) Apply(ctx context.Context, b *change.Batch) (*change.Batch, error) {
 	if e.closed {
 		return nil, ErrClosed
@@ -47,19 +46,15 @@ func (e *Engine) Apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 	if e.Pending() {
 		return nil, errors.New("view engine: a view's whole output is still being emitted: take it with NextPage before the next batch")
 	}
-	// Without a transaction carried over from an earlier batch, the state
-	// file as last committed is exactly the state before b: a failure can
-	// be undone by opening it again, with the inputs' schemas of now.
-	carried := e.txOpen
-	var tables []*change.Table
-	if !carried {
-		for _, in := range e.order {
-			tables = append(tables, in.tbl)
-		}
-	}
+	// The state file as last committed is the state before the batches
+	// carried since (a transaction they left open lives only in DuckDB's
+	// transaction; see commit): a failure is undone by opening it again,
+	// with the inputs' schemas of then, and applying those batches and b
+	// again.
 	for {
-		out, err := e.apply(ctx, b)
+		out, err := e.redo(ctx, b)
 		if err == nil {
+			e.keep(b)
 			return out, nil
 		}
 		bg := context.WithoutCancel(ctx)
@@ -78,21 +73,63 @@ func (e *Engine) Apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 				return nil, e.broken
 			}
 		}
-		if carried || e.path == "" {
+		if e.carryLost || e.path == "" {
 			if v != nil {
 				err = &RestartError{View: v.spec.Name, Err: err}
 			}
 			e.broken = err
 			return nil, err
 		}
+		carry, tables := e.carry, e.carryTables
 		if lerr := e.reload(bg, tables); lerr != nil {
 			e.broken = errors.Join(err, lerr)
 			return nil, e.broken
 		}
+		e.carry, e.redoing = carry, len(carry) > 0
 		if v == nil {
-			return nil, err
+			return nil, err // a retry of b applies the carried batches first
 		}
 		// Once more, without the view (it is stopped in the state now).
+	}
+}
+
+// maxCarry bounds the changes of the batches kept in memory while they
+// leave a transaction open (see Apply): past it, a failure asks for a
+// restart instead.
+const maxCarry = 200_000
+
+// redo applies b, after the carried batches again when the state was
+// opened again (their output was returned before).
+func (e *Engine) redo(ctx context.Context, b *change.Batch) (*change.Batch, error) {
+	if e.redoing {
+		carry := e.carry
+		e.carry = nil
+		for _, cb := range carry {
+			if _, err := e.apply(ctx, cb); err != nil {
+				// Their transactions before the open one replay and
+				// change nothing: the state is the one they started from.
+				e.carry = carry
+				return nil, err
+			}
+			e.keep(cb)
+		}
+		e.redoing = false
+	}
+	return e.apply(ctx, b)
+}
+
+// keep remembers b when it left a transaction open.
+func (e *Engine) keep(b *change.Batch) {
+	if !e.txOpen || e.carryLost {
+		return
+	}
+	e.carry = append(e.carry, b)
+	limit := e.carryLimit
+	if limit <= 0 {
+		limit = maxCarry
+	}
+	if e.carried += len(b.Changes); e.carried > limit {
+		e.carry, e.carryLost = nil, true
 	}
 }
 
@@ -261,7 +298,18 @@ func (e *Engine) commit(ctx context.Context) error {
 		return fmt.Errorf("commit view state: %w", err)
 	}
 	e.txOpen = false
+	e.committed()
 	return nil
+}
+
+// committed notes that the state file holds everything applied so far:
+// no batch before this one needs applying again after a failure.
+func (e *Engine) committed() {
+	e.carry, e.carried, e.carryLost = nil, 0, false
+	e.carryTables = make([]*change.Table, 0, len(e.order))
+	for _, in := range e.order {
+		e.carryTables = append(e.carryTables, in.tbl)
+	}
 }
 
 func (e *Engine) saveInput(ctx context.Context, in *input) error {

@@ -183,10 +183,12 @@
 //
 // DuckDB aborts its whole transaction on an error and has no savepoints:
 // Apply records the view as stopped, opens the state file again as of its
-// last commit and applies the batch again without the view. When the
-// failing transaction began in an earlier batch, that part is lost with
-// the abort: Apply returns a *RestartError (the Transform makes it the
-// pipeline's Fatal) so that the source sends it again.
+// last commit and applies again, without the view, the batches since that
+// commit (kept while the transaction they leave open is, up to 200,000
+// changes) and the failing one. Past that bound the transaction's earlier
+// part is lost with the abort: Apply returns a *RestartError (the
+// Transform makes it the pipeline's Fatal) so that the source sends it
+// again.
 //
 // # Verify
 //

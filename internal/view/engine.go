@@ -45,6 +45,15 @@ type Engine struct {
 	// pageRows bounds a batch of a view's whole output (defaultPageRows
 	// when 0).
 	pageRows int
+	// The batches applied since the state's last commit that left a
+	// transaction open, the inputs' schemas at that commit, and whether
+	// they were too many to keep (see Apply).
+	carry       []*change.Batch
+	carried     int
+	carryLost   bool
+	carryTables []*change.Table
+	redoing     bool // the state was opened again: carry is to be applied first
+	carryLimit  int  // maxCarry when 0
 
 	*core
 }
@@ -124,6 +133,7 @@ func (e *Engine) load(ctx context.Context, statePath string, specs []Spec, input
 		e.core = old
 		return err
 	}
+	e.committed()
 	return nil
 }
 

@@ -254,23 +254,42 @@ func TestCastFailureStopsTheView(t *testing.T) {
 	want(t, apply(t, e, &change.Batch{Ack: 300}), "nums r 1,NULL", "nums r 2,7")
 }
 
-// A view failing on a transaction that began in an earlier batch: the
-// engine lost that batch's part, so it is recorded as stopped and Apply
-// asks for a restart (the pipeline's Fatal); after it, the source sends the
-// transaction again and the other views get it whole.
-func TestFailureInACarriedTransactionAsksForARestart(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v.db")
+// A view failing on a transaction that began in an earlier batch: that
+// batch is kept while its transaction is open, so the state is opened
+// again and both are applied again without the view. Past the bound on
+// what is kept, Apply asks for a restart (the pipeline's Fatal) and the
+// source sends the transaction again.
+func TestFailureInACarriedTransaction(t *testing.T) {
 	spec := []Spec{
 		{Name: "nums", SQL: "SELECT id, CAST(note AS INTEGER) AS n FROM orders"},
 		{Name: "amounts", SQL: "SELECT id, amount FROM orders"},
 	}
-	e := open(t, path, spec, orders)
-	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {{I(1), I(1), N("1.00"), S("new"), S("42")}}}))
-	big := (&tx{lsn: 200}).ins(orders, I(2), I(1), N("2.00"), S("new"), S("5")).upd(orders, I(1), I(1), N("3.00"), S("new"), S("x"))
+	big := (&tx{lsn: 200}).ins(orders, I(2), I(1), N("2.00"), S("new"), S("5")).ins(orders, I(3), I(1), N("2.50"), S("new"), S("6")).
+		upd(orders, I(1), I(1), N("3.00"), S("new"), S("x"))
 	first := &change.Batch{Changes: big.changes[:1], Ack: 100}
-	rest := &change.Batch{Changes: big.changes[1:], Ack: 200}
+	middle := &change.Batch{Changes: big.changes[1:2], Ack: 100}
+	rest := &change.Batch{Changes: big.changes[2:], Ack: 200}
+	outs := []string{"amounts u 1,3.00", "amounts c 2,2.00", "amounts c 3,2.50"}
+	const why = "view nums: at 0/C8:0/0 key public.orders(id=2) public.orders(id=3) public.orders(id=1): Could not convert string 'x' to INT32 when casting from source column note"
+	start := func(path string) *Engine {
+		e := open(t, path, spec, orders)
+		apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {{I(1), I(1), N("1.00"), S("new"), S("42")}}}))
+		return e
+	}
+
+	e := start("")
+	want(t, apply(t, e, first))
+	want(t, apply(t, e, middle))
+	want(t, apply(t, e, rest), outs...)
+	wantStopped(t, e, "public.nums", why)
+	want(t, apply(t, e, (&tx{lsn: 300}).ins(orders, I(4), I(1), N("4.00"), S("new"), S("6")).batch()), "amounts c 4,4.00")
+
+	path := filepath.Join(t.TempDir(), "v.db")
+	e = start(path)
+	e.carryLimit = 1
 	tr := NewTransform(e, nil)
 	want(t, apply(t, e, first))
+	want(t, apply(t, e, middle)) // 2 changes kept: past the bound
 	_, err := tr.Transform(context.Background(), rest)
 	var re *RestartError
 	var te *pipeline.TargetError
@@ -282,9 +301,10 @@ func TestFailureInACarriedTransactionAsksForARestart(t *testing.T) {
 	}
 	e.Close()
 	e = open(t, path, spec, orders)
-	wantStopped(t, e, "public.nums", "view nums: at 0/C8:0/0 key public.orders(id=2) public.orders(id=1): Could not convert string 'x' to INT32 when casting from source column note")
+	wantStopped(t, e, "public.nums", why)
 	want(t, apply(t, e, first))
-	want(t, apply(t, e, rest), "amounts u 1,3.00", "amounts c 2,2.00")
+	want(t, apply(t, e, middle))
+	want(t, apply(t, e, rest), outs...)
 }
 
 // The output log: a replay of transactions the engine already processed
