@@ -469,3 +469,40 @@ func TestWholeOutputInPages(t *testing.T) {
 		t.Fatalf("after the last rows: Snapshotted %v, Pending %v", last.Snapshotted, e.Pending())
 	}
 }
+
+// A new shape of an input in the middle of a batch, after other
+// transactions wrote its rows: DuckDB refuses to commit rows written to a
+// table before an ALTER of it in one transaction, so the state commits
+// first.
+func TestReshapeAfterWritesInOneBatch(t *testing.T) {
+	spec := []Spec{{Name: "amounts", SQL: "SELECT id, amount FROM orders"}}
+	e := open(t, "", spec, orders)
+	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {ord(1, 1, "1.00", "new")}}))
+	noNote := table("public", "orders", orders.Columns[0], orders.Columns[1], orders.Columns[2], orders.Columns[3])
+	noNote.Version = 2
+	b := (&tx{lsn: 200}).upd(orders, ord(1, 1, "2.00", "new")...).batch()
+	b.Changes = append(b.Changes, (&tx{lsn: 300}).upd(noNote, I(1), I(1), N("3.00"), S("new")).ins(noNote, I(2), I(1), N("4.00"), S("new")).changes...)
+	b.Ack = 300
+	want(t, apply(t, e, b), "amounts u 1,2.00", "amounts u 1,3.00", "amounts c 2,4.00")
+}
+
+// A re-snapshot with a new shape after changes of the table in the same
+// batch commits them first; a new shape inside a transaction that changed
+// the table's rows before it is refused with the way out.
+func TestReshapeMidBatch(t *testing.T) {
+	spec := []Spec{{Name: "amounts", SQL: "SELECT id, amount FROM orders"}}
+	e := open(t, "", spec, orders)
+	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {ord(1, 1, "1.00", "new")}}))
+	noNote := table("public", "orders", orders.Columns[0], orders.Columns[1], orders.Columns[2], orders.Columns[3])
+	noNote.Version = 2
+	b := (&tx{lsn: 200}).upd(orders, ord(1, 1, "2.00", "new")...).batch()
+	snap := snapshot(300, map[*change.Table][][]change.Value{noNote: {{I(1), I(1), N("5.00"), S("new")}}})
+	b.Changes = append(b.Changes, snap.Changes...)
+	b.Snapshotted = snap.Snapshotted
+	want(t, apply(t, e, b), "amounts u 1,2.00", "amounts r 1,5.00")
+
+	mid := (&tx{lsn: 400}).upd(noNote, I(1), I(1), N("6.00"), S("new")).upd(orders, ord(1, 1, "7.00", "new")...).batch()
+	if _, err := e.Apply(context.Background(), mid); err == nil || !strings.Contains(err.Error(), "inside source transaction 0/190 after that transaction changed its rows") {
+		t.Fatalf("a new shape inside a transaction that wrote the table: %v", err)
+	}
+}

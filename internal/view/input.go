@@ -24,6 +24,7 @@ type input struct {
 	mapping                   map[*change.Table][]int
 
 	touched bool // by the source transaction in progress
+	written bool // its stored, old or delta rows were written in the open DuckDB transaction
 	chunk   []*change.Change
 	sample  []string // a few keys it touched, for error messages
 }
