@@ -93,6 +93,24 @@ func (e *Engine) Apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 	}
 }
 
+// reshapes reports whether the transaction of cs[0] (its changes in cs)
+// brings a new shape of an input: it is then not evaluated together with
+// the transactions before it, and the state commits before it (see
+// schema), so a view the new shape stops has seen them.
+func (e *Engine) reshapes(cs []change.Change) bool {
+	cl := cs[0].Pos.CommitLSN
+	for i := range cs {
+		c := &cs[i]
+		if c.Pos.CommitLSN != cl || c.Op == change.OpRead {
+			return false
+		}
+		if in := e.inputs[c.Table.ID()]; in != nil && c.Table != in.tbl && !in.tbl.SameShape(c.Table) {
+			return true
+		}
+	}
+	return false
+}
+
 // maxCarry bounds the changes of the batches kept in memory while they
 // leave a transaction open (see Apply): past it, a failure asks for a
 // restart instead.
@@ -190,7 +208,7 @@ func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 			// one (see "Unit of work" in the package documentation); a
 			// replay, and the transaction the batch leaves open, stand
 			// alone.
-			reshape := in.reshapedBy(c)
+			reshape := e.reshapes(b.Changes[i:])
 			if e.cur != 0 && (e.curReplay || cl <= e.done || cl == tail || reshape) {
 				if err := e.finish(ctx, out); err != nil {
 					return nil, err

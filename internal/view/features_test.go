@@ -506,3 +506,18 @@ func TestReshapeMidBatch(t *testing.T) {
 		t.Fatalf("a new shape inside a transaction that wrote the table: %v", err)
 	}
 }
+
+// A transaction whose change of one input follows changes of another
+// brings the first's new shape: it still stands alone and commits after
+// the transactions before it, which wrote the input.
+func TestReshapeLaterInATransaction(t *testing.T) {
+	spec := []Spec{{Name: "amounts", SQL: "SELECT o.id, o.amount, c.name FROM orders o JOIN customers c ON c.id = o.customer_id"}}
+	e := open(t, "", spec, orders, customers)
+	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {ord(1, 1, "1.00", "new")}, customers: {{I(1), S("ann"), S("gold")}}}))
+	noNote := table("public", "orders", orders.Columns[0], orders.Columns[1], orders.Columns[2], orders.Columns[3])
+	noNote.Version = 2
+	b := (&tx{lsn: 200}).upd(orders, ord(1, 1, "2.00", "new")...).batch()
+	b.Changes = append(b.Changes, (&tx{lsn: 300}).upd(customers, I(1), S("bob"), S("gold")).upd(noNote, I(1), I(1), N("3.00"), S("new")).changes...)
+	b.Ack = 300
+	want(t, apply(t, e, b), "amounts u 1,2.00,ann", "amounts u 1,3.00,bob")
+}

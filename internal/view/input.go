@@ -46,13 +46,6 @@ func newInput(t *change.Table) *input {
 		victims: `"temp"."main".` + change.QuoteIdent("victims."+slug)}
 }
 
-// reshapedBy reports whether c brings a new shape of the input's table
-// (nil-safe): a transaction starting with one is not grouped with the
-// transactions before it, so a view the new shape stops has seen them.
-func (in *input) reshapedBy(c *change.Change) bool {
-	return in != nil && c.Table != in.tbl && !in.tbl.SameShape(c.Table)
-}
-
 func (in *input) keyed() bool { return len(in.tbl.Key) > 0 }
 
 // column finds a column of the current schema by name (exact, then
