@@ -11,5 +11,7 @@ echo "=== mirror into DuckDB and Postgres, snapshot and streaming (vs COPY TO bi
 go run ./bench/mirror -runs 3
 echo "=== views (the mirror alone vs with an identity-like view and a join view, same WAL)"
 go run ./bench/view
+echo "=== view state memory (a join view's state over 10M orders, the engine alone; aim < 1 GiB RSS)"
+go run ./bench/view -state 10000000 -state-target none
 echo "=== Kinesis sink (vs a bare PutRecords loop)"
 go run ./bench/kinesis
