@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/url"
 	"path/filepath"
@@ -149,5 +150,19 @@ type retryingApplier struct {
 }
 
 func (a *retryingApplier) ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error {
-	return a.retry.Do(a.run, b, func() error { return a.streamApplier.ApplyStream(ctx, b, marks) })
+	// A fenced batch is no failure of the target: another reader applied
+	// it, and the reader drops it (see warehouse.StreamMark.Below).
+	var fenced error
+	err := a.retry.Do(a.run, b, func() error {
+		err := a.streamApplier.ApplyStream(ctx, b, marks)
+		if fe := (*warehouse.FenceError)(nil); errors.As(err, &fe) {
+			fenced = err
+			return nil
+		}
+		return err
+	})
+	if fenced != nil {
+		return fenced
+	}
+	return err
 }

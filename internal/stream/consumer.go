@@ -16,6 +16,10 @@ import (
 // the last record applied (a Kinesis sequence number, a Kafka offset).
 type Mark = warehouse.StreamMark
 
+// FenceError is an apply refused because another reader stored a mark at
+// or past the batch's records of a shard (see Mark.Below).
+type FenceError = warehouse.FenceError
+
 // Applier is what a reader needs of a warehouse: apply a batch together
 // with the marks of the records it came from, in one transaction, and
 // report the stored marks of a stream (shard → sequence). Storing marks

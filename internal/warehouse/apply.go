@@ -25,6 +25,9 @@ type Session interface {
 	SchemaExists(ctx context.Context, name string) (bool, error)
 	// ReadState reads the state table.
 	ReadState(ctx context.Context) (map[change.TableID]StateRow, error)
+	// ReadMarks reads one stream's marks (shard → sequence), inside the
+	// transaction.
+	ReadMarks(ctx context.Context, stream string) (map[string]string, error)
 }
 
 // DirectLoader is an optional Session ability: bulk-load rows straight into
@@ -157,6 +160,9 @@ func (a *Applier) Apply(ctx context.Context, s Session, b *change.Batch, o Apply
 	if len(b.Changes) == 0 && len(b.Snapshotted) == 0 && len(o.Marks) == 0 {
 		return res, nil // an Ack alone moves nothing here
 	}
+	if err := fence(ctx, s, o.Marks); err != nil {
+		return res, err
+	}
 	stored, err := s.ReadState(ctx)
 	if err != nil {
 		return res, fmt.Errorf("read state: %w", err)
@@ -241,6 +247,29 @@ func (a *Applier) Apply(ctx context.Context, s Session, b *change.Batch, o Apply
 		}
 	}
 	return res, nil
+}
+
+// fence checks the fenced marks against the stored ones (see
+// StreamMark.Below) before anything is applied.
+func fence(ctx context.Context, s Session, marks []StreamMark) error {
+	stored := map[string]map[string]string{}
+	for _, m := range marks {
+		if m.Below == "" {
+			continue
+		}
+		got, ok := stored[m.Stream]
+		if !ok {
+			var err error
+			if got, err = s.ReadMarks(ctx, m.Stream); err != nil {
+				return fmt.Errorf("read the marks of stream %s: %w", m.Stream, err)
+			}
+			stored[m.Stream] = got
+		}
+		if seq, ok := got[m.Shard]; ok && !SeqLess(seq, m.Below) {
+			return &FenceError{Stream: m.Stream, Shard: m.Shard, Stored: seq, Below: m.Below}
+		}
+	}
+	return nil
 }
 
 // current returns the shape the target table has: the stored one, or, for

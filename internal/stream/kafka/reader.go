@@ -235,14 +235,13 @@ func (r *Reader) handle(applyCtx context.Context, cl *kgo.Client, fs kgo.Fetches
 	if fatal != nil {
 		return fatal
 	}
-	b := &change.Batch{}
-	var marks []core.Mark
+	var parts []*polled
 	var rejects []any
-	last := map[int32]*kgo.Record{}
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 		if len(fp.Records) == 0 {
 			return
 		}
+		pp := &polled{p: fp.Partition, first: fp.Records[0], last: fp.Records[len(fp.Records)-1]}
 		nRejects := 0
 		for _, rec := range fp.Records {
 			c, err := r.tables.Decode(rec.Value)
@@ -259,12 +258,10 @@ func (r *Reader) handle(applyCtx context.Context, cl *kgo.Client, fs kgo.Fetches
 				nRejects++
 				continue
 			}
-			b.Changes = append(b.Changes, c)
+			pp.changes = append(pp.changes, c)
 		}
-		lr := fp.Records[len(fp.Records)-1]
-		last[fp.Partition] = lr
-		marks = append(marks, core.Mark{Stream: r.stream, Shard: strconv.Itoa(int(fp.Partition)), Sequence: strconv.FormatInt(lr.Offset, 10)})
-		hw := fp.HighWatermark
+		parts = append(parts, pp)
+		lr, hw := pp.last, fp.HighWatermark
 		r.partStats(fp.Partition, func(s *PartitionStats) {
 			s.Records += int64(len(fp.Records))
 			s.Rejected += int64(nRejects)
@@ -276,7 +273,7 @@ func (r *Reader) handle(applyCtx context.Context, cl *kgo.Client, fs kgo.Fetches
 	if fatal != nil {
 		return fatal
 	}
-	if len(marks) == 0 {
+	if len(parts) == 0 {
 		return nil
 	}
 	if len(rejects) > 0 {
@@ -287,19 +284,65 @@ func (r *Reader) handle(applyCtx context.Context, cl *kgo.Client, fs kgo.Fetches
 		r.rejected.Add(int64(len(rejects)))
 		r.log.Warn("records that are not change records set aside", "count", len(rejects), "file", r.cfg.RejectFile)
 	}
-	sort.Slice(marks, func(i, j int) bool { return marks[i].Shard < marks[j].Shard })
-	if err := r.app.ApplyStream(applyCtx, b, marks); err != nil {
-		return fmt.Errorf("apply %d changes read from Kafka topic %s: %w", len(b.Changes), r.cfg.Topic, err)
-	}
-	r.applied.Add(int64(len(b.Changes)))
-	r.batches.Add(1)
-	for p, rec := range last {
-		r.partStats(p, func(s *PartitionStats) { s.Applied = rec.Offset })
-		if r.cfg.Group != "" {
-			cl.MarkCommitRecords(rec)
+	sort.Slice(parts, func(i, j int) bool { return parts[i].p < parts[j].p })
+	for len(parts) > 0 {
+		b := &change.Batch{}
+		marks := make([]core.Mark, len(parts))
+		for i, pp := range parts {
+			b.Changes = append(b.Changes, pp.changes...)
+			marks[i] = core.Mark{Stream: r.stream, Shard: strconv.Itoa(int(pp.p)), Sequence: strconv.FormatInt(pp.last.Offset, 10)}
+			if r.cfg.Group != "" {
+				// A member that lost the partition (a missed session
+				// timeout) must not apply what its new owner applied.
+				marks[i].Below = strconv.FormatInt(pp.first.Offset, 10)
+			}
 		}
+		err := r.app.ApplyStream(applyCtx, b, marks)
+		var fe *core.FenceError
+		if errors.As(err, &fe) {
+			parts = r.fenced(cl, parts, fe)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("apply %d changes read from Kafka topic %s: %w", len(b.Changes), r.cfg.Topic, err)
+		}
+		r.applied.Add(int64(len(b.Changes)))
+		r.batches.Add(1)
+		for _, pp := range parts {
+			r.partStats(pp.p, func(s *PartitionStats) { s.Applied = pp.last.Offset })
+			if r.cfg.Group != "" {
+				cl.MarkCommitRecords(pp.last)
+			}
+		}
+		return nil
 	}
 	return nil
+}
+
+// polled is one partition's records of a poll.
+type polled struct {
+	p           int32
+	first, last *kgo.Record
+	changes     []change.Change
+}
+
+// fenced drops the partition another member applied past this poll's
+// records (see core.Mark.Below) and, should this member still
+// consume it, goes on after that member's mark; the other partitions are
+// applied without it.
+func (r *Reader) fenced(cl *kgo.Client, parts []*polled, fe *core.FenceError) []*polled {
+	p, _ := strconv.ParseInt(fe.Shard, 10, 32)
+	stored, _ := strconv.ParseInt(fe.Stored, 10, 64)
+	r.log.Warn("another group member applied this partition's records (it was assigned there while this member's apply waited): they are dropped here, and reading goes on after its mark",
+		"partition", p, "mark", fe.Stored, "first_offset", fe.Below)
+	cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{r.cfg.Topic: {int32(p): {Epoch: -1, Offset: stored + 1}}})
+	out := parts[:0]
+	for _, pp := range parts {
+		if pp.p != int32(p) {
+			out = append(out, pp)
+		}
+	}
+	return out
 }
 
 // isFatal tells the errors that retrying cannot fix: authorization and

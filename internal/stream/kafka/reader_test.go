@@ -298,3 +298,86 @@ func selfSigned(t *testing.T) (string, *tls.Config) {
 	}
 	return path, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
 }
+
+// stealingApplier plays another group member: before the reader's first
+// apply it stores partition 0's mark at that poll's last record, as if that
+// member had applied them (the reader's apply waited past its session
+// timeout).
+type stealingApplier struct {
+	*countingApplier
+	mu     sync.Mutex
+	stolen string // the mark stored for partition 0
+	calls  []int  // changes per ApplyStream call
+}
+
+func (a *stealingApplier) ApplyStream(ctx context.Context, b *change.Batch, marks []core.Mark) error {
+	a.mu.Lock()
+	if a.stolen == "" {
+		for _, m := range marks {
+			if m.Shard == "0" {
+				if m.Below == "" {
+					a.mu.Unlock()
+					return fmt.Errorf("group mode without a fence on partition 0: %+v", m)
+				}
+				if err := a.tg.ApplyStream(ctx, &change.Batch{}, []core.Mark{{Stream: m.Stream, Shard: "0", Sequence: m.Sequence}}); err != nil {
+					a.mu.Unlock()
+					return err
+				}
+				a.stolen = m.Sequence
+			}
+		}
+	}
+	a.calls = append(a.calls, len(b.Changes))
+	a.mu.Unlock()
+	return a.countingApplier.ApplyStream(ctx, b, marks)
+}
+
+// A group member whose partition was applied by another member meanwhile
+// (its mark at or past this poll's records) applies the poll's other
+// partitions only, drops that partition's records, and reads on after the
+// other member's mark: nothing is applied twice and no mark moves back.
+func TestReaderFencedByAnotherMember(t *testing.T) {
+	c := newCluster(t, 1, "t", 3)
+	s := newTestSink(t, conn(c, "t"), nil)
+	first, _ := changes(300, 600, 0) // every record its own row
+	produce(t, s, first, 300)
+	tg := openDuckDB(t)
+	app := &stealingApplier{countingApplier: newCountingApplier(tg)}
+	r := newTestReader(t, conn(c, "t"), app, func(cfg *ReaderConfig) {
+		cfg.Group = "g"
+		cfg.BatchChanges = 1000
+	})
+	stop := runReader(t, r)
+	waitFor(t, "the poll applied without partition 0", 20*time.Second, func() bool { n, _, _ := app.snapshot(); return n > 0 })
+	second, _ := changes(300, 600, 300)
+	produce(t, s, second, 300)
+	marks := func() map[string]string { m, _ := tg.StreamMarks(t.Context(), MarkStream("t")); return m }
+	waitFor(t, "the second records applied", 20*time.Second, func() bool { n, _, _ := app.snapshot(); return n >= 450 })
+	time.Sleep(500 * time.Millisecond)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	applied, _, err := app.snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.mu.Lock()
+	stolen, calls := app.stolen, app.calls
+	app.mu.Unlock()
+	if stolen == "" || len(calls) < 2 || calls[1] >= calls[0] {
+		t.Fatalf("partition 0 was not fenced: stolen %q, apply sizes %v", stolen, calls)
+	}
+	dropped := calls[0] - calls[1]
+	if applied != 600-dropped || len(rows(t, tg)) != 600-dropped {
+		t.Fatalf("applied %d changes, %d rows; want 600 less the %d records of partition 0 the other member applied", applied, len(rows(t, tg)), dropped)
+	}
+	if m := marks(); len(m) != 3 || !warehouseLess(stolen, m["0"]) {
+		t.Fatalf("marks %v: partition 0 should have gone on past the other member's %s", m, stolen)
+	}
+}
+
+func warehouseLess(a, b string) bool {
+	x, _ := strconv.ParseInt(a, 10, 64)
+	y, _ := strconv.ParseInt(b, 10, 64)
+	return x < y
+}

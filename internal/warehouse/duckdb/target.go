@@ -178,23 +178,32 @@ func (t *Target) ApplyStream(ctx context.Context, b *change.Batch, marks []wareh
 
 // StreamMarks returns one stream's checkpoints: shard id -> sequence number.
 func (t *Target) StreamMarks(ctx context.Context, stream string) (map[string]string, error) {
-	rows, err := t.db.QueryContext(ctx, warehouse.SelectMarksSQL(stream))
+	out, err := readMarks(ctx, t.db, stream)
 	if err != nil {
 		return nil, fmt.Errorf("read stream checkpoints from DuckDB %s: %w", t.path, err)
+	}
+	return out, nil
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func readMarks(ctx context.Context, q queryer, stream string) (map[string]string, error) {
+	rows, err := q.QueryContext(ctx, warehouse.SelectMarksSQL(stream))
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	out := map[string]string{}
 	for rows.Next() {
 		var shard, seq string
 		if err := rows.Scan(&shard, &seq); err != nil {
-			return nil, fmt.Errorf("read stream checkpoints from DuckDB %s: %w", t.path, err)
+			return nil, err
 		}
 		out[shard] = seq
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read stream checkpoints from DuckDB %s: %w", t.path, err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // Checksums returns, per bucket of the key space, the row count and an
@@ -397,6 +406,10 @@ func (s *session) SchemaExists(ctx context.Context, name string) (bool, error) {
 	err := s.conn.QueryRowContext(ctx, `SELECT count(*) FROM information_schema.schemata
 WHERE catalog_name = current_database() AND schema_name = ?`, name).Scan(&n)
 	return n > 0, err
+}
+
+func (s *session) ReadMarks(ctx context.Context, stream string) (map[string]string, error) {
+	return readMarks(ctx, s.conn, stream)
 }
 
 func (s *session) ReadState(ctx context.Context) (map[change.TableID]warehouse.StateRow, error) {

@@ -128,17 +128,22 @@ func (t *Target) ApplyStream(ctx context.Context, b *change.Batch, marks []wareh
 
 // StreamMarks returns one stream's checkpoints: shard id -> sequence number.
 func (t *Target) StreamMarks(ctx context.Context, stream string) (map[string]string, error) {
-	rows, err := t.pool.Query(ctx, warehouse.SelectMarksSQL(stream))
-	if err != nil {
-		return nil, fmt.Errorf("read stream checkpoints from Postgres target %s: %w", t.name, err)
-	}
-	out := map[string]string{}
-	var shard, seq string
-	_, err = pgx.ForEachRow(rows, []any{&shard, &seq}, func() error { out[shard] = seq; return nil })
+	out, err := readMarks(ctx, t.pool, stream)
 	if err != nil {
 		return nil, fmt.Errorf("read stream checkpoints from Postgres target %s: %w", t.name, err)
 	}
 	return out, nil
+}
+
+func readMarks(ctx context.Context, q Querier, stream string) (map[string]string, error) {
+	rows, err := q.Query(ctx, warehouse.SelectMarksSQL(stream))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	var shard, seq string
+	_, err = pgx.ForEachRow(rows, []any{&shard, &seq}, func() error { out[shard] = seq; return nil })
+	return out, err
 }
 
 // Checksums returns, per bucket of the key space, the row count and an
@@ -275,6 +280,10 @@ func (s *session) SchemaExists(ctx context.Context, name string) (bool, error) {
 
 func (s *session) ReadState(ctx context.Context) (map[change.TableID]warehouse.StateRow, error) {
 	return readState(ctx, s.tx)
+}
+
+func (s *session) ReadMarks(ctx context.Context, stream string) (map[string]string, error) {
+	return readMarks(ctx, s.tx, stream)
 }
 
 // Querier is what the free functions need of a connection: *pgx.Conn,

@@ -2,6 +2,7 @@ package warehousetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -479,6 +480,28 @@ func testStream(t *testing.T, h Harness) {
 	if m, err := tg.StreamMarks(ctx, "other"); err != nil || len(m) != 0 {
 		t.Fatalf("marks of an unknown stream: %v, %v", m, err)
 	}
+	// A fenced mark: applied while the stored one is below the batch's
+	// first record (or absent); refused, with nothing applied, once
+	// another reader stored one at or past it.
+	fenced := func(shard, seq, below string) []warehouse.StreamMark {
+		return []warehouse.StreamMark{{Stream: "s", Shard: shard, Sequence: seq, Below: below}}
+	}
+	if err := tg.ApplyStream(ctx, batch(Ins(mk(), 10, 6, "f", 6)), fenced("shard-0", "150", "101")); err != nil {
+		t.Fatalf("a fenced mark past the stored one: %v", err)
+	}
+	if err := tg.ApplyStream(ctx, batch(Ins(mk(), 11, 7, "g", 7)), fenced("shard-9", "3", "1")); err != nil {
+		t.Fatalf("a fenced mark of a shard without one: %v", err)
+	}
+	err = tg.ApplyStream(ctx, batch(Ins(mk(), 12, 8, "late", 8)), fenced("shard-0", "140", "120"))
+	var fe *warehouse.FenceError
+	if !errors.As(err, &fe) || fe.Shard != "shard-0" || fe.Stored != "150" || fe.Below != "120" {
+		t.Fatalf("a fenced mark behind the stored one: %T %v", err, err)
+	}
+	got, _ = tg.StreamMarks(ctx, "s")
+	if got["shard-0"] != "150" {
+		t.Fatalf("a refused batch moved the mark: %v", got)
+	}
+	want(t, h, tg, Items(), "1|a|1", "2|b|2", "5|from-slow-shard|5", "6|f|6", "7|g|7")
 }
 
 func testChecksums(t *testing.T, h Harness) {
