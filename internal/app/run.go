@@ -141,6 +141,9 @@ func Run(ctx context.Context, c *config.Config, opt Options) (runErr error) {
 			r.hold = newHolder(r.p)
 		}
 		r.figures = append(r.figures, metrics.Live(r.p.Stats), src)
+		if engine != nil {
+			r.figures = append(r.figures, viewFigures(viewIDs(c.Views), engine.Stopped))
+		}
 		parts = append(parts, func(ctx context.Context) error { return r.p.Run(ctx, tables) })
 	}
 

@@ -86,7 +86,7 @@ func TestRunDirect(t *testing.T) {
 	}
 	waitFor(t, "the changes", func() bool { return r.Stats().Applied >= 61 })
 	checkMetrics(t, r, `sluice_applied_changes_total{pipeline="apptest"}`, `sluice_slot_active{pipeline="apptest",slot="sluice_apptest"} 1`,
-		`sluice_stalled{pipeline="apptest",stage="target"} 0`)
+		`sluice_stalled{pipeline="apptest",stage="target"} 0`, `sluice_view_stopped{pipeline="apptest",view="public.per_grp"} 0`)
 
 	rep, err := Verify(ctx, c, verify.Options{Buckets: 4, KeyLimit: 5})
 	if err != nil {
@@ -195,7 +195,8 @@ func TestRunBothThroughKafka(t *testing.T) {
 	waitFor(t, "the deletes through Kafka", func() bool { return count() == "490/490" })
 	checkMetrics(t, r, `sluice_applied_changes_total{pipeline="apptest"}`, `sluice_kafka_producer_records_total{pipeline="apptest",topic="changes"}`,
 		`sluice_kafka_consumer_records_total{pipeline="apptest",topic="changes"}`, `sluice_kafka_partition_lag_records{partition="0",pipeline="apptest",topic="changes"}`,
-		`sluice_stalled{pipeline="apptest",stage="target"} 0`, `sluice_stalled{pipeline="apptest",stage="kafka_consumer"} 0`)
+		`sluice_stalled{pipeline="apptest",stage="target"} 0`, `sluice_stalled{pipeline="apptest",stage="kafka_consumer"} 0`,
+		`sluice_view_stopped{pipeline="apptest",view="public.per_grp"} 0`)
 
 	st, err := Status(ctx, c)
 	if err != nil {
