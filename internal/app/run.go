@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/admin"
 	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/config"
+	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/internal/pipeline"
 )
 
@@ -100,13 +101,14 @@ func Run(ctx context.Context, c *config.Config, opt Options) (runErr error) {
 		defer closeViews()
 		var dst pipeline.Target
 		if m.stream {
-			sink, err := openStreamSink(ctx, c, &r.metrics, log)
+			sink, err := openStreamSink(ctx, c, log)
 			if err != nil {
 				return err
 			}
 			defer sink.close()
 			dst = sink
 			r.streams = append(r.streams, namedStats{"producer", sink.stats})
+			r.figures = append(r.figures, sink.figures)
 		} else {
 			tgt, err := openTarget(ctx, c, log)
 			if err != nil {
@@ -138,7 +140,10 @@ func Run(ctx context.Context, c *config.Config, opt Options) (runErr error) {
 			// does not stop at that position.
 			r.hold = newHolder(r.p)
 		}
-		r.metrics.Pipeline, r.metrics.Slot = r.p.Stats, src.Status
+		r.figures = append(r.figures, metrics.Live(r.p.Stats), src)
+		if engine != nil {
+			r.figures = append(r.figures, viewFigures(viewIDs(c.Views), engine.Stopped))
+		}
 		parts = append(parts, func(ctx context.Context) error { return r.p.Run(ctx, tables) })
 	}
 
@@ -159,14 +164,16 @@ func Run(ctx context.Context, c *config.Config, opt Options) (runErr error) {
 		// The reader ends its run on a failed apply; retry here instead, as
 		// the in-process pipeline does.
 		r.consumer = &pipeline.Retrier{Backoff: opt.Retry, Logger: log, What: "apply from the stream"}
-		r.metrics.ConsumerApply = r.consumer.Health
-		rd, err := openStreamReader(ctx, c, &r.metrics, &retryingApplier{streamApplier: app, run: gctx, retry: r.consumer}, log)
+		rd, err := openStreamReader(ctx, c, &retryingApplier{streamApplier: app, run: gctx, retry: r.consumer}, log)
 		if err != nil {
 			return err
 		}
 		defer rd.close()
 		r.tgt = tgt
 		r.streams = append(r.streams, namedStats{"consumer", rd.stats})
+		r.figures = append(r.figures, rd.figures, metrics.Live(func() pipeline.StageHealth {
+			return pipeline.StageHealth{Stage: rd.stage, Health: r.consumer.Health()}
+		}))
 		parts = append(parts, func(ctx context.Context) error { return stopped(ctx, rd.run(ctx)) })
 	}
 

@@ -85,6 +85,8 @@ func TestRunDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the changes", func() bool { return r.Stats().Applied >= 61 })
+	checkMetrics(t, r, `sluice_applied_changes_total{pipeline="apptest"}`, `sluice_slot_active{pipeline="apptest",slot="sluice_apptest"} 1`,
+		`sluice_stalled{pipeline="apptest",stage="target"} 0`, `sluice_view_stopped{pipeline="apptest",view="public.per_grp"} 0`)
 
 	rep, err := Verify(ctx, c, verify.Options{Buckets: 4, KeyLimit: 5})
 	if err != nil {
@@ -170,7 +172,14 @@ func TestRunBothThroughKafka(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
-	go func() { done <- Run(runCtx, c, Options{}) }()
+	started := make(chan *Running, 1)
+	go func() { done <- Run(runCtx, c, Options{Started: func(r *Running) { started <- r }}) }()
+	var r *Running
+	select {
+	case r = <-started:
+	case err := <-done:
+		t.Fatalf("Run ended before it started: %v", err)
+	}
 	count := func() string {
 		// the table's rows, and the rows the view counts
 		res, err := Query(ctx, c, "SELECT (SELECT count(*) FROM t) || '/' || (SELECT sum(n) FROM per_grp)")
@@ -184,6 +193,10 @@ func TestRunBothThroughKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the deletes through Kafka", func() bool { return count() == "490/490" })
+	checkMetrics(t, r, `sluice_applied_changes_total{pipeline="apptest"}`, `sluice_kafka_producer_records_total{pipeline="apptest",topic="changes"}`,
+		`sluice_kafka_consumer_records_total{pipeline="apptest",topic="changes"}`, `sluice_kafka_partition_lag_records{partition="0",pipeline="apptest",topic="changes"}`,
+		`sluice_stalled{pipeline="apptest",stage="target"} 0`, `sluice_stalled{pipeline="apptest",stage="kafka_consumer"} 0`,
+		`sluice_view_stopped{pipeline="apptest",view="public.per_grp"} 0`)
 
 	st, err := Status(ctx, c)
 	if err != nil {

@@ -30,8 +30,8 @@ type Running struct {
 	consumer *pipeline.Retrier // a stream consumer's applies
 	views    *view.Engine      // nil without views
 
-	metrics metrics.Sources
-	streams []namedStats // the stream halves' figures, in status
+	figures []metrics.Reporter // each part's, for /metrics
+	streams []namedStats       // the stream halves' figures, in status
 }
 
 type namedStats struct {
@@ -83,9 +83,10 @@ func (r *Running) Status(ctx context.Context) (any, error) {
 	return rep, nil
 }
 
-// Metrics serves the pipeline's, the slot's and the stream's figures.
+// Metrics serves the figures of every part Run built: the pipeline's, the
+// slot's, the views', the stream halves'.
 func (r *Running) Metrics() http.Handler {
-	return metrics.Handler(r.cfg.Pipeline, r.metrics)
+	return metrics.Handler(r.cfg.Pipeline, r.figures...)
 }
 
 // Query runs a read-only statement against the target.

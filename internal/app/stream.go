@@ -20,20 +20,23 @@ import (
 // streamSink is the producer half's target, whichever the stream.
 type streamSink struct {
 	pipeline.Target
-	stats func() any // for status
-	close func() error
+	stats   func() any       // for status
+	figures metrics.Reporter // for /metrics
+	close   func() error
 }
 
 // streamReader is the consumer half, whichever the stream.
 type streamReader struct {
-	run   func(ctx context.Context) error
-	stats func() any // for status
+	run     func(ctx context.Context) error
+	stats   func() any       // for status
+	figures metrics.Reporter // for /metrics
+	// stage names the apply health of the warehouse it feeds in /metrics.
+	stage string
 	close func() error
 }
 
-// openStreamSink opens the configured stream's producer; src learns its
-// figures for /metrics.
-func openStreamSink(ctx context.Context, c *config.Config, src *metrics.Sources, log *slog.Logger) (*streamSink, error) {
+// openStreamSink opens the configured stream's producer.
+func openStreamSink(ctx context.Context, c *config.Config, log *slog.Logger) (*streamSink, error) {
 	if k := c.Stream.Kafka; k != nil {
 		sink, err := kafka.NewSink(ctx, kafka.SinkConfig{
 			Connection:     kafkaConnection(k),
@@ -49,8 +52,7 @@ func openStreamSink(ctx context.Context, c *config.Config, src *metrics.Sources,
 		if err != nil {
 			return nil, err
 		}
-		src.KafkaProducer = sink.Stats
-		return &streamSink{Target: sink, stats: func() any { return sink.Stats() }, close: sink.Close}, nil
+		return &streamSink{Target: sink, stats: func() any { return sink.Stats() }, figures: metrics.Live(sink.Stats), close: sink.Close}, nil
 	}
 	k := c.Stream.Kinesis
 	sink, err := kinesis.NewSink(ctx, kinesis.SinkConfig{
@@ -67,13 +69,11 @@ func openStreamSink(ctx context.Context, c *config.Config, src *metrics.Sources,
 	if err != nil {
 		return nil, err
 	}
-	src.Producer = sink.Stats
-	return &streamSink{Target: sink, stats: func() any { return sink.Stats() }, close: sink.Close}, nil
+	return &streamSink{Target: sink, stats: func() any { return sink.Stats() }, figures: metrics.Live(sink.Stats), close: sink.Close}, nil
 }
 
-// openStreamReader opens the configured stream's consumer into app; src
-// learns its figures for /metrics.
-func openStreamReader(ctx context.Context, c *config.Config, src *metrics.Sources, app streamApplier, log *slog.Logger) (*streamReader, error) {
+// openStreamReader opens the configured stream's consumer into app.
+func openStreamReader(ctx context.Context, c *config.Config, app streamApplier, log *slog.Logger) (*streamReader, error) {
 	lim := limitsOf(c)
 	if k := c.Stream.Kafka; k != nil {
 		rejects := k.RejectFile
@@ -85,8 +85,7 @@ func openStreamReader(ctx context.Context, c *config.Config, src *metrics.Source
 		if err != nil {
 			return nil, err
 		}
-		src.KafkaConsumer = rd.Stats
-		return &streamReader{run: rd.Run, stats: func() any { return rd.Stats() }, close: rd.Close}, nil
+		return &streamReader{run: rd.Run, stats: func() any { return rd.Stats() }, figures: metrics.Live(rd.Stats), stage: kafka.ConsumerStage, close: rd.Close}, nil
 	}
 	k := c.Stream.Kinesis
 	rejects := k.RejectFile
@@ -99,8 +98,7 @@ func openStreamReader(ctx context.Context, c *config.Config, src *metrics.Source
 	if err != nil {
 		return nil, err
 	}
-	src.Consumer = rd.Stats
-	return &streamReader{run: rd.Run, stats: func() any { return rd.Stats() }, close: rd.Close}, nil
+	return &streamReader{run: rd.Run, stats: func() any { return rd.Stats() }, figures: metrics.Live(rd.Stats), stage: kinesis.ConsumerStage, close: rd.Close}, nil
 }
 
 // kafkaConnection turns the config's Kafka section into the transport's.

@@ -1,54 +1,47 @@
-package metrics
+package metrics_test
 
 import (
-	"context"
-	"io"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/sluice-dev/sluice/internal/pipeline"
-	"github.com/sluice-dev/sluice/internal/source/postgres"
-	"github.com/sluice-dev/sluice/internal/stream/kinesis"
+	"github.com/sluice-dev/sluice/internal/metrics"
 )
 
-func TestHandlerExposesEveryFigure(t *testing.T) {
-	h := Handler("shop", Sources{
-		Pipeline: func() pipeline.Stats {
-			return pipeline.Stats{Applied: 42, Batches: 3, LagSeconds: 0.5, QueueBytes: 1024,
-				Tables:        map[string]*pipeline.TableStats{"public.customers": {Changes: 40, SnapshotRows: 30}},
-				Stall:         &pipeline.Stall{Since: time.Now().Add(-time.Minute), Table: "public.customers", Class: pipeline.Permanent},
-				ApplyFailures: []pipeline.FailureCount{{Table: "public.customers", Class: pipeline.Permanent, Count: 4}}}
-		},
-		ConsumerApply: func() pipeline.Health {
-			return pipeline.Health{Failures: []pipeline.FailureCount{{Class: pipeline.Transient, Count: 2}}}
-		},
-		Slot: func(context.Context) (postgres.Status, error) {
-			return postgres.Status{Slot: "sluice_shop", Active: true, RetainedBytes: 4096, LagBytes: 128}, nil
-		},
-		Producer: func() kinesis.SinkStats { return kinesis.SinkStats{Stream: "s", Records: 7, InFlightBytes: 512} },
-		Consumer: func() kinesis.ReaderStats {
-			return kinesis.ReaderStats{Stream: "s", Read: 9, Shards: map[string]kinesis.ShardStats{"shardId-000000000001": {MillisBehindLatest: 250}}}
-		},
+var (
+	depth = &metrics.Family{Name: "sluice_test_depth", Help: "A gauge.", Kind: metrics.Gauge, Labels: []string{"lane"}}
+	seen  = &metrics.Family{Name: "sluice_test_seen_total", Help: "A counter.", Kind: metrics.Counter}
+)
+
+// Every figure carries the pipeline label first; a live reporter is asked
+// again at each scrape.
+func TestHandlerReportsAtEachScrape(t *testing.T) {
+	var n atomic.Int64
+	live := metrics.ReporterFunc(func(emit metrics.Emit) {
+		emit(seen, float64(n.Add(1)))
+		emit(depth, 3, "a")
 	})
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Body)
+	h := metrics.Handler("shop", live)
+	_ = scrape(t, h)
+	body := scrape(t, h)
 	for _, want := range []string{
-		`sluice_applied_changes_total{pipeline="shop"} 42`,
-		`sluice_table_snapshot_rows_total{pipeline="shop",table="public.customers"} 30`,
-		`sluice_slot_retained_wal_bytes{pipeline="shop",slot="sluice_shop"} 4096`,
-		`sluice_kinesis_producer_in_flight_bytes{pipeline="shop",stream="s"} 512`,
-		`sluice_kinesis_shard_millis_behind_latest{pipeline="shop",shard="shardId-000000000001",stream="s"} 250`,
-		`sluice_apply_failures_total{class="permanent",pipeline="shop",stage="target",table="public.customers"} 4`,
-		`sluice_stalled{pipeline="shop",stage="target"} 1`,
-		`sluice_apply_failures_total{class="transient",pipeline="shop",stage="kinesis_consumer",table=""} 2`,
-		`sluice_stalled{pipeline="shop",stage="kinesis_consumer"} 0`,
-		`sluice_stalled_seconds{pipeline="shop",stage="kinesis_consumer"} 0`,
+		"# TYPE sluice_test_seen_total counter\nsluice_test_seen_total{pipeline=\"shop\"} 2\n",
+		"# TYPE sluice_test_depth gauge\nsluice_test_depth{lane=\"a\",pipeline=\"shop\"} 3\n",
 	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %s:\n%s", want, body)
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
 		}
+	}
+}
+
+// A component reporting the wrong number of label values fails the
+// scrape, naming the family, instead of panicking in the process.
+func TestHandlerRefusesBadLabels(t *testing.T) {
+	bad := metrics.ReporterFunc(func(emit metrics.Emit) { emit(depth, 1) })
+	rec := httptest.NewRecorder()
+	metrics.Handler("shop", bad).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 500 || !strings.Contains(rec.Body.String(), "sluice_test_depth") {
+		t.Errorf("scrape with a label missing: %d %s, want 500 naming the family", rec.Code, rec.Body)
 	}
 }
