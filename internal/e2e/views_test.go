@@ -223,6 +223,10 @@ target:`, 1)
 	if out, _ := e.sluice(query("SELECT count(*) AS n FROM public.order_codes")...); !strings.Contains(out, "\n1\n") && !strings.Contains(out, " 1\n") {
 		t.Errorf("the stopped view's table should keep its one row:\n%s", out)
 	}
+	if m := e.metrics(e.name); !strings.Contains(m, `sluice_view_stopped{pipeline="`+e.name+`",view="public.order_codes"} 1`) ||
+		!strings.Contains(m, `view="public.order_facts"} 0`) {
+		t.Errorf("/metrics does not show the stopped view:\n%s", m)
+	}
 	// Verify compares everything else and says the view is not compared.
 	out, code := e.sluice(verifyArgs...)
 	if code == 0 || !strings.Contains(out, "VIEW STOPPED, not compared") || strings.Count(out, " match\n") != 3 {
