@@ -306,6 +306,6 @@ func drain(ctx context.Context, src *postgres.Source, tgt pipeline.Target, tr pi
 		}
 	}}
 	start := time.Now()
-	err := pipeline.New(src, obs, pipeline.Options{Logger: slog.New(slog.DiscardHandler), Transform: tr}).Run(runCtx, tables)
+	err := pipeline.New(src, obs, pipeline.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Transform: tr}).Run(runCtx, tables)
 	return time.Since(start), err
 }
