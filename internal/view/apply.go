@@ -99,14 +99,20 @@ func (e *Engine) Apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 // schema), so a view the new shape stops has seen them.
 func (e *Engine) reshapes(cs []change.Change) bool {
 	cl := cs[0].Pos.CommitLSN
+	var seen *change.Table // the last table found in its stored shape
 	for i := range cs {
 		c := &cs[i]
 		if c.Pos.CommitLSN != cl || c.Op == change.OpRead {
 			return false
 		}
-		if in := e.inputs[c.Table.ID()]; in != nil && c.Table != in.tbl && !in.tbl.SameShape(c.Table) {
+		if c.Table == seen {
+			continue
+		}
+		in := e.inputs[c.Table.ID()]
+		if in != nil && c.Table != in.tbl && !in.tbl.SameShape(c.Table) {
 			return true
 		}
+		seen = c.Table
 	}
 	return false
 }

@@ -572,13 +572,21 @@ type stop struct {
 // state's transaction in progress (so it holds exactly when the position
 // that caused it does).
 func (e *Engine) stop(ctx context.Context, v *compiled, re *RuntimeError) error {
-	if err := e.exec(ctx, `UPDATE "_sluice"."views" SET stopped = ? WHERE name = ?`, re.Error(), v.slug()); err != nil {
-		return fmt.Errorf("record stopped view %s: %w", v.spec.Name, err)
+	if err := e.recordStop(ctx, v.id, re); err != nil {
+		return err
 	}
 	v.stopped = re.Error()
+	return nil
+}
+
+// recordStop stores why the view whose table is id stopped, with a dead
+// letter.
+func (e *Engine) recordStop(ctx context.Context, id change.TableID, re *RuntimeError) error {
+	if err := e.exec(ctx, `UPDATE "_sluice"."views" SET stopped = ? WHERE name = ?`, re.Error(), id.Schema+"."+id.Name); err != nil {
+		return fmt.Errorf("record stopped view %s: %w", re.View, err)
+	}
 	e.deadLetter(ctx, re)
-	e.noteStopped(v.id, v.stopped)
-	e.log.Error("view stopped: the mirror and the other views go on; change the view to rebuild it", "view", v.slug(), "reason", v.stopped)
+	e.noteStopped(id, re.Error())
 	return nil
 }
 
@@ -674,24 +682,25 @@ func (e *Engine) haltChanged(ctx context.Context, s Spec, stored map[string]stor
 	if !ok || sv.hash != specHash(slug, s) {
 		return false
 	}
-	why := sv.stopped
-	if why == "" {
-		why = "it no longer compiles over its inputs, which changed: " + err.Error()
-		if xerr := e.exec(ctx, `UPDATE "_sluice"."views" SET stopped = ? WHERE name = ?`, why, slug); xerr != nil {
-			e.log.Error("record stopped view", "view", slug, "error", xerr)
-		}
-		e.deadLetter(ctx, &RuntimeError{View: s.Name, Pos: change.Position{CommitLSN: e.done}, Msg: why})
+	if sv.stopped != "" {
+		e.noteStopped(id, sv.stopped)
+		return true
 	}
-	e.noteStopped(id, why)
-	e.log.Error("view stopped: the mirror and the other views go on; change the view to rebuild it", "view", slug, "reason", why)
+	re := &RuntimeError{View: s.Name, Pos: change.Position{CommitLSN: e.done}, Msg: "it no longer compiles over its inputs, which changed: " + err.Error()}
+	if xerr := e.recordStop(ctx, id, re); xerr != nil {
+		// The start goes on with the view stopped; the next start tries again.
+		e.log.Error("record stopped view", "view", slug, "error", xerr)
+		e.noteStopped(id, re.Error())
+	}
 	return true
 }
 
-// noteStopped records a stopped view for Stopped.
+// noteStopped records a stopped view for Stopped, and says so in the log.
 func (e *Engine) noteStopped(id change.TableID, why string) {
 	e.stopMu.Lock()
-	defer e.stopMu.Unlock()
 	e.stops[id] = why
+	e.stopMu.Unlock()
+	e.log.Error("view stopped: the mirror and the other views go on; change the view to rebuild it", "view", id, "reason", why)
 }
 
 // Stopped returns the views that stopped, with the reason: a runtime
@@ -718,7 +727,6 @@ func (e *Engine) setupView(ctx context.Context, v *compiled) error {
 	}
 	if stored == hash && v.stopped != "" {
 		e.noteStopped(v.id, v.stopped)
-		e.log.Error("view stopped: the mirror and the other views go on; change the view to rebuild it", "view", v.slug(), "reason", v.stopped)
 	}
 	if stored != hash {
 		if stored != "" {

@@ -470,16 +470,23 @@ func TestWholeOutputInPages(t *testing.T) {
 	}
 }
 
+// reshapeEngine is a view over orders with one order, and orders' shape
+// without its note column.
+func reshapeEngine(t *testing.T) (*Engine, *change.Table) {
+	t.Helper()
+	e := open(t, "", []Spec{{Name: "amounts", SQL: "SELECT id, amount FROM orders"}}, orders)
+	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {ord(1, 1, "1.00", "new")}}))
+	noNote := table("public", "orders", orders.Columns[0], orders.Columns[1], orders.Columns[2], orders.Columns[3])
+	noNote.Version = 2
+	return e, noNote
+}
+
 // A new shape of an input in the middle of a batch, after other
 // transactions wrote its rows: DuckDB refuses to commit rows written to a
 // table before an ALTER of it in one transaction, so the state commits
 // first.
 func TestReshapeAfterWritesInOneBatch(t *testing.T) {
-	spec := []Spec{{Name: "amounts", SQL: "SELECT id, amount FROM orders"}}
-	e := open(t, "", spec, orders)
-	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {ord(1, 1, "1.00", "new")}}))
-	noNote := table("public", "orders", orders.Columns[0], orders.Columns[1], orders.Columns[2], orders.Columns[3])
-	noNote.Version = 2
+	e, noNote := reshapeEngine(t)
 	b := (&tx{lsn: 200}).upd(orders, ord(1, 1, "2.00", "new")...).batch()
 	b.Changes = append(b.Changes, (&tx{lsn: 300}).upd(noNote, I(1), I(1), N("3.00"), S("new")).ins(noNote, I(2), I(1), N("4.00"), S("new")).changes...)
 	b.Ack = 300
@@ -490,11 +497,7 @@ func TestReshapeAfterWritesInOneBatch(t *testing.T) {
 // batch commits them first; a new shape inside a transaction that changed
 // the table's rows before it is refused with the way out.
 func TestReshapeMidBatch(t *testing.T) {
-	spec := []Spec{{Name: "amounts", SQL: "SELECT id, amount FROM orders"}}
-	e := open(t, "", spec, orders)
-	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{orders: {ord(1, 1, "1.00", "new")}}))
-	noNote := table("public", "orders", orders.Columns[0], orders.Columns[1], orders.Columns[2], orders.Columns[3])
-	noNote.Version = 2
+	e, noNote := reshapeEngine(t)
 	b := (&tx{lsn: 200}).upd(orders, ord(1, 1, "2.00", "new")...).batch()
 	snap := snapshot(300, map[*change.Table][][]change.Value{noNote: {{I(1), I(1), N("5.00"), S("new")}}})
 	b.Changes = append(b.Changes, snap.Changes...)

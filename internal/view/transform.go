@@ -63,10 +63,11 @@ func (t *Transform) Start(ctx context.Context, source []*change.Table, state map
 	for _, id := range t.e.Rebuilding() {
 		rebuilding[id] = true
 	}
+	stopped := t.e.Stopped()
 	for _, o := range outputs {
 		id := o.ID()
 		pl.Outputs = append(pl.Outputs, o)
-		if _, stopped := t.e.Stopped()[id]; stopped {
+		if _, ok := stopped[id]; ok {
 			// Its table keeps what it holds; nothing comes for it until
 			// the view is changed (a rebuild).
 			continue
