@@ -76,11 +76,7 @@ func collect(rows *sql.Rows) (*Result, error) {
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, err
 		}
-		for i, v := range vals {
-			vals[i] = plain(v)
-		}
-		res.Rows = append(res.Rows, vals)
-		if len(res.Rows) >= MaxRows {
+		if !res.add(vals) {
 			break
 		}
 	}
@@ -114,15 +110,21 @@ func Postgres(ctx context.Context, url, q string) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		for i, v := range vals {
-			vals[i] = plain(v)
-		}
-		res.Rows = append(res.Rows, vals)
-		if len(res.Rows) >= MaxRows {
+		if !res.add(vals) {
 			break
 		}
 	}
 	return res, rows.Err()
+}
+
+// add appends a row, its values made JSON-friendly, and reports whether
+// there is room for more (MaxRows).
+func (r *Result) add(vals []any) bool {
+	for i, v := range vals {
+		vals[i] = plain(v)
+	}
+	r.Rows = append(r.Rows, vals)
+	return len(r.Rows) < MaxRows
 }
 
 // plain turns driver values into JSON-friendly ones.
