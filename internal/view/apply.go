@@ -179,6 +179,7 @@ func (e *Engine) viewNamed(name string) *compiled {
 
 func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, error) {
 	out := &change.Batch{Ack: b.Ack}
+	e.lastAck = max(e.lastAck, b.Ack)
 	// The last streamed transaction, when this batch does not complete it.
 	var tail change.LSN
 	for i := len(b.Changes) - 1; i >= 0; i-- {
@@ -192,9 +193,18 @@ func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 	if err := e.begin(ctx); err != nil {
 		return nil, err
 	}
+	if err := e.resendLogged(ctx, out); err != nil {
+		return nil, err
+	}
 	for i := range b.Changes {
 		c := &b.Changes[i]
 		in := e.inputs[c.Table.ID()]
+		if in != nil && in.event {
+			if err := e.event(ctx, in, c); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if c.Op == change.OpRead {
 			if in == nil {
 				continue
@@ -209,13 +219,13 @@ func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 			}
 			continue
 		}
-		if cl := c.Pos.CommitLSN; cl != e.cur {
+		if cl := c.Pos.CommitLSN; cl != e.cur || e.curEvents {
 			// Consecutive new transactions of one batch are evaluated as
 			// one (see "Unit of work" in the package documentation); a
 			// replay, and the transaction the batch leaves open, stand
 			// alone.
 			reshape := e.reshapes(b.Changes[i:])
-			if e.cur != 0 && (e.curReplay || cl <= e.done || cl == tail || reshape) {
+			if e.cur != 0 && (e.curEvents || e.curReplay || cl <= e.done || cl == tail || reshape) {
 				if err := e.finish(ctx, out); err != nil {
 					return nil, err
 				}
@@ -247,7 +257,7 @@ func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 			return nil, err
 		}
 	}
-	if e.cur != 0 && b.Ack >= e.cur {
+	if e.cur != 0 && (b.Ack >= e.cur || e.curEvents) {
 		if err := e.finish(ctx, out); err != nil {
 			return nil, err
 		}
@@ -307,7 +317,9 @@ func (e *Engine) begin(ctx context.Context) error {
 	e.txOpen = true
 	select {
 	case pos := <-e.confirm:
-		if err := e.exec(ctx, `DELETE FROM "_sluice"."outlog" WHERE commit_lsn <= ?`, uint64(pos)); err != nil {
+		// Outputs of events processed after the transaction at pos carry
+		// its commit LSN and may not be in the target yet (see events.go).
+		if err := e.exec(ctx, `DELETE FROM "_sluice"."outlog" WHERE commit_lsn < ? OR commit_lsn = ? AND seq < ?`, uint64(pos), uint64(pos), eventSeqBase); err != nil {
 			return fmt.Errorf("prune view output log: %w", err)
 		}
 	default:
@@ -319,7 +331,10 @@ func (e *Engine) commit(ctx context.Context) error {
 	if !e.txOpen {
 		return nil
 	}
-	if err := e.exec(ctx, `UPDATE "_sluice"."meta" SET done = ?, next_rid = ?`, uint64(e.done), e.nextRid); err != nil {
+	if err := e.saveMarks(ctx); err != nil {
+		return err
+	}
+	if err := e.exec(ctx, `UPDATE "_sluice"."meta" SET done = ?, next_rid = ?, event_pos = ?, event_seq = ?`, uint64(e.done), e.nextRid, uint64(e.eventPos), e.eventSeq); err != nil {
 		return fmt.Errorf("view state: %w", err)
 	}
 	if err := e.exec(ctx, "COMMIT"); err != nil {
@@ -375,10 +390,13 @@ func (e *Engine) extend(c *change.Change) {
 // finish completes the source transactions being received: the views see
 // their net effect and emit their output changes.
 func (e *Engine) finish(ctx context.Context, out *change.Batch) error {
-	defer func() { e.cur, e.curReplay = 0, false }()
 	if e.curReplay {
-		return nil
+		e.cur, e.curReplay = 0, false
+		// Events that arrived meanwhile are evaluated now, over the state
+		// the replay left (it changed nothing).
+		return e.heldEvents(ctx, out)
 	}
+	defer func() { e.cur, e.curEvents, e.seqBase = 0, false, 0 }()
 	var touched []*input
 	for _, in := range e.order {
 		if err := e.flush(ctx, in); err != nil {
@@ -400,9 +418,12 @@ func (e *Engine) finish(ctx context.Context, out *change.Batch) error {
 				}
 			}
 			in.touched, in.sample = false, nil
+			if err := e.passed(ctx, in); err != nil {
+				return err
+			}
 		}
 	}
-	if e.cur > e.done {
+	if e.cur > e.done && !e.curEvents {
 		e.done = e.cur
 	}
 	return nil

@@ -55,6 +55,11 @@ type Engine struct {
 	redoing     bool // the state was opened again: carry is to be applied first
 	carryLimit  int  // maxCarry when 0
 
+	// events are the event streams views may read (see EventStream), by
+	// their table; marks are their stored marks as of Open (StreamMarks).
+	events map[change.TableID]EventStream
+	marks  map[string]map[string]string
+
 	*core
 }
 
@@ -77,6 +82,18 @@ type core struct {
 	done    change.LSN // commit LSN of the last source transaction processed
 	nextRid int64
 
+	// Events (see events.go): the commit LSN their outputs were last given
+	// and the sequence after it; the latest Ack seen; events that arrived
+	// while a replayed transaction was being received; the marks of the
+	// events written in the open DuckDB transaction.
+	eventPos  change.LSN
+	eventSeq  int64
+	lastAck   change.LSN
+	held      []change.Change
+	pendMarks map[markKey]string
+	seqBase   int64                      // the first output sequence of the group being received, less one
+	resend    map[string]change.Position // views whose logged outputs after a position the next Apply emits
+
 	stmts     map[string]*sql.Stmt
 	typeNames map[string]string // DuckDB's spelling of type names (sameType)
 
@@ -87,6 +104,7 @@ type core struct {
 	cur       change.LSN // the last transaction of the group being received
 	first     change.LSN // its first
 	curReplay bool
+	curEvents bool // the group holds only events (see events.go)
 	curTime   changeMeta
 	txRid     int64 // nextRid when cur began: rows with a rid at or above it are new
 
@@ -100,13 +118,26 @@ type changeMeta struct {
 
 // Open compiles and validates every view (all errors at once, joined) and
 // opens the state file at statePath, creating it if need be. inputs are the
-// current schemas of the tables views may read; a view reading another
-// table is refused. log receives actionable events; nil discards them.
-func Open(ctx context.Context, statePath string, specs []Spec, inputs []*change.Table, log *slog.Logger) (*Engine, error) {
+// current schemas of the tables views may read, events the event streams
+// they may read beside them; a view reading another table is refused. log
+// receives actionable events; nil discards them.
+func Open(ctx context.Context, statePath string, specs []Spec, inputs []*change.Table, log *slog.Logger, events ...EventStream) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{confirm: make(chan change.LSN, 1), stops: map[change.TableID]string{}}
+	e := &Engine{confirm: make(chan change.LSN, 1), stops: map[change.TableID]string{}, events: map[change.TableID]EventStream{}}
+	for _, es := range events {
+		id := es.Table.ID()
+		if _, dup := e.events[id]; dup {
+			return nil, fmt.Errorf("event stream %s is declared twice", id)
+		}
+		for _, t := range inputs {
+			if t.ID() == id {
+				return nil, fmt.Errorf("event stream %s has the name of a mirrored table: name one of them otherwise", id)
+			}
+		}
+		e.events[id] = es
+	}
 	if err := e.load(ctx, statePath, specs, inputs, log); err != nil {
 		return nil, err
 	}
@@ -126,7 +157,7 @@ func (e *Engine) load(ctx context.Context, statePath string, specs []Spec, input
 	}
 	old := e.core
 	e.core = &core{db: db, conn: conn, log: log, path: statePath, specs: specs, inputs: map[change.TableID]*input{},
-		byName: map[string]*compiled{}, stmts: map[string]*sql.Stmt{}}
+		byName: map[string]*compiled{}, stmts: map[string]*sql.Stmt{}, pendMarks: map[markKey]string{}}
 	if err := e.open(ctx, specs, inputs); err != nil {
 		conn.Close()
 		db.Close()
@@ -220,16 +251,19 @@ func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table)
 		// Added later; older state files gain them here.
 		`ALTER TABLE "_sluice"."views" ADD COLUMN IF NOT EXISTS stopped VARCHAR`,
 		`ALTER TABLE "_sluice"."inputs" ADD COLUMN IF NOT EXISTS stale BOOLEAN`,
+		`ALTER TABLE "_sluice"."meta" ADD COLUMN IF NOT EXISTS event_pos UBIGINT`,
+		`ALTER TABLE "_sluice"."meta" ADD COLUMN IF NOT EXISTS event_seq BIGINT`,
+		`CREATE TABLE IF NOT EXISTS "_sluice"."event_marks" (stream VARCHAR, shard VARCHAR, seq VARCHAR)`,
 	} {
 		if err := e.exec(ctx, q); err != nil {
 			return fmt.Errorf("set up view state %s: %w", e.path, err)
 		}
 	}
-	var done, rid sql.NullInt64
-	err := e.conn.QueryRowContext(ctx, `SELECT done, next_rid FROM "_sluice"."meta"`).Scan(&done, &rid)
+	var done, rid, evPos, evSeq sql.NullInt64
+	err := e.conn.QueryRowContext(ctx, `SELECT done, next_rid, event_pos, event_seq FROM "_sluice"."meta"`).Scan(&done, &rid, &evPos, &evSeq)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		if err := e.exec(ctx, `INSERT INTO "_sluice"."meta" VALUES (0, 1)`); err != nil {
+		if err := e.exec(ctx, `INSERT INTO "_sluice"."meta" (done, next_rid, event_pos, event_seq) VALUES (0, 1, 0, 0)`); err != nil {
 			return err
 		}
 		e.nextRid = 1
@@ -237,6 +271,10 @@ func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table)
 		return fmt.Errorf("read view state %s: %w", e.path, err)
 	default:
 		e.done, e.nextRid = change.LSN(done.Int64), rid.Int64
+		e.eventPos, e.eventSeq = change.LSN(evPos.Int64), evSeq.Int64
+	}
+	if err := e.loadMarks(ctx); err != nil {
+		return err
 	}
 
 	fns, err := loadFunctions(ctx, e.conn)
@@ -246,6 +284,11 @@ func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table)
 	candidates := map[change.TableID]*input{}
 	for _, t := range tables {
 		candidates[t.ID()] = newInput(t)
+	}
+	for id, es := range e.events {
+		in := newInput(es.Table)
+		in.event, in.keep, in.stream = true, es.Keep, es.Stream
+		candidates[id] = in
 	}
 	c := &compiler{ctx: ctx, q: e.conn, fns: fns, inputs: candidates}
 
@@ -308,6 +351,14 @@ func (e *Engine) open(ctx context.Context, specs []Spec, tables []*change.Table)
 		return errors.Join(errs...)
 	}
 	for _, v := range bound {
+		if err := checkEvents(v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, v := range bound {
 		if err := e.setupView(ctx, v); err != nil {
 			return err
 		}
@@ -338,6 +389,14 @@ func (e *Engine) setupInput(ctx context.Context, in *input, views []*compiled, k
 		}
 	}
 	in.snapshotted, in.snapPos, in.stale = snap.Bool, change.LSN(pos.Int64), stale.Bool
+	if in.event && !in.snapshotted {
+		// An event stream has no snapshot: its events are read from its
+		// stored marks on.
+		in.snapshotted = true
+		if err := e.saveInput(ctx, in); err != nil {
+			return err
+		}
+	}
 	for _, c := range in.tbl.Columns {
 		if strings.EqualFold(c.Name, ridCol) {
 			return fmt.Errorf("table %s: column %s is reserved for sluice's views", in.id, ridCol)
@@ -777,7 +836,6 @@ func (e *Engine) setupView(ctx context.Context, v *compiled) error {
 			"CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("affk"))+" AS SELECT "+strings.Join(ks, ", ")+" FROM "+v.outTable()+" LIMIT 0",
 			"CREATE TABLE IF NOT EXISTS "+v.linTable()+" AS SELECT * FROM ("+v.lineageSQL+") LIMIT 0",
 			"CREATE OR REPLACE TEMP TABLE "+bare(v.tmp("newlin"))+" AS SELECT * FROM "+v.linTable()+" LIMIT 0",
-
 		)
 	}
 	qs = append(qs,

@@ -21,7 +21,7 @@ func (e *Engine) evaluate(ctx context.Context, touched []*input, out *change.Bat
 			return err
 		}
 	}
-	var seq int64
+	seq := e.seqBase
 	var logRows [][]driver.Value
 	at, _ := e.curTime.at.(time.Time)
 	for _, v := range e.views {
@@ -54,6 +54,9 @@ func (e *Engine) evaluate(ctx context.Context, touched []*input, out *change.Bat
 			logRows = append(logRows, []driver.Value{uint64(e.cur), seq, v.slug(), uint8(c.Op), c.TxID, at,
 				blob(c.Before), blob(c.After)})
 		}
+	}
+	if e.curEvents {
+		e.eventSeq = seq - eventSeqBase
 	}
 	return e.appendRows(ctx, "", "_sluice", "outlog", logRows)
 }
@@ -253,6 +256,9 @@ func (e *Engine) initView(ctx context.Context, v *compiled, out *change.Batch) e
 	}
 	p = max(p, e.done)
 	pos := change.Position{CommitLSN: p}
+	if v.readsEvents() {
+		pos = e.nextEventPos() // after every output of its events (see events.go)
+	}
 	qs := []string{
 		"DELETE FROM " + v.tmp("after"),
 		"INSERT INTO " + v.tmp("after") + " " + v.fullSQL,
@@ -300,7 +306,15 @@ func (e *Engine) initView(ctx context.Context, v *compiled, out *change.Batch) e
 		}
 	}
 	v.live = true
-	return e.saveView(ctx, v)
+	if err := e.saveView(ctx, v); err != nil {
+		return err
+	}
+	for _, o := range v.occ {
+		if err := e.passed(ctx, o.in); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // initPages is a view's whole output being emitted, page by page.
@@ -409,8 +423,8 @@ func (e *Engine) replay(ctx context.Context, c change.LSN, out *change.Batch) er
 			return fmt.Errorf("read view output log: %w", err)
 		}
 		v := e.byName[name]
-		if v == nil {
-			continue
+		if v == nil || v.readsEvents() {
+			continue // a view over events has its outputs sent again by Resend
 		}
 		ch := change.Change{Op: change.Op(op), Table: v.table, Pos: change.Position{CommitLSN: c, LSN: change.LSN(seq)}, TxID: txid, CommitTime: at}
 		if ch.Before, err = decodeRow(before); err != nil {

@@ -19,6 +19,11 @@ type input struct {
 	snapping    bool       // snapshot rows are arriving (the table was emptied for them)
 	stale       bool       // a column was retyped: its stored values are gone until a new snapshot
 
+	// An event stream's table (see EventStream): events pass through it
+	// unless keep.
+	event, keep bool
+	stream      string
+
 	quoted, old, delta, stage string // quoted table names
 	fresh, victims            string
 	mapping                   map[*change.Table][]int

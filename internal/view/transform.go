@@ -84,6 +84,7 @@ func (t *Transform) Start(ctx context.Context, source []*change.Table, state map
 			pl.Reset = append(pl.Reset, o)
 		} else {
 			t.done[id] = true
+			t.e.Resend(id, state[id].Applied)
 		}
 	}
 	for _, id := range t.e.Unsnapshotted() {
