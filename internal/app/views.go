@@ -27,7 +27,11 @@ func openViews(ctx context.Context, c *config.Config, tables []*change.Table, lo
 	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
 		return nil, nil, nil, fmt.Errorf("create state_dir for the views' state: %w", err)
 	}
-	e, err := view.Open(ctx, viewStatePath(c), specs, tables, log)
+	evs, err := eventStreams(c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	e, err := view.Open(ctx, viewStatePath(c), specs, tables, log, evs...)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -49,7 +53,11 @@ func targetTables(ctx context.Context, c *config.Config, source []*change.Table)
 	if len(c.Views) == 0 {
 		return source, nil
 	}
-	e, err := view.Open(ctx, "", viewSpecs(c), source, discardLog())
+	evs, err := eventStreams(c)
+	if err != nil {
+		return nil, err
+	}
+	e, err := view.Open(ctx, "", viewSpecs(c), source, discardLog(), evs...)
 	if err != nil {
 		return nil, err
 	}
@@ -87,12 +95,19 @@ func viewStatePath(c *config.Config) string {
 type viewOracle struct {
 	*target
 	outputs []*change.Table
+	// overEvents are the views that read event streams: their rows come
+	// from a stream, not from the source, so they are not compared.
+	overEvents []change.TableID
 }
 
 // openViewOracle reads the views' inputs inside the source snapshot tx and
 // evaluates every view over them. The inputs are held in memory.
 func openViewOracle(ctx context.Context, c *config.Config, tables []*change.Table, tx pgx.Tx) (*viewOracle, error) {
-	e, err := view.Open(ctx, "", viewSpecs(c), tables, discardLog())
+	evs, err := eventStreams(c)
+	if err != nil {
+		return nil, err
+	}
+	e, err := view.Open(ctx, "", viewSpecs(c), tables, discardLog(), evs...)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +118,14 @@ func openViewOracle(ctx context.Context, c *config.Config, tables []*change.Tabl
 	}
 	defer src.Close()
 	var inputs []view.InputRows
+	events := map[change.TableID]bool{}
+	for _, es := range evs {
+		events[es.Table.ID()] = true
+	}
 	for _, id := range e.Inputs() {
+		if events[id] {
+			continue
+		}
 		t, rows, err := src.ReadRows(ctx, tx, id)
 		if err != nil {
 			return nil, fmt.Errorf("read %s for the views: %w", id, err)
@@ -114,7 +136,14 @@ func openViewOracle(ctx context.Context, c *config.Config, tables []*change.Tabl
 	if err != nil {
 		return nil, err
 	}
-	o := &viewOracle{target: &target{warehouseImpl: mem}, outputs: e.Outputs()}
+	o := &viewOracle{target: &target{warehouseImpl: mem}}
+	for _, t := range e.Outputs() {
+		if e.ReadsEvents(t.ID()) {
+			o.overEvents = append(o.overEvents, t.ID())
+		} else {
+			o.outputs = append(o.outputs, t)
+		}
+	}
 	at := change.Position{CommitLSN: 1}
 	for _, t := range o.outputs {
 		rows, err := e.Evaluate(ctx, t.ID().String(), inputs)

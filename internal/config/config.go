@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/events"
 )
 
 // Config is a whole pipeline: one source, its tables, one target.
@@ -17,6 +18,7 @@ type Config struct {
 	Source   Source        `yaml:"source" doc:"The Postgres database to mirror."`
 	Tables   []TableSpec   `yaml:"tables" doc:"Tables to mirror: \"schema.table\", or {name: schema.table, key: [col, ...]} to declare a key for a table without a primary key (its REPLICA IDENTITY must then be FULL)."`
 	Views    []ViewSpec    `yaml:"views" doc:"SQL views over the tables (DuckDB's dialect), kept up to date incrementally and exactly once; each lands in the target as a table. See docs/views.md."`
+	Events   []EventSpec   `yaml:"events" doc:"Streams of JSON events (Kafka topics, Kinesis streams) that views read beside the tables, e.g. to enrich each event with the current row of a mirrored table. See docs/views.md."`
 	Target   Target        `yaml:"target" doc:"Where the mirror lives: duckdb:PATH or a postgres:// URL, or {url: ..., schema: ...}."`
 	Stream   *Stream       `yaml:"stream" doc:"Optional stream between source and target. Without one, batches go straight to the target in-process and the replication slot is the durable buffer."`
 	Redshift *Redshift     `yaml:"redshift" doc:"Settings of a Redshift target (target: redshift://...): the IAM role, the merge schedule, the Data API. A Redshift target reads the changes from stream.kinesis, or from stream.kafka (Amazon MSK, Confluent Cloud, self-managed Kafka)."`
@@ -51,6 +53,21 @@ type ViewSpec struct {
 	Name string   `yaml:"name" doc:"The table the view becomes in the target: name or schema.name (schema defaults to public)."`
 	Key  []string `yaml:"key" doc:"Output columns that identify a row; derived from the query when omitted (GROUP BY columns, or the keys of the tables whose rows make a row), and checked."`
 	SQL  string   `yaml:"sql" doc:"One SELECT over the tables, in DuckDB's SQL dialect."`
+}
+
+// EventSpec is a stream of JSON events that views read as a table.
+type EventSpec struct {
+	Name    string        `yaml:"name" doc:"The table views read the events as: name or schema.name (schema defaults to events)."`
+	Kafka   *Kafka        `yaml:"kafka" doc:"The Kafka topic of the events: brokers, topic, client_id, tls and sasl as for stream.kafka. Every partition is read, from the offsets kept with the views' state (a group is not used)."`
+	Kinesis *Kinesis      `yaml:"kinesis" doc:"The Kinesis stream of the events: stream, region, endpoint and reject_file as for stream.kinesis. Every shard is read, from the sequence numbers kept with the views' state."`
+	Columns []EventColumn `yaml:"columns" doc:"The events' fields, read from each JSON object by name. Views also read event_id (the key: \"shard/sequence\", or \"partition/offset\") and event_time (when the stream received the record)."`
+	Keep    bool          `yaml:"keep" doc:"Keep every event in the views' state: the stream is then an input like a table (anywhere in FROM, aggregates), and outputs follow later changes of the tables; the state grows with every event. Default false: each event passes through once, enriched with the tables as they are when it is processed."`
+}
+
+// EventColumn is one field of the events.
+type EventColumn struct {
+	Name string `yaml:"name" doc:"The field's name in the JSON object and the column's in the table."`
+	Type string `yaml:"type" doc:"A Postgres type: smallint, integer, bigint, real, double precision, numeric or numeric(p,s), boolean, text, varchar, uuid, date, timestamp, timestamptz (RFC 3339 strings, or seconds since the epoch), json, jsonb."`
 }
 
 // Target is where the mirror lives.
@@ -200,6 +217,7 @@ func (c *Config) Validate() error {
 		add("%v", err)
 	}
 	c.validateViews(ids, add)
+	c.validateEvents(ids, add)
 	if c.Stream == nil || c.Stream.Role != "producer" {
 		if _, _, err := c.Target.Kind(); err != nil {
 			add("%v", err)
@@ -219,7 +237,7 @@ func (c *Config) Validate() error {
 		case c.Stream.Kinesis != nil && c.Stream.Kafka != nil:
 			add("stream has both kinesis and kafka: a pipeline uses one stream, remove the other")
 		case c.Stream.Kafka != nil:
-			c.Stream.Kafka.validate(add)
+			c.Stream.Kafka.validate("stream.kafka", add)
 		case c.Stream.Kinesis == nil || c.Stream.Kinesis.Stream == "":
 			add("stream.kinesis.stream is empty: give the Kinesis stream name or ARN (or use stream.kafka with brokers and topic)")
 		}
@@ -248,41 +266,43 @@ func (c *Config) Validate() error {
 
 var kafkaTopicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
-func (k *Kafka) validate(add func(string, ...any)) {
+// validate checks a Kafka address; where names it in messages
+// ("stream.kafka", "events[0].kafka").
+func (k *Kafka) validate(where string, add func(string, ...any)) {
 	if len(k.Brokers) == 0 {
-		add("stream.kafka.brokers is empty: list the bootstrap brokers, e.g. brokers: [broker-1:9092, broker-2:9092]")
+		add(where + ".brokers is empty: list the bootstrap brokers, e.g. brokers: [broker-1:9092, broker-2:9092]")
 	}
 	for i, b := range k.Brokers {
 		if j := strings.LastIndex(b, ":"); j <= 0 || j == len(b)-1 {
-			add("stream.kafka.brokers[%d] %q is not host:port: write it like broker-1.example.com:9092", i, b)
+			add(where+".brokers[%d] %q is not host:port: write it like broker-1.example.com:9092", i, b)
 		}
 	}
 	switch {
 	case k.Topic == "":
-		add("stream.kafka.topic is empty: give the topic that carries the change records")
+		add(where + ".topic is empty: give the topic that carries the change records")
 	case !kafkaTopicRE.MatchString(k.Topic):
-		add("stream.kafka.topic %q is not a valid topic name: use 1-249 characters of a-z A-Z 0-9 . _ -", k.Topic)
+		add(where+".topic %q is not a valid topic name: use 1-249 characters of a-z A-Z 0-9 . _ -", k.Topic)
 	}
 	if k.MaxRecordBytes < 1024 {
-		add("stream.kafka.max_record_bytes must be at least 1KiB (default 1000000, the broker's default max.message.bytes less overhead)")
+		add(where + ".max_record_bytes must be at least 1KiB (default 1000000, the broker's default max.message.bytes less overhead)")
 	}
 	if t := k.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
-		add("stream.kafka.tls: cert_file and key_file go together (the client certificate and its key): set both or neither")
+		add(where + ".tls: cert_file and key_file go together (the client certificate and its key): set both or neither")
 	}
 	if s := k.SASL; s != nil {
 		switch strings.ToUpper(s.Mechanism) {
 		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
 			if s.Username == "" || s.Password == "" {
-				add("stream.kafka.sasl: mechanism %s needs username and password (write the password as ${ENV})", s.Mechanism)
+				add(where+".sasl: mechanism %s needs username and password (write the password as ${ENV})", s.Mechanism)
 			}
 		case "AWS_MSK_IAM":
 			if k.TLS != nil && !k.TLS.Enabled {
-				add("stream.kafka.sasl.mechanism AWS_MSK_IAM needs TLS: MSK offers IAM only on its TLS listener (port 9098); remove tls.enabled: false")
+				add(where + ".sasl.mechanism AWS_MSK_IAM needs TLS: MSK offers IAM only on its TLS listener (port 9098); remove tls.enabled: false")
 			}
 		case "":
-			add("stream.kafka.sasl.mechanism is empty: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM")
+			add(where + ".sasl.mechanism is empty: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM")
 		default:
-			add("stream.kafka.sasl.mechanism %q is not supported: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM", s.Mechanism)
+			add(where+".sasl.mechanism %q is not supported: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM", s.Mechanism)
 		}
 	}
 }
@@ -336,6 +356,80 @@ func (c *Config) validateViews(tables []change.TableID, add func(string, ...any)
 	}
 	if len(c.Views) > 0 && c.Stream != nil && c.Stream.Role == "consumer" {
 		add("views run where the source is read: put them in the producer's configuration (role producer or both), not the consumer's")
+	}
+}
+
+// EventTables returns the tables views read the event streams as, in
+// config order.
+func (c *Config) EventTables() ([]*change.Table, error) {
+	var out []*change.Table
+	for i, ev := range c.Events {
+		cols := make([]events.Column, len(ev.Columns))
+		for j, col := range ev.Columns {
+			cols[j] = events.Column{Name: col.Name, Type: col.Type}
+		}
+		t, err := events.Table(ev.Name, cols)
+		if err != nil {
+			return nil, fmt.Errorf("events[%d]: %w", i, err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// validateEvents checks the event streams.
+func (c *Config) validateEvents(tables []change.TableID, add func(string, ...any)) {
+	if len(c.Events) == 0 {
+		return
+	}
+	if len(c.Views) == 0 {
+		add("events: no view reads them: add a view that reads each stream (FROM events.<name>), or remove events")
+	}
+	if c.Stream != nil && c.Stream.Role == "consumer" {
+		add("events feed views, which run where the source is read: put them in the producer's configuration (role producer or both), not the consumer's")
+	}
+	taken := map[change.TableID]string{}
+	for i, id := range tables {
+		if i < len(c.Tables) {
+			taken[id] = "tables[" + fmt.Sprint(i) + "]"
+		}
+	}
+	if views, err := c.ViewIDs(); err == nil {
+		for i, id := range views {
+			taken[id] = "views[" + fmt.Sprint(i) + "]"
+		}
+	}
+	evTables, err := c.EventTables()
+	if err != nil {
+		add("%v", err)
+	}
+	for i, ev := range c.Events {
+		where := fmt.Sprintf("events[%d]", i)
+		if ev.Name == "" {
+			add("%s: name is empty: name the table views read the events as, e.g. name: clicks (read as events.clicks)", where)
+		}
+		if err == nil {
+			id := evTables[i].ID()
+			if other, ok := taken[id]; ok {
+				add("%s: %s is also the name of %s: give the event stream another name", where, id, other)
+			}
+			taken[id] = where
+		}
+		switch {
+		case ev.Kafka != nil && ev.Kinesis != nil:
+			add("%s has both kafka and kinesis: an event stream is one topic or one stream", where)
+		case ev.Kafka != nil:
+			ev.Kafka.validate(where+".kafka", add)
+			if ev.Kafka.Group != "" {
+				add("%s.kafka.group: event streams are read without a consumer group (the offsets are kept with the views' state): remove group", where)
+			}
+		case ev.Kinesis != nil:
+			if ev.Kinesis.Stream == "" {
+				add("%s.kinesis.stream is empty: give the Kinesis stream name or ARN", where)
+			}
+		default:
+			add("%s: say where the events are: kafka: {brokers, topic} or kinesis: {stream}", where)
+		}
 	}
 }
 

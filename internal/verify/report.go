@@ -24,6 +24,8 @@ func (r *Report) Print(w io.Writer) {
 		switch {
 		case t.Stopped != "":
 			res = "VIEW STOPPED, not compared: " + t.Stopped
+		case t.Skipped != "":
+			res = "not compared: " + t.Skipped
 		case t.Error != "":
 			res = "error: " + t.Error
 		case !t.Match:

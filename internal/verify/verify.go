@@ -42,6 +42,9 @@ type Result struct {
 	// Stopped is why the view whose table this is stopped: it was not
 	// compared (its table keeps its last output until the view is fixed).
 	Stopped string `json:"stopped,omitempty"`
+	// Skipped is why the table cannot be compared with the source (a view
+	// over event streams); it does not make the report a mismatch.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // Options tune a comparison.

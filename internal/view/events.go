@@ -61,6 +61,13 @@ func (v *compiled) readsEvents() bool {
 	return false
 }
 
+// ReadsEvents reports whether the view whose output table is id reads an
+// event stream (its output cannot be evaluated from the source alone).
+func (e *Engine) ReadsEvents(id change.TableID) bool {
+	v := e.byName[id.Schema+"."+id.Name]
+	return v != nil && v.readsEvents()
+}
+
 // checkEvents refuses what a view cannot do with events passing through.
 func checkEvents(v *compiled) error {
 	for j, o := range v.occ {
