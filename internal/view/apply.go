@@ -183,7 +183,11 @@ func (e *Engine) apply(ctx context.Context, b *change.Batch) (*change.Batch, err
 	// The last streamed transaction, when this batch does not complete it.
 	var tail change.LSN
 	for i := len(b.Changes) - 1; i >= 0; i-- {
-		if c := &b.Changes[i]; c.Op != change.OpRead {
+		c := &b.Changes[i]
+		if in := e.inputs[c.Table.ID()]; in != nil && in.event {
+			continue // an event has no position of the source
+		}
+		if c.Op != change.OpRead {
 			if c.Pos.CommitLSN > b.Ack {
 				tail = c.Pos.CommitLSN
 			}

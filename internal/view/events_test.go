@@ -249,3 +249,21 @@ func TestEventViewErrors(t *testing.T) {
 		t.Errorf("an event stream named as a table: %v", err)
 	}
 }
+
+// An event after the start of the transaction a batch leaves open waits
+// for it, and does not hold back the transactions before it.
+func TestEventAfterTheOpenTransaction(t *testing.T) {
+	es := clicksStream(t, false)
+	names := Spec{Name: "names", SQL: `SELECT id, name FROM customers`}
+	e := openEvents(t, filepath.Join(t.TempDir(), "v.db"), []Spec{clickNames, names}, es, customers)
+	apply(t, e, snapshot(100, map[*change.Table][][]change.Value{customers: {{I(1), S("ann"), S("gold")}, {I(2), S("bob"), S("new")}}}))
+	t1 := (&tx{lsn: 300}).upd(customers, I(1), S("x"), S("gold"))
+	t2 := (&tx{lsn: 400}).upd(customers, I(2), S("y"), S("new"))
+	b := &change.Batch{Changes: append(append(t1.changes, t2.changes...), clicks(t, es, "0", 1, `{"user_id": 2}`).Changes...), Ack: 300}
+	if got, want := describe(apply(t, e, b)), []string{"names u 1,x"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("%v, want %v", got, want)
+	}
+	if got, want := describe(apply(t, e, &change.Batch{Ack: 400})), []string{"names u 2,y", "click_names c 0/1,NULL,y"}; !reflect.DeepEqual(sorted(got), sorted(want)) {
+		t.Fatalf("%v, want %v", got, want)
+	}
+}
