@@ -237,6 +237,7 @@ func runReader(t *testing.T, r *Reader, dst pipeline.Target) (stop func() error)
 			cancel()
 			err = <-ch
 			stopped = true
+			r.Close() // as the application does once the pipeline stopped
 		}
 		return err
 	}

@@ -86,6 +86,15 @@ type Reader struct {
 	mu    sync.Mutex
 	parts map[int32]*PartitionStats
 
+	// A member's poll may still be applied after Stream returned (the
+	// pipeline finishes the apply in flight): the client leaves the group
+	// once it is confirmed, or when Close ends the wait.
+	leaving   sync.WaitGroup
+	closed    context.Context
+	closing   context.CancelFunc
+	closeOnce sync.Once
+	closeErr  error
+
 	read, applied, rejected, batches atomic.Int64
 }
 
@@ -124,6 +133,7 @@ func NewReader(ctx context.Context, cfg ReaderConfig, marks MarkStore) (*Reader,
 		kgo.WithLogger(kgoLogger{log}),
 	}, opts...)
 	r := &Reader{cfg: cfg, opts: opts, marks: marks, log: log, stream: MarkStream(cfg.Topic), parts: map[int32]*PartitionStats{}, decode: cfg.Decode}
+	r.closed, r.closing = context.WithCancel(context.Background())
 	if r.decode == nil {
 		r.decode = r.tables.DecodeRecord
 	}
@@ -135,8 +145,16 @@ func NewReader(ctx context.Context, cfg ReaderConfig, marks MarkStore) (*Reader,
 	return r, nil
 }
 
-// Close releases the reject file.
-func (r *Reader) Close() error { return r.reject.Close() }
+// Close releases the reject file. A group member whose last poll was still
+// being applied when Stream ended leaves the group now at the latest.
+func (r *Reader) Close() error {
+	r.closeOnce.Do(func() {
+		r.closing()
+		r.leaving.Wait()
+		r.closeErr = r.reject.Close()
+	})
+	return r.closeErr
+}
 
 // storedOffsets reads the marks of the topic from the target: partition →
 // the offset to read next.
@@ -246,25 +264,49 @@ func (r *Reader) Stream(ctx context.Context, emit pipeline.Emit) error {
 	}
 	// Leaving the group at once hands the partitions to the other members
 	// without waiting for the session timeout.
-	defer cl.CloseAllowingRebalance()
+	var unsettled *pollAck
+	defer func() { r.leave(cl, unsettled) }()
 	if r.cfg.Group == "" {
 		go r.watchPartitions(ctx, adm, cl, consumed)
 	}
 	for {
 		fs := cl.PollRecords(ctx, r.cfg.BatchChanges)
 		if ctx.Err() != nil || fs.IsClientClosed() {
-			cl.AllowRebalance()
 			return nil
 		}
 		pa, err := r.handle(ctx, emit, fs)
 		if err == nil && pa != nil && r.cfg.Group != "" {
-			err = r.settle(ctx, cl, pa)
+			if err = r.settle(ctx, cl, pa); err != nil && ctx.Err() != nil {
+				unsettled = pa // its apply may be in flight: no rebalance yet
+				return nil
+			}
 		}
 		cl.AllowRebalance()
 		if err != nil {
 			return stopped(ctx, err)
 		}
 	}
+}
+
+// leave closes the client, leaving the group; with a poll whose batch the
+// pipeline may still be applying, only once it is confirmed (or Close is
+// called: the pipeline has stopped, nothing more will be), so that its
+// partitions move only after the marks it stores.
+func (r *Reader) leave(cl *kgo.Client, unsettled *pollAck) {
+	if unsettled == nil {
+		cl.CloseAllowingRebalance()
+		return
+	}
+	r.leaving.Add(1)
+	go func() {
+		defer r.leaving.Done()
+		if r.acks.Wait(r.closed, unsettled.token) == nil {
+			for _, pp := range unsettled.parts {
+				cl.MarkCommitRecords(pp.last)
+			}
+		}
+		cl.CloseAllowingRebalance()
+	}()
 }
 
 // settle waits until the target committed a group member's poll, then
