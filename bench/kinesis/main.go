@@ -9,7 +9,8 @@
 //     (encoding, partition keys, limits, lanes, retries, state file), at
 //     concurrency 1 (the baseline's shape) and at the default 4;
 //   - read: the last stream read back by a bare GetRecords loop and by the
-//     Reader (decoding, interning, batching, marks) into a counting applier.
+//     Reader (decoding, interning, batching, marks) through a pipeline into
+//     a counting target.
 //
 // Each run gets a fresh stream; runs alternate and repeat, and the best of
 // each is reported (the least disturbed by other work on the machine).
@@ -33,6 +34,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/pipeline"
 	sk "github.com/sluice-dev/sluice/internal/stream/kinesis"
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
@@ -215,14 +217,21 @@ func bareRead(ctx context.Context, c *kinesis.Client, name string, n int) (float
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-// counter is an Applier that only counts what it is given.
+// counter is a pipeline target (and the reader's mark store) that only
+// counts what it is given.
 type counter struct {
 	n    atomic.Int64
 	done chan struct{}
 	want int64
 }
 
-func (c *counter) ApplyStream(_ context.Context, b *change.Batch, _ []sk.StreamMark) error {
+func (c *counter) State(context.Context) (map[change.TableID]change.TableState, error) {
+	return nil, nil
+}
+
+func (c *counter) Reset(context.Context, *change.Table) error { return nil }
+
+func (c *counter) Apply(_ context.Context, b *change.Batch) error {
 	if c.n.Add(int64(len(b.Changes))) >= c.want {
 		select {
 		case <-c.done:
@@ -248,7 +257,7 @@ func viaReader(ctx context.Context, k *testenv.Kinesis, name string, n int, reje
 	rctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	start := time.Now()
-	go func() { errc <- r.Run(rctx) }()
+	go func() { errc <- pipeline.New(r, app, pipeline.Options{}).Run(rctx, nil) }()
 	select {
 	case <-app.done:
 	case err := <-errc:

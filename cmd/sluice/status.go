@@ -51,6 +51,8 @@ func printStatus(w io.Writer, r *app.StatusReport) {
 		state = "running"
 		if r.Stats != nil {
 			state += ", " + string(r.Stats.Phase)
+		} else if r.Consumer != nil {
+			state += ", " + string(r.Consumer.Phase)
 		}
 	}
 	fmt.Fprintf(w, "pipeline %s: %s\ntarget   %s\n", r.Pipeline, state, r.Target)
@@ -60,46 +62,55 @@ func printStatus(w io.Writer, r *app.StatusReport) {
 	} else if r.SlotError != "" {
 		fmt.Fprintf(w, "slot     unavailable: %s\n", r.SlotError)
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if st := r.Stats; st != nil {
-		fmt.Fprintf(w, "applied  %d changes in %d batches, %.0f changes/s, lag %.1fs, queue %d batches / %s\n",
-			st.Applied, st.Batches, st.ChangesPerSecond, st.LagSeconds, st.QueueBatches, humanBytes(int64(st.QueueBytes)))
-		fmt.Fprintln(tw, "TABLE\tSNAPSHOT\tSNAPSHOT ROWS\tCHANGES\tAPPLIED POSITION\tLAST COMMIT")
-		for _, name := range sortedKeys(st.Tables) {
-			t := st.Tables[name]
-			last := "-"
-			if !t.LastCommit.IsZero() {
-				last = t.LastCommit.UTC().Format(time.RFC3339)
-			}
-			snap := done(t.Snapshotted)
-			if t.Stopped != "" {
-				snap = "STOPPED"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", name, snap, t.SnapshotRows, t.Changes, t.AppliedLSN, last)
-		}
+		printStats(w, "", st, r.Slot)
 	} else if len(r.Tables) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TABLE\tSNAPSHOT\tAPPLIED POSITION")
 		for _, name := range sortedKeys(r.Tables) {
 			t := r.Tables[name]
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", name, done(t.Snapshotted), t.Applied)
 		}
+		tw.Flush()
 	}
-	tw.Flush()
-	if st := r.Stats; st != nil {
-		for _, name := range sortedKeys(st.Tables) {
-			if why := st.Tables[name].Stopped; why != "" {
-				fmt.Fprintf(w, "view %s STOPPED (the mirror and the other views go on; change the view to rebuild it): %s\n", name, why)
-			}
-		}
-		printHealth(w, "", pipeline.Health{Stall: st.Stall, Failures: st.ApplyFailures}, r.Slot)
-	}
-	if h := r.ConsumerApply; h != nil {
-		printHealth(w, "stream consumer: ", *h, nil)
+	if st := r.Consumer; st != nil {
+		printStats(w, "stream consumer: ", st, nil)
 	}
 	if r.Stream != nil {
 		b, _ := json.MarshalIndent(r.Stream, "", "  ")
 		fmt.Fprintf(w, "stream   %s\n", b)
 	}
+}
+
+// printStats shows a pipeline's figures, its tables and its health.
+func printStats(w io.Writer, who string, st *pipeline.Stats, slot *app.SlotStatus) {
+	confirmed := ""
+	if st.ConfirmedBatch > 0 {
+		confirmed = fmt.Sprintf(", confirmed batch %d", st.ConfirmedBatch)
+	}
+	fmt.Fprintf(w, "%sapplied  %d changes in %d batches, %.0f changes/s, lag %.1fs, queue %d batches / %s%s\n",
+		who, st.Applied, st.Batches, st.ChangesPerSecond, st.LagSeconds, st.QueueBatches, humanBytes(int64(st.QueueBytes)), confirmed)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TABLE\tSNAPSHOT\tSNAPSHOT ROWS\tCHANGES\tAPPLIED POSITION\tLAST COMMIT")
+	for _, name := range sortedKeys(st.Tables) {
+		t := st.Tables[name]
+		last := "-"
+		if !t.LastCommit.IsZero() {
+			last = t.LastCommit.UTC().Format(time.RFC3339)
+		}
+		snap := done(t.Snapshotted)
+		if t.Stopped != "" {
+			snap = "STOPPED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", name, snap, t.SnapshotRows, t.Changes, t.AppliedLSN, last)
+	}
+	tw.Flush()
+	for _, name := range sortedKeys(st.Tables) {
+		if why := st.Tables[name].Stopped; why != "" {
+			fmt.Fprintf(w, "view %s STOPPED (the mirror and the other views go on; change the view to rebuild it): %s\n", name, why)
+		}
+	}
+	printHealth(w, who, pipeline.Health{Stall: st.Stall, Failures: st.ApplyFailures}, slot)
 }
 
 // printHealth shows a stall (the refused batch, why, and the fix) and the

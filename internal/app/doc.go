@@ -3,8 +3,8 @@
 //
 // Run is the one place that builds a pipeline, for every mode: direct
 // (source → views → warehouse), producer (source → views → Kinesis or
-// Kafka sink), consumer (stream reader → warehouse, or the Redshift merge
-// schedule), or both halves in one process; with the retained-WAL watch and
+// Kafka sink), consumer (stream reader → warehouse, through a pipeline of
+// its own, or the Redshift merge schedule), or both halves in one process; with the retained-WAL watch and
 // the admin endpoint, whose backend is Running. Verify, Status, Query and
 // the Teardown functions are the other commands' logic; cmd/sluice only
 // parses flags, dispatches and prints.

@@ -11,10 +11,12 @@ const applyBatches = 5
 //
 // batch.max_changes and batch.max_bytes bound a batch where batches are
 // made: the source cuts its batches at them (direct and producer), and a
-// stream consumer reads at most max_changes records for one apply (a Kafka
-// poll; Kinesis shards' reads merged). Where made batches queue up for a
-// target in the same process (the source's queue, in front of a warehouse
-// or a stream sink), one apply merges up to applyBatches of them.
+// stream consumer's reader emits at most max_changes records' changes in
+// one batch (a Kafka poll; a Kinesis shard's read, cut). Batches queue up
+// in front of every target (a pipeline's queue, batch.queue_bytes: the
+// source's in front of a warehouse or a stream sink, the reader's in front
+// of a consumer's warehouse), and one apply merges up to applyBatches of
+// them.
 type limits struct {
 	batchChanges int // a batch as it is made
 	batchBytes   int

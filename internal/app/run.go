@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-dev/sluice/internal/config"
 	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/internal/pipeline"
+	"github.com/sluice-dev/sluice/internal/warehouse"
 )
 
 // Options are what a caller adds to the config of a run.
@@ -47,8 +48,10 @@ func modeOf(c *config.Config) mode {
 //
 //   - direct (no stream): source → views → warehouse (DuckDB, Postgres);
 //   - producer: source → views → the Kinesis or Kafka sink;
-//   - consumer: the stream's reader → warehouse, or, for Redshift (which
-//     reads the stream itself), the merge schedule;
+//   - consumer: the stream's reader → warehouse, through the same pipeline
+//     (the reader is its source; queue, retries, status and metrics as in
+//     direct mode), or, for Redshift (which reads the stream itself), the
+//     merge schedule;
 //   - both: the two halves in one process.
 //
 // Beside them run the retained-WAL watch (with a source) and the admin
@@ -157,24 +160,30 @@ func Run(ctx context.Context, c *config.Config, opt Options) (runErr error) {
 			return err
 		}
 		defer closeTarget(tgt)
-		app, ok := tgt.warehouseImpl.(streamApplier)
+		sw, ok := tgt.warehouseImpl.(warehouse.StreamWarehouse)
 		if !ok {
 			return fmt.Errorf("target %s cannot apply a stream", config.Redact(c.Target.URL))
 		}
-		// The reader ends its run on a failed apply; retry here instead, as
-		// the in-process pipeline does.
-		r.consumer = &pipeline.Retrier{Backoff: opt.Retry, Logger: log, What: "apply from the stream"}
-		rd, err := openStreamReader(ctx, c, &retryingApplier{streamApplier: app, run: gctx, retry: r.consumer}, log)
+		// The consumer runs the same pipeline as direct mode: the reader is
+		// its source, the warehouse (applying in stream mode, storing each
+		// batch's marks with its data) its target and the reader's mark store.
+		dst := warehouse.StreamTarget{StreamWarehouse: sw}
+		rd, err := openStreamReader(ctx, c, dst, log)
 		if err != nil {
 			return err
 		}
 		defer rd.close()
 		r.tgt = tgt
+		r.consumer = pipeline.New(rd.src, dst, pipeline.Options{
+			QueueBytes:   lim.queueBytes,
+			ApplyChanges: lim.applyChanges,
+			ApplyBytes:   lim.applyBytes,
+			Logger:       log.With("stage", rd.stage),
+			Retry:        opt.Retry,
+		})
 		r.streams = append(r.streams, namedStats{"consumer", rd.stats})
-		r.figures = append(r.figures, rd.figures, metrics.Live(func() pipeline.StageHealth {
-			return pipeline.StageHealth{Stage: rd.stage, Health: r.consumer.Health()}
-		}))
-		parts = append(parts, func(ctx context.Context) error { return stopped(ctx, rd.run(ctx)) })
+		r.figures = append(r.figures, rd.figures, consumerFigures(r.consumer, rd.stage, m.produce))
+		parts = append(parts, func(ctx context.Context) error { return r.consumer.Run(ctx, nil) })
 	}
 
 	srv, err := admin.Start(c.Admin.Listen, c.AdminFile(), r)
@@ -217,4 +226,15 @@ func Run(ctx context.Context, c *config.Config, opt Options) (runErr error) {
 			return fmt.Errorf("the batch in flight did not finish within shutdown_timeout %s: nothing is lost, the next run replays it", c.Shutdown)
 		}
 	}
+}
+
+// consumerFigures are a stream consumer's pipeline figures in /metrics,
+// its apply health under stage (its reader's). Beside a producer (role
+// both) only that health: the pipeline-wide figures (applied changes, lag,
+// queue, tables) are the producer's pipeline's, named as in direct mode.
+func consumerFigures(p *pipeline.Pipeline, stage string, producer bool) metrics.Reporter {
+	if producer {
+		return metrics.Live(func() pipeline.StageHealth { return pipeline.StageStats{Stage: stage, Stats: p.Stats()}.Health() })
+	}
+	return metrics.Live(func() pipeline.StageStats { return pipeline.StageStats{Stage: stage, Stats: p.Stats()} })
 }

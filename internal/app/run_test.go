@@ -202,8 +202,13 @@ func TestRunBothThroughKafka(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stream, ok := st.Stream.([]any); !ok || len(stream) != 2 || st.ConsumerApply == nil || st.Stats == nil {
-		t.Errorf("status of both halves: stream %#v, consumer apply %v", st.Stream, st.ConsumerApply)
+	if stream, ok := st.Stream.([]any); !ok || len(stream) != 2 || st.Consumer == nil || st.Stats == nil {
+		t.Errorf("status of both halves: stream %#v, consumer %v", st.Stream, st.Consumer)
+	}
+	// The consumer's pipeline applied the stream (the snapshot's 500 rows
+	// and the 10 deletes) and confirmed its batches by token, no position.
+	if cs := st.Consumer; cs == nil || cs.Applied < 510 || cs.ConfirmedBatch == 0 || cs.ConfirmedLSN != "" || cs.Tables["public.t"] == nil {
+		t.Errorf("the consumer's pipeline in status: %+v", st.Consumer)
 	}
 	rep, err := Verify(ctx, c, verify.Options{Buckets: 4, KeyLimit: 5})
 	if err != nil {

@@ -18,7 +18,8 @@ import (
 
 // Running is one live pipeline, as Run built it: the admin endpoint's
 // backend (status, metrics, query, verify's calls). The parts a mode lacks
-// are nil: a producer has no target, a consumer no source nor pipeline.
+// are nil: a producer has no target, a consumer no source nor p (its
+// pipeline, fed by the stream, is consumer).
 type Running struct {
 	cfg *config.Config
 	log *slog.Logger
@@ -26,9 +27,9 @@ type Running struct {
 	src      *postgres.Source
 	tgt      *target
 	p        *pipeline.Pipeline
-	hold     *holder           // when p feeds tgt (direct)
-	consumer *pipeline.Retrier // a stream consumer's applies
-	views    *view.Engine      // nil without views
+	hold     *holder            // when p feeds tgt (direct)
+	consumer *pipeline.Pipeline // stream reader → tgt
+	views    *view.Engine       // nil without views
 
 	figures []metrics.Reporter // each part's, for /metrics
 	streams []namedStats       // the stream halves' figures, in status
@@ -46,7 +47,8 @@ var (
 	_ admin.Metricser = (*Running)(nil)
 )
 
-// Stats are the in-process pipeline's figures (zero for a stream consumer).
+// Stats are the figures of the pipeline the source feeds (zero for a
+// stream consumer).
 func (r *Running) Stats() pipeline.Stats {
 	if r.p == nil {
 		return pipeline.Stats{}
@@ -77,8 +79,8 @@ func (r *Running) Status(ctx context.Context) (any, error) {
 		rep.Stream = out
 	}
 	if r.consumer != nil {
-		h := r.consumer.Health()
-		rep.ConsumerApply = &h
+		st := r.consumer.Stats()
+		rep.Consumer = &st
 	}
 	return rep, nil
 }
@@ -117,8 +119,9 @@ func (r *Running) Call(ctx context.Context, op string, args json.RawMessage) (an
 	switch op {
 	case "pause", "hold":
 		if r.hold == nil {
-			// Only a target fed by an in-process pipeline can be held at a
-			// source position.
+			// Only a target fed by the source's pipeline can be held at a
+			// source position: a stream consumer's pipeline reads several
+			// shards, in no one commit order (pipeline.ErrNoPositions).
 			return nil, admin.Errorf(admin.CodeNoHold, "this process cannot hold its target at a source position (stream consumer)")
 		}
 		if op == "pause" {

@@ -13,16 +13,20 @@ import (
 // StatusReport is what `sluice status` shows, from the running process
 // when there is one, else from the source and target directly.
 type StatusReport struct {
-	Pipeline  string                 `json:"pipeline"`
-	Running   bool                   `json:"running"`
-	Target    string                 `json:"target"`
-	Slot      *SlotStatus            `json:"slot,omitempty"`
-	SlotError string                 `json:"slot_error,omitempty"`
-	Stats     *pipeline.Stats        `json:"stats,omitempty"`
-	Tables    map[string]TableStatus `json:"tables,omitempty"` // when not running: the target's state
-	Stream    any                    `json:"stream,omitempty"`
-	// ConsumerApply is the stream consumer's apply health, when it runs.
-	ConsumerApply *pipeline.Health `json:"consumer_apply,omitempty"`
+	Pipeline  string      `json:"pipeline"`
+	Running   bool        `json:"running"`
+	Target    string      `json:"target"`
+	Slot      *SlotStatus `json:"slot,omitempty"`
+	SlotError string      `json:"slot_error,omitempty"`
+	// Stats are the figures of the pipeline the source feeds (direct,
+	// producer).
+	Stats  *pipeline.Stats        `json:"stats,omitempty"`
+	Tables map[string]TableStatus `json:"tables,omitempty"` // when not running: the target's state
+	Stream any                    `json:"stream,omitempty"`
+	// Consumer are the figures of the pipeline a stream's reader feeds,
+	// when it runs: its queue, applies, tables and apply health (its
+	// confirmed batch is the reader's token, no position).
+	Consumer *pipeline.Stats `json:"consumer,omitempty"`
 }
 
 // SlotStatus is the replication slot's part of the status.

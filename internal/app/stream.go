@@ -2,19 +2,17 @@ package app
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/url"
 	"path/filepath"
 	"strings"
 
-	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/config"
 	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/internal/pipeline"
+	"github.com/sluice-dev/sluice/internal/stream"
 	"github.com/sluice-dev/sluice/internal/stream/kafka"
 	"github.com/sluice-dev/sluice/internal/stream/kinesis"
-	"github.com/sluice-dev/sluice/internal/warehouse"
 )
 
 // streamSink is the producer half's target, whichever the stream.
@@ -25,9 +23,9 @@ type streamSink struct {
 	close   func() error
 }
 
-// streamReader is the consumer half, whichever the stream.
+// streamReader is the consumer half's source, whichever the stream.
 type streamReader struct {
-	run     func(ctx context.Context) error
+	src     pipeline.Source  // the reader itself, with its optional abilities
 	stats   func() any       // for status
 	figures metrics.Reporter // for /metrics
 	// stage names the apply health of the warehouse it feeds in /metrics.
@@ -72,8 +70,9 @@ func openStreamSink(ctx context.Context, c *config.Config, log *slog.Logger) (*s
 	return &streamSink{Target: sink, stats: func() any { return sink.Stats() }, figures: metrics.Live(sink.Stats), close: sink.Close}, nil
 }
 
-// openStreamReader opens the configured stream's consumer into app.
-func openStreamReader(ctx context.Context, c *config.Config, app streamApplier, log *slog.Logger) (*streamReader, error) {
+// openStreamReader opens the configured stream's reader, which finds its
+// stored marks in marks (the consumer's target).
+func openStreamReader(ctx context.Context, c *config.Config, marks stream.MarkStore, log *slog.Logger) (*streamReader, error) {
 	lim := limitsOf(c)
 	if k := c.Stream.Kafka; k != nil {
 		rejects := k.RejectFile
@@ -81,11 +80,11 @@ func openStreamReader(ctx context.Context, c *config.Config, app streamApplier, 
 			rejects = filepath.Join(c.StateDir, c.Pipeline+".kafka-rejects.jsonl")
 		}
 		rd, err := kafka.NewReader(ctx, kafka.ReaderConfig{Connection: kafkaConnection(k), Group: k.Group, RejectFile: rejects,
-			BatchChanges: lim.batchChanges, Logger: log}, app)
+			BatchChanges: lim.batchChanges, Logger: log}, marks)
 		if err != nil {
 			return nil, err
 		}
-		return &streamReader{run: rd.Run, stats: func() any { return rd.Stats() }, figures: metrics.Live(rd.Stats), stage: kafka.ConsumerStage, close: rd.Close}, nil
+		return &streamReader{src: rd, stats: func() any { return rd.Stats() }, figures: metrics.Live(rd.Stats), stage: kafka.ConsumerStage, close: rd.Close}, nil
 	}
 	k := c.Stream.Kinesis
 	rejects := k.RejectFile
@@ -94,11 +93,11 @@ func openStreamReader(ctx context.Context, c *config.Config, app streamApplier, 
 	}
 	conn := kinesis.Connection{Stream: k.Stream, Region: k.Region, Endpoint: k.Endpoint}
 	rd, err := kinesis.NewReader(ctx, kinesis.ReaderConfig{Connection: conn, RejectFile: rejects,
-		BatchChanges: lim.batchChanges, Logger: log}, app)
+		BatchChanges: lim.batchChanges, Logger: log}, marks)
 	if err != nil {
 		return nil, err
 	}
-	return &streamReader{run: rd.Run, stats: func() any { return rd.Stats() }, figures: metrics.Live(rd.Stats), stage: kinesis.ConsumerStage, close: rd.Close}, nil
+	return &streamReader{src: rd, stats: func() any { return rd.Stats() }, figures: metrics.Live(rd.Stats), stage: kinesis.ConsumerStage, close: rd.Close}, nil
 }
 
 // kafkaConnection turns the config's Kafka section into the transport's.
@@ -127,40 +126,4 @@ func databaseOf(u string) string {
 		return ""
 	}
 	return strings.TrimPrefix(p.Path, "/")
-}
-
-// streamApplier is what a warehouse offers a stream reader.
-type streamApplier interface {
-	ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error
-	StreamMarks(ctx context.Context, stream string) (map[string]string, error)
-}
-
-// retryingApplier keeps a stream consumer on a batch the target refuses:
-// it retries with backoff (the marks are stored with the data, so nothing
-// past the batch is marked read), reporting the stall in status and
-// metrics, until the target takes it, the run ends, or the target fails
-// fatally. Without it the reader would end its run on a failed apply, and
-// a supervisor would restart it into the same batch forever.
-type retryingApplier struct {
-	streamApplier
-	run   context.Context // the run's context: the waits between attempts end with it
-	retry *pipeline.Retrier
-}
-
-func (a *retryingApplier) ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error {
-	// A fenced batch is no failure of the target: another reader applied
-	// it, and the reader drops it (see warehouse.StreamMark.Below).
-	var fenced error
-	err := a.retry.Do(a.run, b, func() error {
-		err := a.streamApplier.ApplyStream(ctx, b, marks)
-		if fe := (*warehouse.FenceError)(nil); errors.As(err, &fe) {
-			fenced = err
-			return nil
-		}
-		return err
-	})
-	if fenced != nil {
-		return fenced
-	}
-	return err
 }

@@ -17,11 +17,54 @@ type Batch struct {
 	// this batch is applied, with the snapshot's position: changes at or
 	// before it are already contained in the snapshot.
 	Snapshotted []SnapshotDone
+	// Marks are the checkpoints of the stream records this batch's changes
+	// were read from (a stream reader's batch): the latest per (stream,
+	// shard), in the order the shards first appear. The target stores them
+	// in the same transaction as the changes, so a batch is applied and
+	// marked, or neither. A batch may carry only marks (a shard read to its
+	// end, records that were all set aside).
+	Marks []StreamMark
 	// Ack is the source position that becomes safe to confirm (the end LSN of
 	// the last whole transaction in this or an earlier batch), or 0 if this
 	// batch moves nothing. A batch may carry only an Ack, with no changes, so
-	// the slot moves past WAL that concerns no mirrored table.
+	// the slot moves past WAL that concerns no mirrored table. A source whose
+	// batches are not in one LSN order (a stream reader) puts a token of its
+	// own here instead, growing with each batch it emits (see
+	// pipeline.BatchAcker): what matters downstream is only that a later
+	// batch's Ack is larger.
 	Ack LSN
+}
+
+// StreamMark is a stream reader's checkpoint for one shard, stored in the
+// same transaction as the data read up to it: Stream names the stream (or
+// the topic), Shard the shard id (or the partition number), Sequence the
+// last record applied (a Kinesis sequence number, a Kafka offset).
+type StreamMark struct {
+	Stream, Shard, Sequence string
+	// Below, when set, fences the write: the batch is refused with a
+	// warehouse.FenceError unless the stored sequence of the shard is absent
+	// or numerically below it (Below is the batch's first record's of that
+	// shard). A reader that lost the shard to another (a Kafka group member
+	// that missed its session timeout) then cannot apply records the new
+	// owner applied, nor move the mark back. Only a source that handles the
+	// refusal (pipeline.Fencer) sets it.
+	Below string
+}
+
+// AddMark puts m among the batch's marks: it replaces the mark of the same
+// stream and shard (the later one wins, keeping the earlier one's Below:
+// the fence of merged records is their first record's), or is appended.
+func (b *Batch) AddMark(m StreamMark) {
+	for i := range b.Marks {
+		if o := &b.Marks[i]; o.Stream == m.Stream && o.Shard == m.Shard {
+			if o.Below != "" {
+				m.Below = o.Below
+			}
+			*o = m
+			return
+		}
+	}
+	b.Marks = append(b.Marks, m)
 }
 
 // SnapshotDone marks a table's snapshot as complete at Pos.

@@ -126,7 +126,7 @@ type KafkaSASL struct {
 
 // Batch bounds batches.
 type Batch struct {
-	MaxChanges int           `yaml:"max_changes" default:"10000" doc:"Most changes in one batch, in every mode: the source cuts its batches at it, and a stream consumer reads at most this many records for one apply. A target fed in-process (direct, or a producer's stream sink) that falls behind applies up to 5 queued batches at once (5 × max_changes, 2 × max_bytes)."`
+	MaxChanges int           `yaml:"max_changes" default:"10000" doc:"Most changes in one batch, in every mode: the source cuts its batches at it, and a stream consumer reads at most this many records for one batch (a Kafka poll; a Kinesis shard's read). A target that falls behind (a warehouse, direct or fed by a stream consumer, or a producer's stream sink) applies up to 5 queued batches at once (5 × max_changes, 2 × max_bytes)."`
 	MaxBytes   Bytes         `yaml:"max_bytes" default:"16MiB" doc:"Most bytes (estimated in memory) in one batch."`
 	Interval   time.Duration `yaml:"interval" default:"200ms" doc:"A partial batch is sent after this long, bounding latency."`
 	QueueBytes Bytes         `yaml:"queue_bytes" default:"64MiB" doc:"Most bytes waiting for the target; the source pauses beyond it (back-pressure, nothing is dropped)."`

@@ -85,12 +85,15 @@ stream:
 			if m := e.metrics(e.name + "_producer"); !strings.Contains(m, "sluice_kafka_producer_records_total") {
 				t.Errorf("producer metrics lack Kafka records:\n%s", m)
 			}
-			if m := e.metrics(e.name + "_consumer"); !strings.Contains(m, "sluice_kafka_partition_lag_records") {
-				t.Errorf("consumer metrics lack per-partition lag:\n%s", m)
+			// The consumer runs the pipeline: its figures beside the reader's.
+			if m := e.metrics(e.name + "_consumer"); !strings.Contains(m, "sluice_kafka_partition_lag_records") ||
+				!strings.Contains(m, "sluice_applied_changes_total{") || !strings.Contains(m, `stage="kafka_consumer"`) {
+				t.Errorf("consumer metrics lack per-partition lag or the pipeline's figures:\n%s", m)
 			}
 			out, code := e.sluice("status", "--config", consumer)
-			if !strings.Contains(out, "high_watermark") || code != 0 {
-				t.Errorf("consumer status (exit %d) lacks per-partition figures:\n%s", code, out)
+			if !strings.Contains(out, "high_watermark") || !strings.Contains(out, "stream consumer: applied") ||
+				!strings.Contains(out, "confirmed batch") || code != 0 {
+				t.Errorf("consumer status (exit %d) lacks per-partition figures or the pipeline's:\n%s", code, out)
 			}
 			pp.stop(t)
 			cp.stop(t)

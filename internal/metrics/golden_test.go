@@ -43,7 +43,7 @@ var (
 
 // TestExpositionGolden pins the whole of /metrics (every family's name,
 // help, type, label names and values) for a pipeline producing to and
-// consuming from each stream, each part reporting its own figures, so that
+// consuming from each stream, and for a stream consumer alone, each part reporting its own figures, so that
 // a renamed figure, label or help text (users' dashboards and alerts) fails
 // here. The golden files were taken from the handler before the parts
 // reported their own figures. -update rewrites them.
@@ -53,6 +53,9 @@ func TestExpositionGolden(t *testing.T) {
 			pipeline.StageHealth{Stage: kinesis.ConsumerStage, Health: consumerHealth}},
 		"kafka": {pipelineStats, slotStatus, kafkaSink, kafkaReader,
 			pipeline.StageHealth{Stage: kafka.ConsumerStage, Health: consumerHealth}},
+		// A consumer alone: its pipeline's figures, its apply health under
+		// the reader's stage.
+		"kafka_consumer": {pipeline.StageStats{Stage: kafka.ConsumerStage, Stats: pipelineStats}, kafkaReader},
 	} {
 		t.Run(name, func(t *testing.T) {
 			checkGolden(t, name, scrape(t, metrics.Handler("shop", parts...)))

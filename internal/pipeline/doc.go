@@ -10,6 +10,12 @@
 // Stats; targets describe their errors with TargetError (failure.go), which
 // says whether retrying can help and names the table, column and fix.
 //
+// The same pipeline runs a stream consumer: a stream reader is a source
+// whose acks are its own batch tokens (BatchAcker) and whose checkpoints
+// travel in Batch.Marks for the target to store with the data; a batch the
+// target refuses as fenced (ErrFenced: another reader applied some of it)
+// goes back to the source (Fencer) instead of being retried.
+//
 // Between source and target sits the Transform seam, where SQL pipelines
 // (cleanse, enrich, join) will rewrite batches; the default is the identity.
 package pipeline

@@ -56,6 +56,15 @@ func describe(err error) TargetError {
 	return TargetError{Class: Transient, Err: err}
 }
 
+// ErrFenced is what a target's refusal of a fenced batch is (errors.Is):
+// another reader applied some of its records; see Fencer.
+var ErrFenced = errors.New("another reader applied records of the batch")
+
+// ErrNoPositions is returned by Pause for a BatchAcker source: its batches
+// are not in commit order, so the target cannot be held at a source
+// position.
+var ErrNoPositions = errors.New("the pipeline's source is a stream of several shards, in no one commit order: its target cannot be held at a source position")
+
 // ErrStalled is returned by Pause and Move while the target refuses the
 // batch it must apply first: no consistent point can be reached until it
 // takes it. `sluice status` shows why.

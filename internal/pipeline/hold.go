@@ -31,8 +31,11 @@ var ErrHeld = errors.New("another verify holds the pipeline: wait for it to fini
 // Pause stops applying after the batch in flight and returns once the target
 // is still. Snapshot rows still flow (a table's snapshot is not a point in
 // the stream). If ctx ends first, the hold is released and ctx's error
-// returned.
+// returned. A BatchAcker's pipeline cannot be held: ErrNoPositions.
 func (p *Pipeline) Pause(ctx context.Context) (*Hold, error) {
+	if _, ok := p.src.(BatchAcker); ok {
+		return nil, ErrNoPositions
+	}
 	h := &Hold{p: p, reached: make(chan struct{}), moved: make(chan struct{}), release: make(chan struct{})}
 	p.mu.Lock()
 	if p.hold != nil {
@@ -246,8 +249,9 @@ func split(b *change.Batch, at change.LSN) (before, after *change.Batch) {
 	if i == len(b.Changes) && b.Ack < at {
 		return b, nil
 	}
+	// Marks, like the ack, speak for the whole batch: they go with its end.
 	before = &change.Batch{Reset: b.Reset, Changes: b.Changes[:i], Snapshotted: b.Snapshotted}
-	after = &change.Batch{Changes: b.Changes[i:], Ack: b.Ack}
+	after = &change.Batch{Changes: b.Changes[i:], Marks: b.Marks, Ack: b.Ack}
 	// Every transaction before the cut is whole (the source delivers in
 	// commit order and the rest starts at or after at): say so, so that a
 	// transform waiting for a transaction's end (views) emits its output

@@ -24,7 +24,37 @@ type Source interface {
 	Stream(ctx context.Context, emit Emit) error
 	// Confirm reports that everything up to lsn is durable downstream; the
 	// source may confirm it to Postgres. Positions only move forward.
+	// (A BatchAcker is handed its own tokens instead.)
 	Confirm(lsn change.LSN)
+}
+
+// BatchAcker is a Source whose Batch.Ack is not a source position but a
+// token of its own, larger for each batch it emits (a stream reader: its
+// records come from several shards, in no one LSN order, and its
+// checkpoints travel in Batch.Marks). The pipeline merges and confirms
+// tokens as it does positions: Confirm(t) says the target committed every
+// batch up to the one acked t. It does not show them as positions
+// (Stats.ConfirmedBatch instead of Stats.ConfirmedLSN), and Pause refuses
+// (ErrNoPositions): a hold needs changes in commit order.
+type BatchAcker interface {
+	Source
+	// AcksBatches marks the source's Acks as tokens; it does nothing.
+	AcksBatches()
+}
+
+// Fencer is a Source whose batches a target may refuse for good because
+// another reader applied some of their records meanwhile: the refusal is
+// an ErrFenced (warehouse.FenceError, for a mark's Below). Instead of
+// retrying such a batch, the pipeline hands it, with the error, to Fenced
+// and applies the batch Fenced returns in its place (those records left
+// out, the same Ack; it may be fenced again), or, for nil, drops it,
+// confirming nothing of it. b may be several emitted batches merged, every
+// one after the last confirmed up to b.Ack; it is the source's batch, before
+// the transform, which is handed the replacement as a batch handed again.
+// A source whose batches are never fenced need not implement it; a fenced
+// batch of one that does not is retried like any refused batch.
+type Fencer interface {
+	Fenced(b *change.Batch, err error) *change.Batch
 }
 
 // Target is what the pipeline needs of a place changes land in: a warehouse

@@ -27,10 +27,21 @@ const StageTarget = "target"
 var (
 	_ metrics.Reporter = Stats{}
 	_ metrics.Reporter = StageHealth{}
+	_ metrics.Reporter = StageStats{}
 )
 
 // Report emits the pipeline's figures, its apply health under StageTarget.
-func (s Stats) Report(emit metrics.Emit) {
+func (s Stats) Report(emit metrics.Emit) { StageStats{Stage: StageTarget, Stats: s}.Report(emit) }
+
+// StageStats are a pipeline's figures with its apply health under Stage:
+// the pipeline of a stream consumer reports under its reader's stage.
+type StageStats struct {
+	Stage string
+	Stats
+}
+
+// Report emits the pipeline's figures, its apply health under s.Stage.
+func (s StageStats) Report(emit metrics.Emit) {
 	emit(appliedChanges, float64(s.Applied))
 	emit(appliedBatches, float64(s.Batches))
 	emit(lagSeconds, s.LagSeconds)
@@ -39,7 +50,12 @@ func (s Stats) Report(emit metrics.Emit) {
 		emit(tableChanges, float64(ts.Changes), table)
 		emit(tableSnapshot, float64(ts.SnapshotRows), table)
 	}
-	StageHealth{Stage: StageTarget, Health: Health{Stall: s.Stall, Failures: s.ApplyFailures}}.Report(emit)
+	s.Health().Report(emit)
+}
+
+// Health is the stage's apply health alone.
+func (s StageStats) Health() StageHealth {
+	return StageHealth{Stage: s.Stage, Health: Health{Stall: s.Stall, Failures: s.ApplyFailures}}
 }
 
 // StageHealth is the apply health of one stage that applies batches with

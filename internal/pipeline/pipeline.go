@@ -99,16 +99,20 @@ const (
 
 // Stats is what the pipeline reports about itself (status, progress, metrics).
 type Stats struct {
-	Phase        Phase                  `json:"phase"`
-	Started      time.Time              `json:"started"`
-	Applied      int64                  `json:"applied_changes"`
-	Batches      int64                  `json:"applied_batches"`
-	Confirmed    change.LSN             `json:"-"`
-	ConfirmedLSN string                 `json:"confirmed_lsn"`
-	LastApply    time.Time              `json:"last_apply"`
-	QueueBatches int                    `json:"queue_batches"`
-	QueueBytes   int                    `json:"queue_bytes"`
-	Tables       map[string]*TableStats `json:"tables"`
+	Phase        Phase      `json:"phase"`
+	Started      time.Time  `json:"started"`
+	Applied      int64      `json:"applied_changes"`
+	Batches      int64      `json:"applied_batches"`
+	Confirmed    change.LSN `json:"-"`
+	ConfirmedLSN string     `json:"confirmed_lsn,omitempty"`
+	// ConfirmedBatch is, instead of ConfirmedLSN, the last token confirmed
+	// to a BatchAcker source (a stream reader): the batches it emitted up
+	// to this one are committed. It is no position.
+	ConfirmedBatch uint64                 `json:"confirmed_batch,omitempty"`
+	LastApply      time.Time              `json:"last_apply"`
+	QueueBatches   int                    `json:"queue_batches"`
+	QueueBytes     int                    `json:"queue_bytes"`
+	Tables         map[string]*TableStats `json:"tables"`
 	// LagSeconds is how long ago the newest applied change was committed at
 	// the source, while changes are waiting or being applied; 0 when idle.
 	LagSeconds float64 `json:"lag_seconds"`
@@ -160,7 +164,11 @@ func (p *Pipeline) Stats() Stats {
 		}
 	}
 	s.QueueBatches, s.QueueBytes = p.q.len()
-	s.ConfirmedLSN = s.Confirmed.String()
+	if _, ok := p.src.(BatchAcker); ok {
+		s.ConfirmedBatch = uint64(s.Confirmed)
+	} else {
+		s.ConfirmedLSN = s.Confirmed.String()
+	}
 	if s.QueueBatches == 0 && p.opt.Now().Sub(s.LastApply) > 2*time.Second {
 		s.LagSeconds = 0
 	}
@@ -302,24 +310,35 @@ func (p *Pipeline) apply(runCtx, applyCtx context.Context, b, tb *change.Batch) 
 	// The batch is transformed once; a refused apply retries the same
 	// output (a transform's state has moved past its input by then).
 	err := p.retry.Do(runCtx, b, func() error {
-		if tb == nil {
-			out, err := p.opt.Transform.Transform(applyCtx, b)
-			if err != nil {
-				return fmt.Errorf("transform batch: %w", err)
+		for {
+			if tb == nil {
+				out, err := p.opt.Transform.Transform(applyCtx, b)
+				if err != nil {
+					return fmt.Errorf("transform batch: %w", err)
+				}
+				tb = out
 			}
-			tb = out
-		}
-		// The source re-snapshots these tables: their rows follow. A reset
-		// done by a failed attempt is done again harmlessly.
-		for _, t := range tb.Reset {
-			if err := p.dst.Reset(applyCtx, t); err != nil {
-				return fmt.Errorf("prepare target table %s for its re-snapshot: %w", t.ID(), err)
+			// The source re-snapshots these tables: their rows follow. A reset
+			// done by a failed attempt is done again harmlessly.
+			for _, t := range tb.Reset {
+				if err := p.dst.Reset(applyCtx, t); err != nil {
+					return fmt.Errorf("prepare target table %s for its re-snapshot: %w", t.ID(), err)
+				}
+				p.mu.Lock()
+				p.table(t.ID().String()).Snapshotted = false
+				p.mu.Unlock()
 			}
-			p.mu.Lock()
-			p.table(t.ID().String()).Snapshotted = false
-			p.mu.Unlock()
+			err := p.applyOnce(applyCtx, b, tb)
+			f, ok := p.src.(Fencer)
+			if !ok || !errors.Is(err, ErrFenced) {
+				return err
+			}
+			// Another reader applied some of it: no retry can help. The
+			// source leaves those records out (see Fencer).
+			if b, tb = f.Fenced(b, err), nil; b == nil {
+				return nil
+			}
 		}
-		return p.applyOnce(applyCtx, b, tb)
 	})
 	if err == nil {
 		err = p.applyPages(runCtx, applyCtx)
@@ -399,7 +418,7 @@ func (p *Pipeline) applyOnce(ctx context.Context, b, tb *change.Batch) error {
 	start := p.opt.Now()
 	ahead := p.transformAhead(ctx)
 	var err error
-	if len(tb.Changes) > 0 || len(tb.Snapshotted) > 0 {
+	if len(tb.Changes) > 0 || len(tb.Snapshotted) > 0 || len(tb.Marks) > 0 {
 		err = p.dst.Apply(ctx, tb)
 	}
 	if ahead != nil {

@@ -103,6 +103,9 @@ func (q *queue) take(maxChanges, maxBytes int, wait bool) *change.Batch {
 		for _, b := range q.items[:taken] {
 			out.Changes = append(out.Changes, b.Changes...)
 			out.Snapshotted = append(out.Snapshotted, b.Snapshotted...)
+			for _, m := range b.Marks {
+				out.AddMark(m) // the latest per shard, in order
+			}
 			if b.Ack > out.Ack {
 				out.Ack = b.Ack
 			}

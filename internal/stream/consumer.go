@@ -10,36 +10,39 @@ import (
 	"github.com/sluice-dev/sluice/internal/warehouse"
 )
 
-// Mark is a reader's checkpoint for one shard or partition, stored by the
-// Applier in the same transaction as the data read up to it: Stream names
-// the stream (or topic), Shard the shard id (or partition number), Sequence
-// the last record applied (a Kinesis sequence number, a Kafka offset).
-type Mark = warehouse.StreamMark
+// Mark is a reader's checkpoint for one shard or partition; it travels in
+// the batch (change.Batch.Marks) and the target stores it in the same
+// transaction as the data read up to it.
+type Mark = change.StreamMark
 
 // FenceError is an apply refused because another reader stored a mark at
 // or past the batch's records of a shard (see Mark.Below).
 type FenceError = warehouse.FenceError
 
-// Applier is what a reader needs of a warehouse: apply a batch together
-// with the marks of the records it came from, in one transaction, and
-// report the stored marks of a stream (shard → sequence). Storing marks
-// with the data is what makes a reader exactly-once: a batch is either
-// applied and marked, or neither, and a restart reads on after the mark.
-type Applier interface {
-	ApplyStream(ctx context.Context, b *change.Batch, marks []Mark) error
+// MarkStore is where a reader finds, when it starts, how far each shard was
+// read: the marks of one stream (shard → sequence) stored with the data. A
+// consumer's is its warehouse target (warehouse.StreamTarget); a reader of
+// event streams whose marks live elsewhere passes its own.
+type MarkStore interface {
 	StreamMarks(ctx context.Context, stream string) (map[string]string, error)
 }
 
-// SetMark keeps one mark per shard, the latest.
-func SetMark(marks []Mark, m Mark) []Mark {
-	for i := range marks {
-		if marks[i].Shard == m.Shard {
-			marks[i] = m
-			return marks
-		}
-	}
-	return append(marks, m)
+// ReadRecord is one stream record as a reader hands it to a Decoder.
+type ReadRecord struct {
+	Data     []byte
+	Stream   string    // the Kinesis stream's name, or the Kafka topic
+	Shard    string    // the shard id, or the partition number
+	Sequence string    // the sequence number, or the offset
+	Arrival  time.Time // when the stream took it (Kinesis' approximate arrival, Kafka's timestamp)
 }
+
+// Decoder turns one record into changes, appended to dst (none, one or
+// several). An error makes the record a reject: set aside in the reject
+// file, or, with strict records, the reader stops naming it. A reader's
+// default is Interner.DecodeRecord (sluice change records); a reader of
+// other records (plain JSON events for SQL views) passes its own. It is
+// called from the reader's goroutines, several at once (one per shard).
+type Decoder func(dst []change.Change, rec ReadRecord) ([]change.Change, error)
 
 // Interner makes records of one table with one shape share a *change.Table,
 // so that consumers can tell a schema change by pointer, as with the
@@ -79,14 +82,15 @@ func (in *Interner) Intern(t *change.Table) *change.Table {
 	return t
 }
 
-// Decode decodes one change record and interns its table.
-func (in *Interner) Decode(data []byte) (change.Change, error) {
-	d, err := change.DecodeRecord(data)
+// DecodeRecord is the readers' default Decoder: rec is one sluice change
+// record (change.DecodeRecord), whose table is interned.
+func (in *Interner) DecodeRecord(dst []change.Change, rec ReadRecord) ([]change.Change, error) {
+	d, err := change.DecodeRecord(rec.Data)
 	if err != nil {
-		return change.Change{}, err
+		return dst, err
 	}
 	d.Change.Table = in.Intern(d.Change.Table)
-	return d.Change, nil
+	return append(dst, d.Change), nil
 }
 
 // Backoff is exponential backoff with full jitter: a random wait up to

@@ -14,11 +14,16 @@
 // and keeps the per-table state in that file once the transport reports
 // every record accepted.
 //
-// Consumer side: Applier is what a warehouse offers a reader (a batch and
-// its checkpoints in one transaction), Interner makes decoded records of one
-// table shape share a *change.Table, and JSONLFile is the reject file.
+// Consumer side: the readers are pipeline sources. Mark is a shard's
+// checkpoint, which travels in the batch (change.Batch.Marks) for the
+// target to store with the data; MarkStore is where a reader finds the
+// stored marks when it starts; Decoder turns a record into changes (by
+// default Interner.DecodeRecord: a sluice change record, its table shape
+// shared by pointer); Acks numbers the batches a reader emits, their Ack
+// tokens, and keeps what each covers until the pipeline confirms it; and
+// JSONLFile is the reject file.
 //
 // Neighbours: internal/change (the record codec), internal/pipeline (which
-// drives the transports' sinks), internal/warehouse (which stores the
-// checkpoints with the data).
+// drives the transports' sinks and readers), internal/warehouse (which
+// stores the checkpoints with the data).
 package stream

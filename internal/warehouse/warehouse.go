@@ -6,25 +6,18 @@ import (
 	"strings"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/pipeline"
 )
 
 // StreamMark is a stream reader's checkpoint for one shard, stored in the
-// same transaction as the data read up to it.
-type StreamMark struct {
-	Stream, Shard, Sequence string
-	// Below, when set, fences the write: the batch is refused with a
-	// *FenceError unless the stored sequence of the shard is absent or
-	// numerically below it (Below is the batch's first record's). A reader
-	// that lost the shard to another (a Kafka group member that missed its
-	// session timeout) then cannot apply records the new owner applied,
-	// nor move the mark back.
-	Below string
-}
+// same transaction as the data read up to it (see change.StreamMark).
+type StreamMark = change.StreamMark
 
 // FenceError is a batch refused because another reader stored a mark of
 // the shard at or past the batch's first record (see StreamMark.Below):
 // the batch's records of that shard were applied by it. Nothing of the
-// batch was applied.
+// batch was applied. It is a pipeline.ErrFenced: the pipeline hands the
+// batch back to its source (pipeline.Fencer) instead of retrying it.
 type FenceError struct {
 	Stream, Shard string
 	Stored        string // the mark the target holds
@@ -35,6 +28,9 @@ func (e *FenceError) Error() string {
 	return fmt.Sprintf("shard %s of stream %s: the target's mark %s is at or past this batch's first record %s: another reader applied it (the shard moved to it); nothing was applied",
 		e.Shard, e.Stream, e.Stored, e.Below)
 }
+
+// Is makes a FenceError a pipeline.ErrFenced.
+func (e *FenceError) Is(target error) bool { return target == pipeline.ErrFenced }
 
 // SeqLess compares two decimal sequence numbers (Kinesis sequence numbers
 // and Kafka offsets, as text, of any length).

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/pipeline"
 	core "github.com/sluice-dev/sluice/internal/stream"
 	"github.com/sluice-dev/sluice/internal/warehouse/duckdb"
 )
@@ -202,14 +203,14 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 	}
 }
 
-func newTestReader(t *testing.T, cn Connection, app core.Applier, mod func(*ReaderConfig)) *Reader {
+func newTestReader(t *testing.T, cn Connection, marks MarkStore, mod func(*ReaderConfig)) *Reader {
 	t.Helper()
 	cfg := ReaderConfig{Connection: cn, RejectFile: filepath.Join(t.TempDir(), "rejects.jsonl")}
 	cfg.Options = append(cfg.Options, kgo.FetchMaxWait(100*time.Millisecond))
 	if mod != nil {
 		mod(&cfg)
 	}
-	r, err := NewReader(t.Context(), cfg, app)
+	r, err := NewReader(t.Context(), cfg, marks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,12 +218,18 @@ func newTestReader(t *testing.T, cn Connection, app core.Applier, mod func(*Read
 	return r
 }
 
-// runReader runs r until the returned stop is called; stop returns Run's error.
-func runReader(t *testing.T, r *Reader) (stop func() error) {
+// run runs a consumer's pipeline: r into dst.
+func run(ctx context.Context, r *Reader, dst pipeline.Target) error {
+	return pipeline.New(r, dst, pipeline.Options{Logger: r.log}).Run(ctx, nil)
+}
+
+// runReader runs r's pipeline into dst until the returned stop is called;
+// stop returns Run's error.
+func runReader(t *testing.T, r *Reader, dst pipeline.Target) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan error, 1)
-	go func() { ch <- r.Run(ctx) }()
+	go func() { ch <- run(ctx, r, dst) }()
 	var err error
 	stopped := false
 	stop = func() error {
@@ -230,6 +237,7 @@ func runReader(t *testing.T, r *Reader) (stop func() error) {
 			cancel()
 			err = <-ch
 			stopped = true
+			r.Close() // as the application does once the pipeline stopped
 		}
 		return err
 	}

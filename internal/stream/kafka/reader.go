@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/pipeline"
 	core "github.com/sluice-dev/sluice/internal/stream"
 )
 
@@ -39,8 +40,11 @@ type ReaderConfig struct {
 	RejectFile string
 	// StrictRecords stops the reader at the first invalid record instead.
 	StrictRecords bool
-	// BatchChanges bounds the records of one poll, so of one ApplyStream
-	// call (default 10,000).
+	// Decode turns a record into changes; an error makes it invalid (see
+	// core.Decoder). Default: the record is a sluice change record.
+	Decode core.Decoder
+	// BatchChanges bounds the records of one poll, so of one batch the
+	// reader emits (default 10,000).
 	BatchChanges int
 	// PartitionRefresh is how often a reader without a group looks for
 	// partitions added to the topic (default 30s).
@@ -48,26 +52,60 @@ type ReaderConfig struct {
 	Logger           *slog.Logger
 }
 
-// Reader reads a topic into an Applier, exactly once given an Applier that
-// stores marks with the data.
+// MarkStore is where the reader finds the stored marks of the topic when
+// it starts, and when the group assigns it a partition: the consumer's
+// warehouse target.
+type MarkStore = core.MarkStore
+
+// Reader is a pipeline.Source that reads a topic: every partition (or,
+// with a group, its share of them) from its mark in the MarkStore on, one
+// batch per poll, carrying the mark of each partition after the poll's
+// records (Batch.Marks), which a warehouse target stores with the data:
+// exactly once.
+//
+// Its Acks are tokens, not positions (pipeline.BatchAcker): the records of
+// several partitions are in no one LSN order. Each batch it emits is acked
+// with the next number (1, 2, …); Confirm(t) says the target committed the
+// batches up to t. A group member polls again only once its poll's batch
+// is confirmed: the group cannot move a partition between a poll and the
+// end of its apply, so the next owner starts after the marks it stored. A
+// member that lost a partition anyway (a missed session timeout) has its
+// batch fenced on the stored marks (Below): Fenced leaves that
+// partition's records out and reads on after the other member's mark.
 type Reader struct {
 	cfg    ReaderConfig
 	opts   []kgo.Opt
-	app    core.Applier
+	marks  MarkStore
 	log    *slog.Logger
 	reject *core.JSONLFile
 	tables core.Interner
+	decode core.Decoder
 	stream string // MarkStream(topic)
+	acks   core.Acks[*pollAck]
 
 	mu    sync.Mutex
 	parts map[int32]*PartitionStats
 
+	// A member's poll may still be applied after Stream returned (the
+	// pipeline finishes the apply in flight): the client leaves the group
+	// once it is confirmed, or when Close ends the wait.
+	leaving   sync.WaitGroup
+	closed    context.Context
+	closing   context.CancelFunc
+	closeOnce sync.Once
+	closeErr  error
+
 	read, applied, rejected, batches atomic.Int64
 }
 
+var (
+	_ pipeline.BatchAcker = (*Reader)(nil)
+	_ pipeline.Fencer     = (*Reader)(nil)
+)
+
 // NewReader checks the connection and opens the reject file; it connects
-// when it runs.
-func NewReader(ctx context.Context, cfg ReaderConfig, app core.Applier) (*Reader, error) {
+// when it streams. marks is where it finds the stored marks.
+func NewReader(ctx context.Context, cfg ReaderConfig, marks MarkStore) (*Reader, error) {
 	opts, err := cfg.Connection.options(ctx)
 	if err != nil {
 		return nil, err
@@ -94,7 +132,11 @@ func NewReader(ctx context.Context, cfg ReaderConfig, app core.Applier) (*Reader
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.WithLogger(kgoLogger{log}),
 	}, opts...)
-	r := &Reader{cfg: cfg, opts: opts, app: app, log: log, stream: MarkStream(cfg.Topic), parts: map[int32]*PartitionStats{}}
+	r := &Reader{cfg: cfg, opts: opts, marks: marks, log: log, stream: MarkStream(cfg.Topic), parts: map[int32]*PartitionStats{}, decode: cfg.Decode}
+	r.closed, r.closing = context.WithCancel(context.Background())
+	if r.decode == nil {
+		r.decode = r.tables.DecodeRecord
+	}
 	if !cfg.StrictRecords {
 		if r.reject, err = core.OpenJSONL(cfg.RejectFile); err != nil {
 			return nil, fmt.Errorf("open reject file: %w", err)
@@ -103,13 +145,21 @@ func NewReader(ctx context.Context, cfg ReaderConfig, app core.Applier) (*Reader
 	return r, nil
 }
 
-// Close releases the reject file.
-func (r *Reader) Close() error { return r.reject.Close() }
+// Close releases the reject file. A group member whose last poll was still
+// being applied when Stream ended leaves the group now at the latest.
+func (r *Reader) Close() error {
+	r.closeOnce.Do(func() {
+		r.closing()
+		r.leaving.Wait()
+		r.closeErr = r.reject.Close()
+	})
+	return r.closeErr
+}
 
 // storedOffsets reads the marks of the topic from the target: partition →
 // the offset to read next.
 func (r *Reader) storedOffsets(ctx context.Context) (map[int32]int64, error) {
-	marks, err := r.app.StreamMarks(ctx, r.stream)
+	marks, err := r.marks.StreamMarks(ctx, r.stream)
 	if err != nil {
 		return nil, fmt.Errorf("read the marks of Kafka topic %s from the target: %w", r.cfg.Topic, err)
 	}
@@ -134,9 +184,28 @@ func startAt(next map[int32]int64, p int32) kgo.Offset {
 	return kgo.NewOffset().AtStart()
 }
 
-// Run reads the topic from the stored marks and applies what it reads until
-// ctx ends; then it lets the apply in flight finish and returns nil.
-func (r *Reader) Run(ctx context.Context) error {
+// Snapshot does nothing: a stream's snapshot rows arrive as its records.
+func (r *Reader) Snapshot(context.Context, []*change.Table, pipeline.Emit) error { return nil }
+
+// AcksBatches marks the reader's Acks as tokens (pipeline.BatchAcker).
+func (r *Reader) AcksBatches() {}
+
+// Confirm is told that the target committed the batches up to token.
+func (r *Reader) Confirm(token change.LSN) {
+	for _, pa := range r.acks.Confirm(token) {
+		n := 0
+		for _, pp := range pa.parts {
+			n += len(pp.changes)
+			r.partStats(pp.p, func(s *PartitionStats) { s.Applied = pp.last.Offset })
+		}
+		r.applied.Add(int64(n))
+		r.batches.Add(1)
+	}
+}
+
+// Stream reads the topic from the stored marks and emits a batch per poll
+// until ctx ends.
+func (r *Reader) Stream(ctx context.Context, emit pipeline.Emit) error {
 	admin, err := kgo.NewClient(r.opts...)
 	if err != nil {
 		return fmt.Errorf("create Kafka client: %w", err)
@@ -195,29 +264,79 @@ func (r *Reader) Run(ctx context.Context) error {
 	}
 	// Leaving the group at once hands the partitions to the other members
 	// without waiting for the session timeout.
-	defer cl.CloseAllowingRebalance()
+	var unsettled *pollAck
+	defer func() { r.leave(cl, unsettled) }()
 	if r.cfg.Group == "" {
 		go r.watchPartitions(ctx, adm, cl, consumed)
 	}
-	applyCtx := context.WithoutCancel(ctx)
 	for {
 		fs := cl.PollRecords(ctx, r.cfg.BatchChanges)
 		if ctx.Err() != nil || fs.IsClientClosed() {
-			cl.AllowRebalance()
 			return nil
 		}
-		err := r.handle(applyCtx, cl, fs)
+		pa, err := r.handle(ctx, emit, fs)
+		if err == nil && pa != nil && r.cfg.Group != "" {
+			if err = r.settle(ctx, cl, pa); err != nil && ctx.Err() != nil {
+				unsettled = pa // its apply may be in flight: no rebalance yet
+				return nil
+			}
+		}
 		cl.AllowRebalance()
 		if err != nil {
-			return err
+			return stopped(ctx, err)
 		}
 	}
 }
 
-// handle applies one poll: its changes and the marks after them, in one
-// target transaction. The apply runs to its end even when ctx ends, so a
-// transaction is never cut short on shutdown.
-func (r *Reader) handle(applyCtx context.Context, cl *kgo.Client, fs kgo.Fetches) error {
+// leave closes the client, leaving the group; with a poll whose batch the
+// pipeline may still be applying, only once it is confirmed (or Close is
+// called: the pipeline has stopped, nothing more will be), so that its
+// partitions move only after the marks it stores.
+func (r *Reader) leave(cl *kgo.Client, unsettled *pollAck) {
+	if unsettled == nil {
+		cl.CloseAllowingRebalance()
+		return
+	}
+	r.leaving.Add(1)
+	go func() {
+		defer r.leaving.Done()
+		if r.acks.Wait(r.closed, unsettled.token) == nil {
+			for _, pp := range unsettled.parts {
+				cl.MarkCommitRecords(pp.last)
+			}
+		}
+		cl.CloseAllowingRebalance()
+	}()
+}
+
+// settle waits until the target committed a group member's poll, then
+// re-seeks what Fenced left out and commits the offsets (for lag tools),
+// before the group may rebalance again.
+func (r *Reader) settle(ctx context.Context, cl *kgo.Client, pa *pollAck) error {
+	if err := r.acks.Wait(ctx, pa.token); err != nil {
+		return err
+	}
+	if len(pa.seek) > 0 {
+		cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{r.cfg.Topic: pa.seek})
+	}
+	for _, pp := range pa.parts {
+		cl.MarkCommitRecords(pp.last)
+	}
+	return nil
+}
+
+// pollAck is what one emitted batch covers: a poll's records, by
+// partition, less the partitions Fenced left out (to read again from seek).
+type pollAck struct {
+	token change.LSN
+	parts []*polled
+	seek  map[int32]kgo.EpochOffset
+}
+
+// handle emits one poll: its changes and the marks after them, to be
+// applied in one target transaction. It returns what the batch covers, or
+// nil when the poll had no records.
+func (r *Reader) handle(ctx context.Context, emit pipeline.Emit, fs kgo.Fetches) (*pollAck, error) {
 	var fatal error
 	fs.EachError(func(topic string, p int32, err error) {
 		switch {
@@ -233,32 +352,33 @@ func (r *Reader) handle(applyCtx context.Context, cl *kgo.Client, fs kgo.Fetches
 		}
 	})
 	if fatal != nil {
-		return fatal
+		return nil, fatal
 	}
 	var parts []*polled
 	var rejects []any
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if len(fp.Records) == 0 {
+		if len(fp.Records) == 0 || fatal != nil {
 			return
 		}
 		pp := &polled{p: fp.Partition, first: fp.Records[0], last: fp.Records[len(fp.Records)-1]}
+		shard := strconv.Itoa(int(fp.Partition))
 		nRejects := 0
 		for _, rec := range fp.Records {
-			c, err := r.tables.Decode(rec.Value)
+			n := len(pp.changes)
+			var err error
+			pp.changes, err = r.decode(pp.changes, core.ReadRecord{Data: rec.Value, Stream: rec.Topic, Shard: shard,
+				Sequence: strconv.FormatInt(rec.Offset, 10), Arrival: rec.Timestamp})
 			if err != nil {
+				pp.changes = pp.changes[:n]
 				if r.cfg.StrictRecords {
-					if fatal == nil {
-						fatal = fmt.Errorf("the record at offset %d of partition %d of Kafka topic %s is not a change record (%v): fix its producer, or turn strict records off to set such records aside in a reject file and go on",
-							rec.Offset, rec.Partition, rec.Topic, err)
-					}
+					fatal = fmt.Errorf("the record at offset %d of partition %d of Kafka topic %s is not a change record (%v): fix its producer, or turn strict records off to set such records aside in a reject file and go on",
+						rec.Offset, rec.Partition, rec.Topic, err)
 					return
 				}
 				rejects = append(rejects, rejectLine{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: string(rec.Key),
 					Timestamp: rec.Timestamp, Error: err.Error(), Data: rec.Value})
 				nRejects++
-				continue
 			}
-			pp.changes = append(pp.changes, c)
 		}
 		parts = append(parts, pp)
 		lr, hw := pp.last, fp.HighWatermark
@@ -271,52 +391,89 @@ func (r *Reader) handle(applyCtx context.Context, cl *kgo.Client, fs kgo.Fetches
 		r.read.Add(int64(len(fp.Records)))
 	})
 	if fatal != nil {
-		return fatal
+		return nil, fatal
 	}
 	if len(parts) == 0 {
-		return nil
+		return nil, nil
 	}
 	if len(rejects) > 0 {
 		// On disk before the mark that skips them is stored.
 		if err := r.reject.Append(rejects...); err != nil {
-			return fmt.Errorf("set aside invalid records of Kafka topic %s: %w", r.cfg.Topic, err)
+			return nil, fmt.Errorf("set aside invalid records of Kafka topic %s: %w", r.cfg.Topic, err)
 		}
 		r.rejected.Add(int64(len(rejects)))
 		r.log.Warn("records that are not change records set aside", "count", len(rejects), "file", r.cfg.RejectFile)
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].p < parts[j].p })
-	for len(parts) > 0 {
-		b := &change.Batch{}
-		marks := make([]core.Mark, len(parts))
-		for i, pp := range parts {
-			b.Changes = append(b.Changes, pp.changes...)
-			marks[i] = core.Mark{Stream: r.stream, Shard: strconv.Itoa(int(pp.p)), Sequence: strconv.FormatInt(pp.last.Offset, 10)}
-			if r.cfg.Group != "" {
-				// A member that lost the partition (a missed session
-				// timeout) must not apply what its new owner applied.
-				marks[i].Below = strconv.FormatInt(pp.first.Offset, 10)
-			}
-		}
-		err := r.app.ApplyStream(applyCtx, b, marks)
-		var fe *core.FenceError
-		if errors.As(err, &fe) {
-			parts = r.fenced(cl, parts, fe)
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("apply %d changes read from Kafka topic %s: %w", len(b.Changes), r.cfg.Topic, err)
-		}
-		r.applied.Add(int64(len(b.Changes)))
-		r.batches.Add(1)
-		for _, pp := range parts {
-			r.partStats(pp.p, func(s *PartitionStats) { s.Applied = pp.last.Offset })
-			if r.cfg.Group != "" {
-				cl.MarkCommitRecords(pp.last)
-			}
-		}
-		return nil
+	pa := &pollAck{parts: parts}
+	b := r.batch(pa)
+	if err := r.acks.Emit(ctx, emit, b, pa); err != nil {
+		return nil, err
 	}
-	return nil
+	pa.token = b.Ack
+	return pa, nil
+}
+
+// batch is the batch of the polls' records: their changes and each
+// partition's mark after them, fenced in a group (see core.Mark.Below: a
+// member that lost the partition must not apply what its new owner
+// applied).
+func (r *Reader) batch(polls ...*pollAck) *change.Batch {
+	b := &change.Batch{}
+	for _, pa := range polls {
+		for _, pp := range pa.parts {
+			b.Changes = append(b.Changes, pp.changes...)
+			m := core.Mark{Stream: r.stream, Shard: strconv.Itoa(int(pp.p)), Sequence: strconv.FormatInt(pp.last.Offset, 10)}
+			if r.cfg.Group != "" {
+				m.Below = strconv.FormatInt(pp.first.Offset, 10)
+			}
+			b.AddMark(m)
+		}
+	}
+	return b
+}
+
+// Fenced is handed a batch the target refused because another group
+// member applied one of its partitions past this poll's first record (it
+// was assigned there while this member's apply waited): it returns the
+// batch without that partition's records, which are dropped here, and
+// reading goes on after that member's mark (pipeline.Fencer).
+func (r *Reader) Fenced(b *change.Batch, err error) *change.Batch {
+	polls := r.acks.Pending(b.Ack)
+	var fe *core.FenceError
+	p, stored := int64(-1), int64(-1)
+	if errors.As(err, &fe) && fe.Stream == r.stream {
+		p, _ = strconv.ParseInt(fe.Shard, 10, 32)
+		stored, _ = strconv.ParseInt(fe.Stored, 10, 64)
+		r.log.Warn("another group member applied this partition's records (it was assigned there while this member's apply waited): they are dropped here, and reading goes on after its mark",
+			"partition", p, "mark", fe.Stored, "first_offset", fe.Below)
+	} else {
+		r.log.Error("a batch refused as fenced names no partition of this topic: it is dropped and its records are read again", "error", err)
+	}
+	for _, pa := range polls {
+		keep := pa.parts[:0]
+		for _, pp := range pa.parts {
+			switch {
+			case p < 0:
+				pa.seekTo(pp.p, pp.first.Offset)
+			case pp.p == int32(p):
+				pa.seekTo(pp.p, stored+1)
+			default:
+				keep = append(keep, pp)
+			}
+		}
+		pa.parts = keep
+	}
+	out := r.batch(polls...)
+	out.Ack = b.Ack
+	return out
+}
+
+func (pa *pollAck) seekTo(p int32, offset int64) {
+	if pa.seek == nil {
+		pa.seek = map[int32]kgo.EpochOffset{}
+	}
+	pa.seek[p] = kgo.EpochOffset{Epoch: -1, Offset: offset}
 }
 
 // polled is one partition's records of a poll.
@@ -324,25 +481,6 @@ type polled struct {
 	p           int32
 	first, last *kgo.Record
 	changes     []change.Change
-}
-
-// fenced drops the partition another member applied past this poll's
-// records (see core.Mark.Below) and, should this member still
-// consume it, goes on after that member's mark; the other partitions are
-// applied without it.
-func (r *Reader) fenced(cl *kgo.Client, parts []*polled, fe *core.FenceError) []*polled {
-	p, _ := strconv.ParseInt(fe.Shard, 10, 32)
-	stored, _ := strconv.ParseInt(fe.Stored, 10, 64)
-	r.log.Warn("another group member applied this partition's records (it was assigned there while this member's apply waited): they are dropped here, and reading goes on after its mark",
-		"partition", p, "mark", fe.Stored, "first_offset", fe.Below)
-	cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{r.cfg.Topic: {int32(p): {Epoch: -1, Offset: stored + 1}}})
-	out := parts[:0]
-	for _, pp := range parts {
-		if pp.p != int32(p) {
-			out = append(out, pp)
-		}
-	}
-	return out
 }
 
 // isFatal tells the errors that retrying cannot fix: authorization and

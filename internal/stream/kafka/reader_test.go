@@ -26,12 +26,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/pipeline"
 	core "github.com/sluice-dev/sluice/internal/stream"
+	"github.com/sluice-dev/sluice/internal/warehouse"
 	"github.com/sluice-dev/sluice/internal/warehouse/duckdb"
 )
 
-// countingApplier applies to a real target and checks, across every
-// reader that shares it, that each partition's marks only grow and that the
+// countingApplier is a consumer's pipeline target over a real one (and the
+// readers' mark store): it checks, across every reader that shares it, that each partition's marks only grow and that the
 // changes applied add up to the records read: no record applied twice, none
 // skipped. Its applies are serialized and can be slowed down, so that a
 // rebalance happens while one is in flight.
@@ -50,20 +52,28 @@ func newCountingApplier(tg *duckdb.Target) *countingApplier {
 	return &countingApplier{tg: tg, marks: map[string]int64{}}
 }
 
-func (a *countingApplier) ApplyStream(ctx context.Context, b *change.Batch, marks []core.Mark) error {
+func (a *countingApplier) State(ctx context.Context) (map[change.TableID]change.TableState, error) {
+	return a.tg.State(ctx)
+}
+
+func (a *countingApplier) Reset(ctx context.Context, t *change.Table) error {
+	return a.tg.Reset(ctx, t)
+}
+
+func (a *countingApplier) Apply(ctx context.Context, b *change.Batch) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	time.Sleep(a.delay)
-	for _, m := range marks {
+	for _, m := range b.Marks {
 		o, _ := strconv.ParseInt(m.Sequence, 10, 64)
 		if prev, ok := a.marks[m.Shard]; ok && o <= prev && a.err == nil {
 			a.err = fmt.Errorf("partition %s marked at %d after %d: records applied twice", m.Shard, o, prev)
 		}
 	}
-	if err := a.tg.ApplyStream(ctx, b, marks); err != nil {
+	if err := a.tg.ApplyStream(ctx, b); err != nil {
 		return err
 	}
-	for _, m := range marks {
+	for _, m := range b.Marks {
 		o, _ := strconv.ParseInt(m.Sequence, 10, 64)
 		a.marks[m.Shard] = o
 	}
@@ -102,7 +112,7 @@ func TestReaderAppliesOnceAndResumesFromTheTarget(t *testing.T) {
 	tg := openDuckDB(t)
 	app := newCountingApplier(tg)
 	r := newTestReader(t, conn(c, "t"), app, func(cfg *ReaderConfig) { cfg.BatchChanges = 70 })
-	stop := runReader(t, r)
+	stop := runReader(t, r, app)
 	waitFor(t, "the first records applied", 20*time.Second, func() bool { n, _, _ := app.snapshot(); return n == 600 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -110,7 +120,7 @@ func TestReaderAppliesOnceAndResumesFromTheTarget(t *testing.T) {
 	second, _ := changes(400, 40, 600)
 	produce(t, s, second, 100)
 	r2 := newTestReader(t, conn(c, "t"), app, nil)
-	stop = runReader(t, r2)
+	stop = runReader(t, r2, app)
 	waitFor(t, "the rest applied", 20*time.Second, func() bool { n, _, _ := app.snapshot(); return n == 1000 })
 	time.Sleep(300 * time.Millisecond) // room for a wrong re-read to show
 	if err := stop(); err != nil {
@@ -151,10 +161,10 @@ func TestReaderGroupRebalanceMidBatch(t *testing.T) {
 		cfg.BatchChanges = 100
 		cfg.Options = append(cfg.Options, kgo.HeartbeatInterval(100*time.Millisecond), kgo.SessionTimeout(6*time.Second), kgo.RebalanceTimeout(10*time.Second))
 	}
-	stopA := runReader(t, newTestReader(t, conn(c, "t"), app, group))
+	stopA := runReader(t, newTestReader(t, conn(c, "t"), app, group), app)
 	waitFor(t, "the first reader applying", 20*time.Second, func() bool { _, n, _ := app.snapshot(); return n >= 2 })
 	rb := newTestReader(t, conn(c, "t"), app, group)
-	stopB := runReader(t, rb)
+	stopB := runReader(t, rb, app)
 	produce(t, s, all[1000:2000], 250)
 	waitFor(t, "the second reader applying", 30*time.Second, func() bool { return rb.Stats().Batches >= 2 })
 	if err := stopA(); err != nil {
@@ -194,13 +204,13 @@ func TestReaderSetsBadRecordsAside(t *testing.T) {
 	produce(t, s, cs[2:], 10)
 
 	strict := newTestReader(t, conn(c, "t"), openDuckDB(t), func(cfg *ReaderConfig) { cfg.StrictRecords = true })
-	if err := strict.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "offset 2 of partition 0") {
+	if err := run(t.Context(), strict, warehouse.StreamTarget{StreamWarehouse: openDuckDB(t)}); err == nil || !strings.Contains(err.Error(), "offset 2 of partition 0") {
 		t.Fatalf("strict reader: %v", err)
 	}
 
 	tg := openDuckDB(t)
 	r := newTestReader(t, conn(c, "t"), tg, nil)
-	stop := runReader(t, r)
+	stop := runReader(t, r, warehouse.StreamTarget{StreamWarehouse: tg})
 	waitFor(t, "every record read", 20*time.Second, func() bool { return r.Stats().Applied == 5 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -236,13 +246,13 @@ func TestReaderStopsWhenRecordsAreGone(t *testing.T) {
 	produce(t, s, cs, 10)
 	tg := openDuckDB(t)
 	// A mark far past the log's end stands for records gone.
-	if err := tg.ApplyStream(t.Context(), &change.Batch{}, []core.Mark{{Stream: MarkStream("t"), Shard: "0", Sequence: "1000"}}); err != nil {
+	if err := tg.ApplyStream(t.Context(), &change.Batch{Marks: []core.Mark{{Stream: MarkStream("t"), Shard: "0", Sequence: "1000"}}}); err != nil {
 		t.Fatal(err)
 	}
 	r := newTestReader(t, conn(c, "t"), tg, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if err := r.Run(ctx); err == nil || !strings.Contains(err.Error(), "retention") {
+	if err := run(ctx, r, warehouse.StreamTarget{StreamWarehouse: tg}); err == nil || !strings.Contains(err.Error(), "retention") {
 		t.Fatalf("Run: %v, want the out-of-range error with its fix", err)
 	}
 }
@@ -259,7 +269,7 @@ func TestSCRAMOverTLS(t *testing.T) {
 	produce(t, s, cs, 25)
 	tg := openDuckDB(t)
 	r := newTestReader(t, cn, tg, nil)
-	stop := runReader(t, r)
+	stop := runReader(t, r, warehouse.StreamTarget{StreamWarehouse: tg})
 	waitFor(t, "every record applied", 20*time.Second, func() bool { return r.Stats().Applied == 50 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -307,19 +317,19 @@ type stealingApplier struct {
 	*countingApplier
 	mu     sync.Mutex
 	stolen string // the mark stored for partition 0
-	calls  []int  // changes per ApplyStream call
+	calls  []int  // changes per Apply call
 }
 
-func (a *stealingApplier) ApplyStream(ctx context.Context, b *change.Batch, marks []core.Mark) error {
+func (a *stealingApplier) Apply(ctx context.Context, b *change.Batch) error {
 	a.mu.Lock()
 	if a.stolen == "" {
-		for _, m := range marks {
+		for _, m := range b.Marks {
 			if m.Shard == "0" {
 				if m.Below == "" {
 					a.mu.Unlock()
 					return fmt.Errorf("group mode without a fence on partition 0: %+v", m)
 				}
-				if err := a.tg.ApplyStream(ctx, &change.Batch{}, []core.Mark{{Stream: m.Stream, Shard: "0", Sequence: m.Sequence}}); err != nil {
+				if err := a.tg.ApplyStream(ctx, &change.Batch{Marks: []core.Mark{{Stream: m.Stream, Shard: "0", Sequence: m.Sequence}}}); err != nil {
 					a.mu.Unlock()
 					return err
 				}
@@ -329,7 +339,7 @@ func (a *stealingApplier) ApplyStream(ctx context.Context, b *change.Batch, mark
 	}
 	a.calls = append(a.calls, len(b.Changes))
 	a.mu.Unlock()
-	return a.countingApplier.ApplyStream(ctx, b, marks)
+	return a.countingApplier.Apply(ctx, b)
 }
 
 // A group member whose partition was applied by another member meanwhile
@@ -347,7 +357,7 @@ func TestReaderFencedByAnotherMember(t *testing.T) {
 		cfg.Group = "g"
 		cfg.BatchChanges = 1000
 	})
-	stop := runReader(t, r)
+	stop := runReader(t, r, app)
 	waitFor(t, "the poll applied without partition 0", 20*time.Second, func() bool { n, _, _ := app.snapshot(); return n > 0 })
 	second, _ := changes(300, 600, 300)
 	produce(t, s, second, 300)
@@ -380,4 +390,128 @@ func warehouseLess(a, b string) bool {
 	x, _ := strconv.ParseInt(a, 10, 64)
 	y, _ := strconv.ParseInt(b, 10, 64)
 	return x < y
+}
+
+// eventsTable is what the plain JSON events of TestReaderDecodesOtherRecords
+// become.
+var eventsTable = &change.Table{Schema: "public", Name: "events", Version: 1,
+	Columns: []change.Column{
+		{Name: "id", Type: change.Type{Name: "bigint", Kind: change.KindInt}, Key: true},
+		{Name: "name", Type: change.Type{Name: "text", Kind: change.KindText}, Nullable: true},
+	}, Key: []int{0}}
+
+// ackingTarget records the Ack of every batch it commits.
+type ackingTarget struct {
+	warehouse.StreamTarget
+	mu   sync.Mutex
+	acks []change.LSN
+}
+
+func (a *ackingTarget) Apply(ctx context.Context, b *change.Batch) error {
+	if err := a.StreamTarget.Apply(ctx, b); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.acks = append(a.acks, b.Ack)
+	a.mu.Unlock()
+	return nil
+}
+
+// A reader given its own decoder reads records that are not change records
+// (plain JSON events): each becomes the changes the decoder makes of it,
+// with the record's place and arrival at hand; a record it refuses is set
+// aside like an invalid change record. Its batches are acked by tokens in
+// emit order, which the pipeline confirms back and never shows as positions.
+func TestReaderDecodesOtherRecords(t *testing.T) {
+	c := newCluster(t, 1, "events", 2)
+	raw, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for i, v := range []string{`{"id":1,"name":"a"}`, `{"id":2,"name":"b"}`, `not json`, `{"id":1,"name":"a2"}`, `{"id":3,"name":"c"}`} {
+		// Keys spread the events over both partitions; id 1 stays on one.
+		key := strconv.Itoa(i % 2)
+		if strings.Contains(v, `"id":1`) {
+			key = "one"
+		}
+		if err := raw.ProduceSync(t.Context(), &kgo.Record{Key: []byte(key), Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var seen []core.ReadRecord
+	decode := func(dst []change.Change, rec core.ReadRecord) ([]change.Change, error) {
+		mu.Lock()
+		seen = append(seen, rec)
+		mu.Unlock()
+		var ev struct {
+			ID   int64  `json:"id"`
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(rec.Data, &ev); err != nil {
+			return dst, fmt.Errorf("not an event: %w", err)
+		}
+		off, _ := strconv.ParseInt(rec.Sequence, 10, 64)
+		return append(dst, change.Change{Op: change.OpInsert, Table: eventsTable, CommitTime: rec.Arrival,
+			After: []change.Value{change.V(change.KindInt, strconv.FormatInt(ev.ID, 10)), change.V(change.KindText, ev.Name)},
+			Pos:   change.Position{CommitLSN: change.LSN(off + 1), LSN: change.LSN(off + 1)}}), nil
+	}
+	tg := openDuckDB(t)
+	dst := &ackingTarget{StreamTarget: warehouse.StreamTarget{StreamWarehouse: tg}}
+	r := newTestReader(t, conn(c, "events"), tg, func(cfg *ReaderConfig) { cfg.Decode = decode; cfg.BatchChanges = 1 })
+	p := pipeline.New(r, dst, pipeline.Options{Logger: r.log})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, nil) }()
+	waitFor(t, "every record read and applied", 20*time.Second, func() bool { st := r.Stats(); return st.Read == 5 && st.Applied == 4 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	rs, err := tg.DB().QueryContext(t.Context(), `SELECT id || '=' || name FROM public.events ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	var got []string
+	for rs.Next() {
+		var s string
+		if err := rs.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	if fmt.Sprint(got) != "[1=a2 2=b 3=c]" {
+		t.Errorf("target holds %v, want the events' last values", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, rec := range seen {
+		if rec.Stream != "events" || (rec.Shard != "0" && rec.Shard != "1") || rec.Sequence == "" || rec.Arrival.IsZero() {
+			t.Errorf("the decoder was handed %+v: want the record's topic, partition, offset and timestamp", rec)
+		}
+	}
+	if st := r.Stats(); st.Rejected != 1 {
+		t.Errorf("stats %+v: want the one record the decoder refused set aside", st)
+	}
+	b, err := os.ReadFile(r.cfg.RejectFile)
+	if err != nil || !strings.Contains(string(b), "not an event") {
+		t.Errorf("reject file %q (%v): want the refused record with the decoder's error", b, err)
+	}
+	// Tokens: every poll's batch acked by the next number (the pipeline
+	// merges queued ones), confirmed in order; status shows a batch, not a
+	// position.
+	dst.mu.Lock()
+	acks := dst.acks
+	dst.mu.Unlock()
+	for i := 1; i < len(acks); i++ {
+		if acks[i] <= acks[i-1] {
+			t.Fatalf("committed acks %v: want them growing", acks)
+		}
+	}
+	polls := r.Stats().Batches
+	if st := p.Stats(); len(acks) == 0 || uint64(acks[len(acks)-1]) != uint64(polls) || st.ConfirmedBatch != uint64(polls) || st.ConfirmedLSN != "" {
+		t.Errorf("committed acks %v, confirmed batch %d (LSN %q), for %d polls", acks, st.ConfirmedBatch, st.ConfirmedLSN, polls)
+	}
 }

@@ -10,12 +10,16 @@
 // hold the producer's per-table state, so the sink keeps it in a small state
 // file.
 //
-// Reader is the consumer: it reads every shard (children only after their
-// parents are drained), decodes records with change.DecodeRecord, sets
-// invalid records aside in a reject file, and hands batches to an Applier (a
-// warehouse) together with per-shard checkpoints that the warehouse stores in
-// the same transaction as the data: exactly once into Postgres or DuckDB.
+// Reader is the consumer, a pipeline.Source: it reads every shard from the
+// marks in its MarkStore on (children only after their parents are
+// drained), decodes records (change records by default, or with the
+// caller's Decoder), sets invalid records aside in a reject file, and
+// emits batches carrying per-shard checkpoints (Batch.Marks) that the
+// warehouse target stores in the same transaction as the data: exactly
+// once into Postgres or DuckDB. Its Acks are batch tokens, not positions.
 //
 // Neighbours: internal/change (the record codec), internal/pipeline (which
-// drives the Sink), internal/warehouse (which implements Applier).
+// drives the Sink and the Reader), internal/stream (the core),
+// internal/warehouse (whose StreamTarget is the consumer's target and mark
+// store).
 package kinesis

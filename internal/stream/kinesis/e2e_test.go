@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/testenv"
+	"github.com/sluice-dev/sluice/internal/warehouse"
 	"github.com/sluice-dev/sluice/internal/warehouse/postgres"
 )
 
@@ -88,7 +89,7 @@ func TestSinkToReaderIntoPostgresTargetConverges(t *testing.T) {
 	}
 	defer target.Close()
 	r := newTestReader(t, directConnection(k, "e2e"), target, nil)
-	stop := runReader(t, r)
+	stop := runReader(t, r, warehouse.StreamTarget{StreamWarehouse: target})
 	waitFor(t, "every record read and applied", func() bool {
 		st := r.Stats()
 		return st.Read == int64(onStream) && st.Applied == int64(onStream)

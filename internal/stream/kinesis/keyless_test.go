@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/change"
 	"github.com/sluice-dev/sluice/internal/testenv"
+	"github.com/sluice-dev/sluice/internal/warehouse"
 	"github.com/sluice-dev/sluice/internal/warehouse/postgres"
 )
 
@@ -82,7 +83,7 @@ func TestKeylessThroughKinesis(t *testing.T) {
 			// A reader that stops mid-stream: the next one starts from the
 			// checkpoints stored with the data.
 			r := newTestReader(t, directConnection(k, "keyless"), target, nil)
-			stop := runReader(t, r)
+			stop := runReader(t, r, warehouse.StreamTarget{StreamWarehouse: target})
 			waitFor(t, "some records applied", func() bool { return r.Stats().Applied > 0 })
 			if err := stop(); err != nil {
 				t.Fatal(err)
@@ -91,7 +92,7 @@ func TestKeylessThroughKinesis(t *testing.T) {
 	}
 	onStream := int64(len(readStream(t, k.Client(), "keyless")))
 	r := newTestReader(t, directConnection(k, "keyless"), target, nil)
-	stop := runReader(t, r)
+	stop := runReader(t, r, warehouse.StreamTarget{StreamWarehouse: target})
 	got := map[string]int{}
 	waitFor(t, "the target to hold the source's rows", func() bool {
 		clear(got)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/pipeline"
 	core "github.com/sluice-dev/sluice/internal/stream"
 )
 
@@ -30,10 +31,9 @@ type StreamMark = core.Mark
 // read to its end: its children may be read, it never needs reading again.
 const ShardEnd = "SHARD_END"
 
-// Applier is what the reader needs of a warehouse: apply a batch together
-// with the marks of the records it came from, in one transaction, and
-// report the stored marks of a stream (shard id → sequence).
-type Applier = core.Applier
+// MarkStore is where the reader finds the stored marks of the stream when
+// it starts (shard id → sequence): the consumer's warehouse target.
+type MarkStore = core.MarkStore
 
 // ReaderConfig configures a Reader. Only Connection.Stream is required.
 type ReaderConfig struct {
@@ -44,6 +44,9 @@ type ReaderConfig struct {
 	RejectFile string
 	// StrictRecords stops the reader at the first invalid record instead.
 	StrictRecords bool
+	// Decode turns a record into changes; an error makes it invalid (see
+	// core.Decoder). Default: the record is a sluice change record.
+	Decode core.Decoder
 	// PollInterval is the pause after a read that found a shard caught up
 	// (default 500ms).
 	PollInterval time.Duration
@@ -56,8 +59,10 @@ type ReaderConfig struct {
 	ShardRefresh time.Duration
 	// RecordsPerCall is GetRecords' Limit (default and maximum 10,000).
 	RecordsPerCall int32
-	// BatchChanges bounds one ApplyStream call (default 10,000); batches of
-	// several shards read while the previous apply ran are merged up to it.
+	// BatchChanges bounds the changes of one batch the reader emits
+	// (default 10,000): a read of more is cut into several batches. The
+	// pipeline merges batches that queued up while the target applied, up
+	// to its own ApplyChanges.
 	BatchChanges int
 	// BaseBackoff and MaxBackoff bound retries of throttled or failed reads
 	// (defaults 200ms and 10s).
@@ -72,16 +77,25 @@ type getAPI interface {
 	GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error)
 }
 
-// Reader reads a stream into an Applier, exactly once given an Applier that
-// stores marks with the data.
+// Reader is a pipeline.Source that reads a stream: every shard from its
+// mark in the MarkStore on (or the trim horizon), each batch it emits
+// carrying the mark of the shard after its records (Batch.Marks), which a
+// warehouse target stores with the data: exactly once.
+//
+// Its Acks are tokens, not positions (pipeline.BatchAcker): the records of
+// several shards are in no one LSN order. Each batch it emits is acked with
+// the next number (1, 2, …); Confirm(t) says the target committed the
+// batches up to t, and moves each shard's applied mark in Stats.
 type Reader struct {
 	cfg    ReaderConfig
 	api    getAPI
 	stream streamRef
-	app    Applier
+	marks  MarkStore
 	log    *slog.Logger
 	reject *core.JSONLFile
 	tables core.Interner
+	decode core.Decoder
+	acks   core.Acks[shardAck]
 
 	mu     sync.Mutex
 	shards map[string]*ShardStats
@@ -89,8 +103,17 @@ type Reader struct {
 	read, applied, rejected, batches atomic.Int64
 }
 
-// NewReader connects to Kinesis (no call is made yet) and opens the reject file.
-func NewReader(ctx context.Context, cfg ReaderConfig, app Applier) (*Reader, error) {
+// shardAck is what one emitted batch covers: its shard's mark and changes.
+type shardAck struct {
+	mark    StreamMark
+	changes int
+}
+
+var _ pipeline.BatchAcker = (*Reader)(nil)
+
+// NewReader connects to Kinesis (no call is made yet) and opens the reject
+// file; marks is where Stream finds the stored marks.
+func NewReader(ctx context.Context, cfg ReaderConfig, marks MarkStore) (*Reader, error) {
 	c, st, err := cfg.Connection.client(ctx)
 	if err != nil {
 		return nil, err
@@ -122,7 +145,10 @@ func NewReader(ctx context.Context, cfg ReaderConfig, app Applier) (*Reader, err
 	if cfg.RejectFile == "" {
 		cfg.RejectFile = "sluice-kinesis-" + st.name + ".rejects.jsonl"
 	}
-	r := &Reader{cfg: cfg, api: c, stream: st, app: app, log: cfg.Logger.With("stream", st.name), shards: map[string]*ShardStats{}}
+	r := &Reader{cfg: cfg, api: c, stream: st, marks: marks, log: cfg.Logger.With("stream", st.name), shards: map[string]*ShardStats{}, decode: cfg.Decode}
+	if r.decode == nil {
+		r.decode = r.tables.DecodeRecord
+	}
 	if !cfg.StrictRecords {
 		if r.reject, err = core.OpenJSONL(cfg.RejectFile); err != nil {
 			return nil, fmt.Errorf("open reject file: %w", err)
@@ -134,30 +160,34 @@ func NewReader(ctx context.Context, cfg ReaderConfig, app Applier) (*Reader, err
 // Close releases the reject file.
 func (r *Reader) Close() error { return r.reject.Close() }
 
-// shardBatch is what a shard reader hands the apply loop: the changes of
-// one GetRecords call and the mark after them.
-type shardBatch struct {
-	changes []change.Change
-	mark    StreamMark
+// Snapshot does nothing: a stream's snapshot rows arrive as its records.
+func (r *Reader) Snapshot(context.Context, []*change.Table, pipeline.Emit) error { return nil }
+
+// AcksBatches marks the reader's Acks as tokens (pipeline.BatchAcker).
+func (r *Reader) AcksBatches() {}
+
+// Confirm is told that the target committed the batches up to token.
+func (r *Reader) Confirm(token change.LSN) {
+	for _, a := range r.acks.Confirm(token) {
+		r.applied.Add(int64(a.changes))
+		r.batches.Add(1)
+		r.shardStats(a.mark.Shard, func(s *ShardStats) { s.Applied = a.mark.Sequence })
+	}
 }
 
-// Run reads every shard from its stored mark (or the trim horizon) and
-// applies what it reads until ctx ends; then it lets the apply in flight
-// finish and returns nil. A child shard is read only after its parents
-// were read to their end, so the changes of a key that moved with a
-// reshard are applied in order.
-func (r *Reader) Run(ctx context.Context) error {
-	marks, err := r.app.StreamMarks(ctx, r.stream.name)
+// Stream reads every shard from its stored mark (or the trim horizon) and
+// emits what it reads until ctx ends. A child shard is read only after its
+// parents were read to their end (their last batch emitted), so the
+// changes of a key that moved with a reshard are applied in order. Memory:
+// each shard reader holds one GetRecords response (at most 10 MiB and
+// RecordsPerCall records) while the pipeline's queue is full.
+func (r *Reader) Stream(ctx context.Context, emit pipeline.Emit) error {
+	marks, err := r.marks.StreamMarks(ctx, r.stream.name)
 	if err != nil {
 		return fmt.Errorf("read the stream marks of %s from the target: %w", r.stream.name, err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	// Memory: each shard reader holds one GetRecords response (at most
-	// 10 MiB and RecordsPerCall records) while it waits to hand it over,
-	// and this many more wait here.
-	batches := make(chan shardBatch, 4)
-	g.Go(func() error { return r.applyLoop(gctx, batches) })
-	g.Go(func() error { return r.coordinate(gctx, g, marks, batches) })
+	g.Go(func() error { return r.coordinate(gctx, g, marks, emit) })
 	err = g.Wait()
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return nil
@@ -167,7 +197,7 @@ func (r *Reader) Run(ctx context.Context) error {
 
 // coordinate lists the shards and starts a reader for each one whose
 // parents are drained, again whenever a shard ends or ShardRefresh passes.
-func (r *Reader) coordinate(ctx context.Context, g *errgroup.Group, marks map[string]string, out chan<- shardBatch) error {
+func (r *Reader) coordinate(ctx context.Context, g *errgroup.Group, marks map[string]string, emit pipeline.Emit) error {
 	done := map[string]bool{}
 	for id, seq := range marks {
 		if seq == ShardEnd {
@@ -210,7 +240,7 @@ func (r *Reader) coordinate(ctx context.Context, g *errgroup.Group, marks map[st
 			r.shardStats(id, func(s *ShardStats) {})
 			from := marks[id]
 			g.Go(func() error {
-				err := r.readShard(ctx, id, from, out)
+				err := r.readShard(ctx, id, from, emit)
 				if err == nil {
 					select {
 					case finished <- id:
@@ -257,7 +287,7 @@ func (r *Reader) listShards(ctx context.Context) ([]types.Shard, error) {
 
 // readShard reads one shard from after seq (or its start) until it ends
 // (nil) or ctx ends (ctx's error).
-func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- shardBatch) error {
+func (r *Reader) readShard(ctx context.Context, shard, seq string, emit pipeline.Emit) error {
 	log := r.log.With("shard", shard)
 	iter, err := r.iterator(ctx, shard, seq)
 	if err != nil {
@@ -303,33 +333,52 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- sh
 			continue
 		}
 		attempt = 1
-		b := shardBatch{mark: StreamMark{Stream: r.stream.name, Shard: shard}}
-		var rejects []any
+		var (
+			changes []change.Change
+			rejects []any
+			nReject int
+		)
+		// flush emits the changes decoded so far with the shard's mark at
+		// seq, after the records set aside on the way are on disk.
+		flush := func(seq string) error {
+			if len(rejects) > 0 {
+				if err := r.reject.Append(rejects...); err != nil {
+					return fmt.Errorf("set aside invalid records of shard %s: %w", shard, err)
+				}
+				r.rejected.Add(int64(len(rejects)))
+				log.Warn("records that are not change records set aside", "count", len(rejects), "file", r.cfg.RejectFile)
+				rejects = nil
+			}
+			m := StreamMark{Stream: r.stream.name, Shard: shard, Sequence: seq}
+			b := &change.Batch{Changes: changes, Marks: []StreamMark{m}}
+			changes = nil // the batch owns them now
+			return r.acks.Emit(ctx, emit, b, shardAck{mark: m, changes: len(b.Changes)})
+		}
 		for i := range res.Records {
 			rec := &res.Records[i]
 			s := aws.ToString(rec.SequenceNumber)
-			c, err := r.tables.Decode(rec.Data)
+			n := len(changes)
+			var err error
+			changes, err = r.decode(changes, core.ReadRecord{Data: rec.Data, Stream: r.stream.name, Shard: shard, Sequence: s, Arrival: aws.ToTime(rec.ApproximateArrivalTimestamp)})
 			if err != nil {
+				changes = changes[:n]
 				if r.cfg.StrictRecords {
 					return fmt.Errorf("record %s in shard %s of Kinesis stream %s is not a change record (%v): fix its producer, or turn strict records off to set such records aside in a reject file and go on",
 						s, shard, r.stream.name, err)
 				}
 				rejects = append(rejects, rejectLine{Stream: r.stream.name, Shard: shard, Sequence: s, PartitionKey: aws.ToString(rec.PartitionKey),
 					Arrival: aws.ToTime(rec.ApproximateArrivalTimestamp), Error: err.Error(), Data: rec.Data})
+				nReject++
 				continue
 			}
-			b.changes = append(b.changes, c)
+			if len(changes) >= r.cfg.BatchChanges && i < len(res.Records)-1 {
+				if err := flush(s); err != nil {
+					return err
+				}
+			}
 		}
 		if n := len(res.Records); n > 0 {
 			seq = aws.ToString(res.Records[n-1].SequenceNumber)
-		}
-		if len(rejects) > 0 {
-			// On disk before the mark that skips them is stored.
-			if err := r.reject.Append(rejects...); err != nil {
-				return fmt.Errorf("set aside invalid records of shard %s: %w", shard, err)
-			}
-			r.rejected.Add(int64(len(rejects)))
-			log.Warn("records that are not change records set aside", "count", len(rejects), "file", r.cfg.RejectFile)
 		}
 		r.read.Add(int64(len(res.Records)))
 		behind := aws.ToInt64(res.MillisBehindLatest)
@@ -337,21 +386,19 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, out chan<- sh
 		r.shardStats(shard, func(s *ShardStats) {
 			s.MillisBehindLatest = behind
 			s.Records += int64(len(res.Records))
-			s.Rejected += int64(len(rejects))
+			s.Rejected += int64(nReject)
 			if seq != "" {
 				s.Sequence = seq
 			}
 			s.Ended = ended
 		})
-		b.mark.Sequence = seq
-		if ended {
-			b.mark.Sequence = ShardEnd
-		}
 		if len(res.Records) > 0 || ended {
-			select {
-			case out <- b:
-			case <-ctx.Done():
-				return ctx.Err()
+			last := seq
+			if ended {
+				last = ShardEnd
+			}
+			if err := flush(last); err != nil {
+				return err
 			}
 		}
 		if ended {
@@ -391,41 +438,6 @@ func (r *Reader) iterator(ctx context.Context, shard, seq string) (*string, erro
 		}
 		if err := r.sleep(ctx, attempt); err != nil {
 			return nil, err
-		}
-	}
-}
-
-// applyLoop applies shard batches in the order they were read, merging
-// those that queued up while an apply ran. Applies run to their end even
-// when ctx ends, so a transaction is never cut short on shutdown.
-func (r *Reader) applyLoop(ctx context.Context, in <-chan shardBatch) error {
-	applyCtx := context.WithoutCancel(ctx)
-	for {
-		var first shardBatch
-		select {
-		case <-ctx.Done():
-			return nil
-		case first = <-in:
-		}
-		b := &change.Batch{Changes: first.changes}
-		marks := []StreamMark{first.mark}
-	merge:
-		for len(b.Changes) < r.cfg.BatchChanges {
-			select {
-			case next := <-in:
-				b.Changes = append(b.Changes, next.changes...)
-				marks = core.SetMark(marks, next.mark)
-			default:
-				break merge
-			}
-		}
-		if err := r.app.ApplyStream(applyCtx, b, marks); err != nil {
-			return fmt.Errorf("apply %d changes read from Kinesis stream %s: %w", len(b.Changes), r.stream.name, err)
-		}
-		r.applied.Add(int64(len(b.Changes)))
-		r.batches.Add(1)
-		for _, m := range marks {
-			r.shardStats(m.Shard, func(s *ShardStats) { s.Applied = m.Sequence })
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluice-dev/sluice/internal/change"
+	"github.com/sluice-dev/sluice/internal/pipeline"
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
@@ -64,13 +65,14 @@ func fastStop(p *testenv.Postgres) {
 	p.Stop()
 }
 
-// pgApplier is a small real Applier: one Postgres transaction stores the
-// rows, a log of every change applied, and the marks. The log's unique
-// position makes a change applied twice fail the apply (and the test).
+// pgApplier is a small real pipeline target and mark store: one Postgres
+// transaction stores the rows, a log of every change applied, and the
+// batch's marks. The log's unique position makes a change applied twice
+// fail the apply (and the test).
 type pgApplier struct {
 	mu     sync.Mutex
 	conn   *pgx.Conn
-	failAt int // the n-th ApplyStream fails after doing its work, before commit
+	failAt int // the n-th Apply fails (fatally) after doing its work, before commit
 	calls  int
 	tables map[*change.Table]bool
 }
@@ -93,7 +95,15 @@ CREATE TABLE IF NOT EXISTS marks (stream text, shard text, seq text NOT NULL, PR
 	return &pgApplier{conn: conn, tables: map[*change.Table]bool{}}
 }
 
-func (a *pgApplier) ApplyStream(ctx context.Context, b *change.Batch, marks []StreamMark) error {
+func (a *pgApplier) State(context.Context) (map[change.TableID]change.TableState, error) {
+	return nil, nil
+}
+
+func (a *pgApplier) Reset(context.Context, *change.Table) error {
+	return errors.New("a stream consumer resets nothing")
+}
+
+func (a *pgApplier) Apply(ctx context.Context, b *change.Batch) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.calls++
@@ -111,14 +121,15 @@ func (a *pgApplier) ApplyStream(ctx context.Context, b *change.Batch, marks []St
 		q.Queue(`INSERT INTO items AS t VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET val = excluded.val, commit_lsn = excluded.commit_lsn, lsn = excluded.lsn
 			WHERE (t.commit_lsn, t.lsn) < (excluded.commit_lsn, excluded.lsn)`, id, c.After[1].Text, int64(c.Pos.CommitLSN), int64(c.Pos.LSN))
 	}
-	for _, m := range marks {
+	for _, m := range b.Marks {
 		q.Queue(`INSERT INTO marks VALUES ($1, $2, $3) ON CONFLICT (stream, shard) DO UPDATE SET seq = excluded.seq`, m.Stream, m.Shard, m.Sequence)
 	}
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 		return err
 	}
 	if a.calls == a.failAt {
-		return errors.New("injected failure before commit")
+		// Fatal: the pipeline stops, as when the process dies here.
+		return &pipeline.TargetError{Class: pipeline.Fatal, Err: errors.New("injected failure before commit")}
 	}
 	return tx.Commit(ctx)
 }
@@ -209,11 +220,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// runReader runs a reader until stop is called; stop returns Run's error.
-func runReader(t *testing.T, r *Reader) (stop func() error) {
+// run runs a consumer's pipeline: the reader into dst.
+func run(ctx context.Context, r *Reader, dst pipeline.Target) error {
+	return pipeline.New(r, dst, pipeline.Options{Logger: r.log}).Run(ctx, nil)
+}
+
+// runReader runs a reader's pipeline until stop is called; stop returns
+// Run's error.
+func runReader(t *testing.T, r *Reader, dst pipeline.Target) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	go func() { errc <- run(ctx, r, dst) }()
 	var once sync.Once
 	var err error
 	stop = func() error {
@@ -224,7 +241,7 @@ func runReader(t *testing.T, r *Reader) (stop func() error) {
 	return stop
 }
 
-func newTestReader(t *testing.T, conn Connection, app Applier, mod func(*ReaderConfig)) *Reader {
+func newTestReader(t *testing.T, conn Connection, app MarkStore, mod func(*ReaderConfig)) *Reader {
 	t.Helper()
 	cfg := ReaderConfig{
 		Connection:   conn,
@@ -260,7 +277,7 @@ func TestReaderReadsEverythingOnceAndResumesFromMarks(t *testing.T) {
 	}
 	app := newPGApplier(t, testDB(t))
 	r := newTestReader(t, conn, app, nil)
-	stop := runReader(t, r)
+	stop := runReader(t, r, app)
 	waitFor(t, "900 changes applied", func() bool { return app.count(t) >= 900 })
 	if err := stop(); err != nil {
 		t.Fatalf("Run after cancel: %v", err)
@@ -284,7 +301,7 @@ func TestReaderReadsEverythingOnceAndResumesFromMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	r2 := newTestReader(t, conn, app, nil)
-	stop2 := runReader(t, r2)
+	stop2 := runReader(t, r2, app)
 	waitFor(t, "1200 changes applied", func() bool { return app.count(t) >= 1200 })
 	time.Sleep(150 * time.Millisecond) // a few more polls: nothing else may arrive
 	if err := stop2(); err != nil {
@@ -315,7 +332,7 @@ func TestReaderRestartsFromMarksAfterAFailedApply(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err := r.Run(ctx)
+	err := run(ctx, r, app)
 	if err == nil || !strings.Contains(err.Error(), "injected failure") {
 		t.Fatalf("Run = %v, want the applier's failure", err)
 	}
@@ -323,7 +340,7 @@ func TestReaderRestartsFromMarksAfterAFailedApply(t *testing.T) {
 		t.Fatalf("%d changes applied before the failure, want some", n)
 	}
 	app.failAt = 0
-	stop := runReader(t, newTestReader(t, conn, app, small))
+	stop := runReader(t, newTestReader(t, conn, app, small), app)
 	waitFor(t, "all changes applied", func() bool { return app.count(t) >= len(all) })
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -357,7 +374,7 @@ func TestReaderSetsBadRecordsAside(t *testing.T) {
 
 	app := newPGApplier(t, testDB(t))
 	r := newTestReader(t, directConnection(k, "dirty"), app, nil)
-	stop := runReader(t, r)
+	stop := runReader(t, r, app)
 	waitFor(t, "3 good changes applied", func() bool { return app.count(t) >= 3 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -390,7 +407,7 @@ func TestReaderSetsBadRecordsAside(t *testing.T) {
 	// Strict: the first bad record stops the reader, naming it.
 	app2 := newPGApplier(t, testDB(t))
 	strict := newTestReader(t, directConnection(k, "dirty"), app2, func(c *ReaderConfig) { c.StrictRecords = true })
-	err = strict.Run(ctx)
+	err = run(ctx, strict, app2)
 	if err == nil || !strings.Contains(err.Error(), "shardId-000000000000") || !strings.Contains(err.Error(), "strict records off") {
 		t.Fatalf("strict Run = %v", err)
 	}
@@ -438,7 +455,7 @@ func TestReaderReshardingReadsParentsBeforeChildren(t *testing.T) {
 	}
 	app := newPGApplier(t, testDB(t))
 	r := newTestReader(t, conn, app, nil)
-	stop := runReader(t, r)
+	stop := runReader(t, r, app)
 	waitFor(t, "240 changes applied", func() bool { return app.count(t) >= 240 })
 	if err := sink.Apply(ctx, &change.Batch{Changes: all[240:300]}); err != nil {
 		t.Fatal(err)
@@ -461,7 +478,7 @@ func TestReaderReshardingReadsParentsBeforeChildren(t *testing.T) {
 		t.Fatal(err)
 	}
 	r2 := newTestReader(t, conn, app, nil)
-	stop2 := runReader(t, r2)
+	stop2 := runReader(t, r2, app)
 	waitFor(t, "360 changes applied", func() bool { return app.count(t) >= 360 })
 	time.Sleep(150 * time.Millisecond)
 	if err := stop2(); err != nil {
@@ -479,7 +496,7 @@ func TestReaderReshardingReadsParentsBeforeChildren(t *testing.T) {
 func TestReaderExplainsAMissingStream(t *testing.T) {
 	k := testenv.NewKinesalite(t)
 	app := newPGApplier(t, testDB(t))
-	err := newTestReader(t, directConnection(k, "nope"), app, nil).Run(context.Background())
+	err := run(context.Background(), newTestReader(t, directConnection(k, "nope"), app, nil), app)
 	if err == nil || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("Run on a missing stream: %v", err)
 	}
@@ -519,7 +536,7 @@ func TestReaderRidesOutThrottlingAndErrors(t *testing.T) {
 	app := newPGApplier(t, testDB(t))
 	// Small reads so that faults hit in the middle of the shards.
 	r := newTestReader(t, proxiedConnection(k, p, "bumpy"), app, func(c *ReaderConfig) { c.RecordsPerCall = 25 })
-	stop := runReader(t, r)
+	stop := runReader(t, r, app)
 	waitFor(t, "400 changes applied", func() bool { return app.count(t) >= 400 })
 	if err := stop(); err != nil {
 		t.Fatal(err)

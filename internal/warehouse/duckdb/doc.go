@@ -2,9 +2,10 @@
 // analytical copy of the mirrored tables that can be queried at once.
 //
 // It implements the pipeline's Target (State, Reset, Apply), the stream
-// reader's ApplyStream and StreamMarks, and Checksums and BucketKeys for
-// sluice verify, all on the shared apply algorithm of package warehouse.
-// Rows are landed with DuckDB's Appender into an all-VARCHAR staging table
+// reader's ApplyStream and StreamMarks (a stream consumer's target through
+// warehouse.StreamTarget), and Checksums and BucketKeys for sluice
+// verify, all on the shared apply algorithm of package warehouse. Rows are
+// landed with DuckDB's Appender into an all-VARCHAR staging table
 // and merged with one generated delete and insert per table, in one
 // transaction with the state. DuckDB allows one writing process: other
 // commands reach a running sluice through DB (read-only queries from the

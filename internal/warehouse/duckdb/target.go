@@ -163,17 +163,20 @@ func (t *Target) State(ctx context.Context) (map[change.TableID]change.TableStat
 func (t *Target) Reset(ctx context.Context, tbl *change.Table) error { return t.runner.Reset(ctx, tbl) }
 
 // Apply implements pipeline.Target: the batch is merged in one transaction
-// together with each table's new state, and durable on return.
+// together with each table's new state (and the batch's stream marks), and
+// durable on return.
 func (t *Target) Apply(ctx context.Context, b *change.Batch) error {
-	return t.runner.Apply(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeReplication})
+	return t.runner.Apply(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeReplication, Marks: b.Marks})
 }
 
-// ApplyStream applies changes read from a stream, with no per-table position
-// filtering (a stream's shards are separate orders), and stores the stream
-// checkpoints in the same transaction. A table that does not exist yet is
-// created from the changes' schema.
-func (t *Target) ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error {
-	return t.runner.Apply(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeStream, Marks: marks})
+// ApplyStream applies a batch read from a stream, with no per-table position
+// filtering (a stream's shards are separate orders), and stores its marks
+// (b.Marks) in the same transaction, refusing it with a
+// *warehouse.FenceError when a fenced mark is passed (see
+// warehouse.StreamMark.Below). A table that does not exist yet is created
+// from the changes' schema. warehouse.StreamTarget makes it a pipeline's Apply.
+func (t *Target) ApplyStream(ctx context.Context, b *change.Batch) error {
+	return t.runner.Apply(ctx, b, warehouse.ApplyOptions{Mode: warehouse.ModeStream, Marks: b.Marks})
 }
 
 // StreamMarks returns one stream's checkpoints: shard id -> sequence number.

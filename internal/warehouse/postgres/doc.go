@@ -4,11 +4,12 @@
 // since Redshift speaks the Postgres protocol.
 //
 // It implements the pipeline's Target (State, Reset, Apply), the stream
-// reader's ApplyStream and StreamMarks, and Checksums and BucketKeys for
-// sluice verify, on the shared apply algorithm of package warehouse. Rows are
-// landed with COPY (text format) into a typed temporary staging table and
-// merged with one generated delete and insert per table, in one transaction
-// with the state.
+// reader's ApplyStream and StreamMarks (a stream consumer's target through
+// warehouse.StreamTarget), and Checksums and BucketKeys for sluice verify,
+// on the shared apply algorithm of package warehouse. Rows are landed with
+// COPY (text format) into a typed temporary staging table and merged with
+// one generated delete and insert per table, in one transaction with the
+// state.
 //
 // Checksums is also a free function over any pgx connection, because
 // sluice verify computes the same checksums on the source table.

@@ -59,7 +59,7 @@ func TestMissingPrivileges(t *testing.T) {
 	// No CREATE on the schema: a stream brings a new table.
 	other := warehousetest.Items()
 	other.Name = "new_table"
-	err = tg.ApplyStream(ctx, &change.Batch{Changes: []change.Change{warehousetest.Ins(other, 3, 3, "c", 3)}}, nil)
+	err = tg.ApplyStream(ctx, &change.Batch{Changes: []change.Change{warehousetest.Ins(other, 3, 3, "c", 3)}})
 	if err == nil {
 		t.Fatal("creating a table without CREATE succeeded")
 	}

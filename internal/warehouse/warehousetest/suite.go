@@ -19,7 +19,7 @@ import (
 // Target is what the suite exercises.
 type Target interface {
 	pipeline.Target
-	ApplyStream(ctx context.Context, b *change.Batch, marks []warehouse.StreamMark) error
+	ApplyStream(ctx context.Context, b *change.Batch) error
 	StreamMarks(ctx context.Context, stream string) (map[string]string, error)
 	Checksums(ctx context.Context, t *change.Table, buckets int) ([]warehouse.Bucket, error)
 	BucketKeys(ctx context.Context, t *change.Table, buckets, id, limit int) ([]warehouse.RowHash, error)
@@ -433,6 +433,12 @@ func testRandom(t *testing.T, h Harness) {
 	}
 }
 
+// applyStream applies b with marks, as a stream reader's batch carries them.
+func applyStream(ctx context.Context, tg Target, b *change.Batch, marks []warehouse.StreamMark) error {
+	b.Marks = marks
+	return tg.ApplyStream(ctx, b)
+}
+
 func testStream(t *testing.T, h Harness) {
 	ctx := context.Background()
 	tg := h.Open(t)
@@ -441,13 +447,13 @@ func testStream(t *testing.T, h Harness) {
 	mk := func() *change.Table { return Items() }
 	b := batch(Ins(mk(), 4, 1, "a", 1), Ins(mk(), 3, 2, "b", 2), Upd(mk(), 2, nil, 1, "a-older", 0))
 	marks := []warehouse.StreamMark{{Stream: "s", Shard: "shard-0", Sequence: "100"}, {Stream: "s", Shard: "shard-1", Sequence: "7"}}
-	if err := tg.ApplyStream(ctx, b, marks); err != nil {
+	if err := applyStream(ctx, tg, b, marks); err != nil {
 		t.Fatalf("apply stream: %v", err)
 	}
 	want(t, h, tg, Items(), "1|a|1", "2|b|2")
 	// The same records again (a reader that lost its checkpoint): keys
 	// inserted before are merged, not duplicated.
-	if err := tg.ApplyStream(ctx, b, marks); err != nil {
+	if err := applyStream(ctx, tg, b, marks); err != nil {
 		t.Fatalf("apply stream again: %v", err)
 	}
 	want(t, h, tg, Items(), "1|a|1", "2|b|2")
@@ -460,7 +466,7 @@ func testStream(t *testing.T, h Harness) {
 	}
 	// Stream mode does not filter by table position: a shard behind the
 	// others still lands (here an older position of another key).
-	if err := tg.ApplyStream(ctx, batch(Ins(mk(), 0, 5, "from-slow-shard", 5)), []warehouse.StreamMark{{Stream: "s", Shard: "shard-1", Sequence: "8"}}); err != nil {
+	if err := applyStream(ctx, tg, batch(Ins(mk(), 0, 5, "from-slow-shard", 5)), []warehouse.StreamMark{{Stream: "s", Shard: "shard-1", Sequence: "8"}}); err != nil {
 		t.Fatal(err)
 	}
 	want(t, h, tg, Items(), "1|a|1", "2|b|2", "5|from-slow-shard|5")
@@ -468,7 +474,7 @@ func testStream(t *testing.T, h Harness) {
 	// nor marks.
 	bad := mk()
 	bad.Name = "other"
-	err = tg.ApplyStream(ctx, batch(Ins(mk(), 9, 9, "i", 9), Ins(bad, 9, 1, "x", "not a number")), []warehouse.StreamMark{{Stream: "s", Shard: "shard-0", Sequence: "200"}})
+	err = applyStream(ctx, tg, batch(Ins(mk(), 9, 9, "i", 9), Ins(bad, 9, 1, "x", "not a number")), []warehouse.StreamMark{{Stream: "s", Shard: "shard-0", Sequence: "200"}})
 	if err == nil {
 		t.Fatal("batch with a value the target cannot hold: no error")
 	}
@@ -486,16 +492,19 @@ func testStream(t *testing.T, h Harness) {
 	fenced := func(shard, seq, below string) []warehouse.StreamMark {
 		return []warehouse.StreamMark{{Stream: "s", Shard: shard, Sequence: seq, Below: below}}
 	}
-	if err := tg.ApplyStream(ctx, batch(Ins(mk(), 10, 6, "f", 6)), fenced("shard-0", "150", "101")); err != nil {
+	if err := applyStream(ctx, tg, batch(Ins(mk(), 10, 6, "f", 6)), fenced("shard-0", "150", "101")); err != nil {
 		t.Fatalf("a fenced mark past the stored one: %v", err)
 	}
-	if err := tg.ApplyStream(ctx, batch(Ins(mk(), 11, 7, "g", 7)), fenced("shard-9", "3", "1")); err != nil {
+	if err := applyStream(ctx, tg, batch(Ins(mk(), 11, 7, "g", 7)), fenced("shard-9", "3", "1")); err != nil {
 		t.Fatalf("a fenced mark of a shard without one: %v", err)
 	}
-	err = tg.ApplyStream(ctx, batch(Ins(mk(), 12, 8, "late", 8)), fenced("shard-0", "140", "120"))
+	err = applyStream(ctx, tg, batch(Ins(mk(), 12, 8, "late", 8)), fenced("shard-0", "140", "120"))
 	var fe *warehouse.FenceError
 	if !errors.As(err, &fe) || fe.Shard != "shard-0" || fe.Stored != "150" || fe.Below != "120" {
 		t.Fatalf("a fenced mark behind the stored one: %T %v", err, err)
+	}
+	if !errors.Is(err, pipeline.ErrFenced) {
+		t.Fatalf("the refusal %v is no pipeline.ErrFenced: the pipeline would retry it forever", err)
 	}
 	got, _ = tg.StreamMarks(ctx, "s")
 	if got["shard-0"] != "150" {
@@ -703,16 +712,16 @@ func testMultisetStream(t *testing.T, h Harness) {
 	marks := func(seq string) []warehouse.StreamMark {
 		return []warehouse.StreamMark{{Stream: "s", Shard: "shard-0", Sequence: seq}}
 	}
-	if err := tg.ApplyStream(ctx, batch(Ins(mk(), 5, 1, "a", nil), Ins(mk(), 3, 1, "a", nil), Ins(mk(), 4, nil, nil, nil)), marks("1")); err != nil {
+	if err := applyStream(ctx, tg, batch(Ins(mk(), 5, 1, "a", nil), Ins(mk(), 3, 1, "a", nil), Ins(mk(), 4, nil, nil, nil)), marks("1")); err != nil {
 		t.Fatal(err)
 	}
 	want(t, h, Target(tg), Events(), "1|a|~", "1|a|~", "~|~|~")
-	if err := tg.ApplyStream(ctx, batch(Upd(mk(), 6, []any{1, "a", nil}, 1, "b", nil), Del(mk(), 7, nil, nil, nil)), marks("2")); err != nil {
+	if err := applyStream(ctx, tg, batch(Upd(mk(), 6, []any{1, "a", nil}, 1, "b", nil), Del(mk(), 7, nil, nil, nil)), marks("2")); err != nil {
 		t.Fatal(err)
 	}
 	want(t, h, tg, Events(), "1|a|~", "1|b|~")
 	// A lagging shard's row from before a truncate does not come back.
-	if err := tg.ApplyStream(ctx, batch(Trunc(mk(), 10), Ins(mk(), 11, 2, "c", 2), Ins(mk(), 9, 1, "late", nil)), marks("3")); err != nil {
+	if err := applyStream(ctx, tg, batch(Trunc(mk(), 10), Ins(mk(), 11, 2, "c", 2), Ins(mk(), 9, 1, "late", nil)), marks("3")); err != nil {
 		t.Fatal(err)
 	}
 	want(t, h, tg, Events(), "2|c|2")
