@@ -34,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -100,6 +101,7 @@ type bench struct {
 type figure struct {
 	base, sluice float64
 	rss          int64
+	busy         float64 // share of sluice's wall time spent inside the target's Apply
 }
 
 func run(ctx context.Context, f flags) error {
@@ -140,6 +142,9 @@ func run(ctx context.Context, f flags) error {
 		if fg.rss > 0 {
 			rss = fmt.Sprintf(", peak RSS %d MiB", fg.rss>>20)
 		}
+		if fg.busy > 0 {
+			rss += fmt.Sprintf(", target busy %.0f%%", 100*fg.busy)
+		}
 		fmt.Printf("  %-34s baseline %9.0f/s  sluice %9.0f/s  ratio %.2f%s\n", name, fg.base, fg.sluice, fg.sluice/fg.base, rss)
 	}
 	has := func(list []string, s string) bool { return slices.Contains(list, s) }
@@ -157,27 +162,27 @@ func run(ctx context.Context, f flags) error {
 				if err != nil {
 					return err
 				}
-				src, _, err := b.snapshot(ctx, r, "src", nil)
+				src, _, _, err := b.snapshot(ctx, r, "src", nil)
 				if err != nil {
 					return err
 				}
 				add("snapshot source alone ÷ COPY binary", figure{base: base, sluice: src})
-				duck, rss, err := b.snapshot(ctx, r, "duckdb", b.openDuckDB)
+				duck, rss, busy, err := b.snapshot(ctx, r, "duckdb", b.openDuckDB)
 				if err != nil {
 					return err
 				}
-				add("snapshot DuckDB ÷ COPY binary", figure{base: base, sluice: duck, rss: rss})
+				add("snapshot DuckDB ÷ COPY binary", figure{base: base, sluice: duck, rss: rss, busy: busy})
 			}
 			if has(f.targets, "postgres") {
 				base, err := b.copyPipe(ctx, r)
 				if err != nil {
 					return err
 				}
-				pgRate, rss, err := b.snapshot(ctx, r, "postgres", b.openPostgres)
+				pgRate, rss, busy, err := b.snapshot(ctx, r, "postgres", b.openPostgres)
 				if err != nil {
 					return err
 				}
-				add("snapshot Postgres ÷ COPY|COPY", figure{base: base, sluice: pgRate, rss: rss})
+				add("snapshot Postgres ÷ COPY|COPY", figure{base: base, sluice: pgRate, rss: rss, busy: busy})
 			}
 		}
 		if has(f.modes, "streaming") {
@@ -339,8 +344,14 @@ type observed struct {
 	after func(*change.Batch, time.Time)
 }
 
+// applyBusy sums the time spent inside the observed target's Apply.
+var applyBusy atomic.Int64
+
 func (o observed) Apply(ctx context.Context, b *change.Batch) error {
-	if err := o.Target.Apply(ctx, b); err != nil {
+	t0 := time.Now()
+	err := o.Target.Apply(ctx, b)
+	applyBusy.Add(int64(time.Since(t0)))
+	if err != nil {
 		return err
 	}
 	o.after(b, time.Now())
@@ -357,25 +368,26 @@ func (discard) Apply(context.Context, *change.Batch) error                      
 // snapshot times sluice from its start (source prepared, target opened)
 // until the target committed the snapshot's last batch; with open nil the
 // rows are dropped (the source's share alone).
-func (b *bench) snapshot(ctx context.Context, run int, kind string, open opener) (float64, int64, error) {
+func (b *bench) snapshot(ctx context.Context, run int, kind string, open opener) (float64, int64, float64, error) {
 	name := fmt.Sprintf("snap_%s_%d", kind, run)
 	defer b.profile(name)()
 	resetPeakRSS()
+	applyBusy.Store(0)
 	start := time.Now()
 	src, err := newSource(b.url, name, "customers")
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer src.Close()
 	tables, err := src.Prepare(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	var tgt pipeline.Target = discard{}
 	if open != nil {
 		t, closeT, err := open(ctx, name)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		defer closeT()
 		tgt = t
@@ -391,16 +403,16 @@ func (b *bench) snapshot(ctx context.Context, run int, kind string, open opener)
 	}}
 	p := pipeline.New(src, obs, pipeline.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err := p.Run(runCtx, tables); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if end.IsZero() {
-		return 0, 0, fmt.Errorf("snapshot did not complete")
+		return 0, 0, 0, fmt.Errorf("snapshot did not complete")
 	}
 	rss := peakRSS()
 	if err := b.dropSlot(ctx, src.SlotName()); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return float64(b.flags.rows) / end.Sub(start).Seconds(), rss, nil
+	return float64(b.flags.rows) / end.Sub(start).Seconds(), rss, float64(applyBusy.Load()) / float64(end.Sub(start)), nil
 }
 
 // streaming runs the catch-up workload once: slots for pg_recvlogical and
@@ -501,6 +513,7 @@ func (b *bench) streaming(ctx context.Context, run int) (map[string]figure, erro
 		// sluice restarted: a new source on the existing slot.
 		stopProfile := b.profile(fmt.Sprintf("stream_%s_%d", rd.target, run))
 		resetPeakRSS()
+		applyBusy.Store(0)
 		start := time.Now()
 		src, err := newSource(b.url, fmt.Sprintf("stream_%s_%d", rd.target, run), table)
 		if err != nil {
@@ -513,9 +526,10 @@ func (b *bench) streaming(ctx context.Context, run int) (map[string]figure, erro
 		if err := drain(ctx, src, rd.tgt, tables, changes); err != nil {
 			return nil, err
 		}
-		rate := float64(changes) / time.Since(start).Seconds()
+		took := time.Since(start)
+		rate := float64(changes) / took.Seconds()
 		stopProfile()
-		out[rd.target] = figure{base: recvRate, sluice: rate, rss: peakRSS()}
+		out[rd.target] = figure{base: recvRate, sluice: rate, rss: peakRSS(), busy: float64(applyBusy.Load()) / float64(took)}
 		src.Close()
 		if err := b.dropSlot(ctx, src.SlotName()); err != nil {
 			return nil, err

@@ -258,6 +258,21 @@ func MergeSQL(d Dialect, target change.TableID, stage string, t *change.Table, u
 	return out
 }
 
+// StageMerger is an optional Dialect ability: the statements merging a
+// loaded staging table into the target (MergeSQL's arguments), used
+// instead of MergeSQL; they must do what MergeSQL's do.
+type StageMerger interface {
+	StageMergeSQL(target change.TableID, stage string, t *change.Table, unchanged []int, appendOnly bool) []string
+}
+
+// stageMergeSQL is the dialect's StageMergeSQL, else MergeSQL.
+func stageMergeSQL(d Dialect, target change.TableID, stage string, t *change.Table, unchanged []int, appendOnly bool) []string {
+	if m, ok := d.(StageMerger); ok {
+		return m.StageMergeSQL(target, stage, t, unchanged, appendOnly)
+	}
+	return MergeSQL(d, target, stage, t, unchanged, appendOnly)
+}
+
 // RowIDer is the Dialect ability that keyless tables need: the name of a
 // column that tells a target table's physical rows apart (DuckDB's rowid,
 // Postgres' ctid), so that one of several identical rows can be deleted.

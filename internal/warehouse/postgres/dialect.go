@@ -106,3 +106,29 @@ func (Dialect) Truncate(target change.TableID) string { return "TRUNCATE TABLE "
 func (Dialect) RowID() string { return "ctid" }
 
 var _ warehouse.RowIDer = Dialect{}
+
+var _ warehouse.StageMerger = Dialect{}
+
+// StageMergeSQL implements warehouse.StageMerger: warehouse.MergeSQL's
+// statements, with the ones that join the target table to the staging
+// table (the keep table's copy of unchanged values, the DELETE) planned as
+// a nested loop over the staged rows probing the target's key index. The
+// staging table has no statistics and the target's are often stale (a
+// table that grew since it was analyzed), and Postgres then hashes the
+// whole target for every batch: a seq scan of the table, so a merge costs
+// as much as the table is large. A batch is small beside its table, so
+// probing by key is what a merge should cost: 50,000 staged keys against a
+// 500,000-row table deleted in ~150 ms instead of ~650 ms. The INSERT,
+// whose join is to the small keep table, is planned as usual.
+func (d Dialect) StageMergeSQL(target change.TableID, stage string, t *change.Table, unchanged []int, appendOnly bool) []string {
+	stmts := warehouse.MergeSQL(d, target, stage, t, unchanged, appendOnly)
+	if len(stmts) < 2 {
+		return stmts
+	}
+	last := len(stmts) - 1
+	out := make([]string, 0, len(stmts)+2)
+	out = append(out, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+	out = append(out, stmts[:last]...)
+	out = append(out, "SET LOCAL enable_hashjoin = DEFAULT; SET LOCAL enable_mergejoin = DEFAULT", stmts[last])
+	return out
+}

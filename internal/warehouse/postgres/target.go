@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -37,6 +38,13 @@ type Target struct {
 
 	apply  warehouse.Applier
 	runner warehouse.Runner[*session] // one writer at a time; fresh tables; redelivery retry
+
+	// Kept across transactions by the one writer (the runner): the COPY
+	// buffer and the tables that a value sent back to text COPY (see
+	// copybin.go).
+	buf      []byte
+	textCopy map[change.TableID]bool
+	copies   struct{ binary, text int } // COPYs run, for tests
 }
 
 var _ pipeline.Target = (*Target)(nil)
@@ -176,13 +184,30 @@ func (t *Target) mirrored(tbl *change.Table) *change.Table {
 	return &c
 }
 
-// tx runs fn in one transaction, committing on success.
+// tx runs fn in one transaction, committing on success. A binary COPY
+// that met a value its encoder does not read aborted the transaction: fn
+// runs again in a new one, with text COPY for that table from then on.
 func (t *Target) tx(ctx context.Context, fn func(s *session) error) error {
+	for {
+		err := t.tx1(ctx, fn)
+		var be *binaryError
+		if !errors.As(err, &be) || t.textCopy[be.table] {
+			return err
+		}
+		if t.textCopy == nil {
+			t.textCopy = map[change.TableID]bool{}
+		}
+		t.textCopy[be.table] = true
+		t.log.Info("binary COPY refused a value: text COPY for this table", "table", be.table.String(), "error", be.Error())
+	}
+}
+
+func (t *Target) tx1(ctx context.Context, fn func(s *session) error) error {
 	tx, err := t.pool.Begin(ctx)
 	if err != nil {
 		return withHint(err)
 	}
-	if err := fn(&session{tx: tx}); err != nil {
+	if err := fn(&session{tx: tx, t: t}); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return withHint(err)
 	}
@@ -194,8 +219,8 @@ func (t *Target) tx(ctx context.Context, fn func(s *session) error) error {
 
 // session is one Postgres transaction as the shared apply sees it.
 type session struct {
-	tx  pgx.Tx
-	buf bytes.Buffer
+	tx pgx.Tx
+	t  *Target
 }
 
 func (s *session) Exec(ctx context.Context, q string) error {
@@ -204,26 +229,26 @@ func (s *session) Exec(ctx context.Context, q string) error {
 }
 
 func (s *session) Load(ctx context.Context, stage string, tbl *change.Table, rows []warehouse.Row) error {
-	s.buf.Reset()
-	b := s.buf.AvailableBuffer()
-	var err error
+	cols := []string{change.QuoteIdent(warehouse.StageOp), change.QuoteIdent(warehouse.StageUnchanged)}
+	for _, c := range tbl.Columns {
+		cols = append(cols, change.QuoteIdent(c.Name))
+	}
+	rel := Dialect{}.StageName(stage)
+	q := "COPY " + rel + " (" + joinComma(cols) + ") FROM STDIN"
+	bin, err := s.binaryColumns(ctx, rel, tbl, true)
+	if err != nil {
+		return &warehouse.StmtError{Table: tbl.ID(), SQL: "look up the column types of " + rel, Err: err}
+	}
+	if bin != nil {
+		return s.copyBinary(ctx, tbl.ID(), tbl.ID(), q, bin, rows)
+	}
+	b := s.t.buf[:0]
 	for _, r := range rows {
 		if b, err = appendCopyRow(b, tbl, r); err != nil {
 			return err
 		}
 	}
-	cols := []string{change.QuoteIdent(warehouse.StageOp), change.QuoteIdent(warehouse.StageUnchanged)}
-	for _, c := range tbl.Columns {
-		cols = append(cols, change.QuoteIdent(c.Name))
-	}
-	q := "COPY " + Dialect{}.StageName(stage) + " (" + joinComma(cols) + ") FROM STDIN"
-	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b), q); err != nil {
-		return &warehouse.StmtError{Table: tbl.ID(), SQL: q, Err: err}
-	}
-	if cap(b) <= 64<<20 {
-		s.buf = *bytes.NewBuffer(b[:0]) // keep the buffer for the next segment
-	}
-	return nil
+	return s.copyText(ctx, tbl.ID(), q, b)
 }
 
 var _ warehouse.DirectLoader = (*session)(nil)
@@ -232,24 +257,143 @@ var _ warehouse.DirectLoader = (*session)(nil)
 // target table (a duplicate key fails the transaction, and the target
 // retries the batch with a full merge).
 func (s *session) LoadDirect(ctx context.Context, target change.TableID, tbl *change.Table, rows []warehouse.Row) error {
-	s.buf.Reset()
-	b := s.buf.AvailableBuffer()
-	var err error
-	for _, r := range rows {
-		if b, err = appendCopyValues(b, tbl, r); err != nil {
-			return err
-		}
-	}
 	cols := make([]string, len(tbl.Columns))
 	for i, c := range tbl.Columns {
 		cols[i] = change.QuoteIdent(c.Name)
 	}
 	q := "COPY " + target.Quoted() + " (" + joinComma(cols) + ") FROM STDIN"
-	if _, err := s.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b), q); err != nil {
+	bin, err := s.binaryColumns(ctx, target.Quoted(), tbl, false)
+	if err != nil {
+		return &warehouse.StmtError{Table: target, SQL: "look up the column types of " + target.Quoted(), Err: err}
+	}
+	if bin != nil {
+		return s.copyBinary(ctx, target, tbl.ID(), q, bin, rows)
+	}
+	b := s.t.buf[:0]
+	for _, r := range rows {
+		if b, err = appendCopyValues(b, tbl, r); err != nil {
+			return err
+		}
+	}
+	return s.copyText(ctx, target, q, b)
+}
+
+// binaryColumns returns the columns of a binary COPY of tbl's rows into
+// relation rel (with the op and unchanged mask first when staged), or nil
+// when some column has no binary encoder for the type it has in rel.
+func (s *session) binaryColumns(ctx context.Context, rel string, tbl *change.Table, staged bool) ([]binaryCol, error) {
+	if s.t.textCopy[tbl.ID()] {
+		return nil, nil
+	}
+	var types map[string]uint32
+	if staged {
+		// Staging tables are sluice's own: their types are known.
+		types = stageTypes(tbl)
+	} else {
+		var err error
+		if types, err = columnTypes(ctx, s.tx, rel); err != nil {
+			return nil, err
+		}
+	}
+	var out []binaryCol
+	if staged {
+		out = append(out, binaryCol{name: warehouse.StageOp, value: -1}, binaryCol{name: warehouse.StageUnchanged, value: -2})
+	}
+	for i, c := range tbl.Columns {
+		kind := c.Type.Kind
+		enc := binaryEncoder(types[c.Name], kind)
+		if enc == nil {
+			return nil, nil
+		}
+		out = append(out, binaryCol{name: c.Name, value: i, enc: enc, key: c.Key || tbl.Keyless()})
+	}
+	if staged && (types[warehouse.StageOp] != oidVarchar || types[warehouse.StageUnchanged] != oidVarchar) {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// stageTypes maps the columns of tbl's staging table (CreateStageSQL with
+// Dialect.StageType) to the OIDs of their types, 0 for a type without a
+// binary encoder.
+func stageTypes(tbl *change.Table) map[string]uint32 {
+	out := map[string]uint32{warehouse.StageOp: oidVarchar, warehouse.StageUnchanged: oidVarchar}
+	for _, c := range tbl.Columns {
+		out[c.Name] = builtinOID(Dialect{}.StageType(warehouse.TypeOf(c)))
+	}
+	return out
+}
+
+// builtinOID is the OID of a built-in type named as format_type names it
+// (modifiers ignored), among those with a binary encoder; 0 for others.
+func builtinOID(name string) uint32 {
+	if i := strings.IndexByte(name, '('); i >= 0 {
+		if j := strings.IndexByte(name[i:], ')'); j >= 0 {
+			name = strings.TrimSpace(name[:i]) + name[i+j+1:]
+		}
+	}
+	return builtinOIDs[name]
+}
+
+var builtinOIDs = map[string]uint32{
+	"smallint": oidInt2, "integer": oidInt4, "bigint": oidInt8, "boolean": oidBool, "real": oidFloat4,
+	"double precision": oidFloat8, "numeric": oidNumeric, "text": oidText, "character varying": oidVarchar,
+	"bytea": oidBytea, "date": oidDate, "timestamp without time zone": oidTimestamp, "timestamp": oidTimestamp,
+	"timestamp with time zone": oidTimestampTZ, "uuid": oidUUID, "json": oidJSON, "jsonb": oidJSONB,
+}
+
+// columnTypes maps the columns of a relation to their type OIDs.
+func columnTypes(ctx context.Context, q Querier, rel string) (map[string]uint32, error) {
+	rows, err := q.Query(ctx, `SELECT attname, atttypid FROM pg_attribute
+WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, rel)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint32{}
+	var name string
+	var oid uint32
+	_, err = pgx.ForEachRow(rows, []any{&name, &oid}, func() error { out[name] = oid; return nil })
+	return out, err
+}
+
+// copyBinary runs a binary COPY of rows; source names the source table
+// whose text COPY fallback a refused value asks for.
+func (s *session) copyBinary(ctx context.Context, target, source change.TableID, q string, cols []binaryCol, rows []warehouse.Row) error {
+	q += " (FORMAT binary)"
+	r := &binaryRows{}
+	r.reset(source, cols, rows, s.t.buf)
+	s.t.copies.binary++
+	_, err := s.tx.Conn().PgConn().CopyFrom(ctx, r, q)
+	var pe *pgconn.PgError
+	if err != nil && !errors.As(err, &pe) {
+		// The connection failed: pgconn may return before its sending
+		// goroutine stopped reading r, so r is left alone.
+		s.t.buf = nil
 		return &warehouse.StmtError{Table: target, SQL: q, Err: err}
 	}
+	if cap(r.buf) <= 64<<20 {
+		s.t.buf = r.buf[:0]
+	}
+	if r.err != nil {
+		return r.err // the transaction is aborted: Target.tx runs it again in text
+	}
+	if pe != nil && pe.Code == "22P03" { // invalid_binary_representation
+		return &binaryError{table: source, err: err}
+	}
+	if err != nil {
+		return &warehouse.StmtError{Table: target, SQL: q, Err: err}
+	}
+	return nil
+}
+
+func (s *session) copyText(ctx context.Context, target change.TableID, q string, b []byte) error {
+	s.t.copies.text++
+	_, err := s.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b), q)
 	if cap(b) <= 64<<20 {
-		s.buf = *bytes.NewBuffer(b[:0])
+		s.t.buf = b[:0] // keep the buffer for the next segment
+	}
+	if err != nil {
+		return &warehouse.StmtError{Table: target, SQL: q, Err: err}
 	}
 	return nil
 }
