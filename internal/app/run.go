@@ -127,7 +127,17 @@ func Run(ctx context.Context, c *config.Config, opt Options) (runErr error) {
 			r.tgt, dst = tgt, tgt
 		}
 		r.src, r.views = src, engine
-		r.p = pipeline.New(src, dst, pipeline.Options{
+		var source pipeline.Source = src
+		if len(c.Events) > 0 {
+			readers, stats, closeReaders, err := openEventReaders(ctx, c, engine, log)
+			if err != nil {
+				return err
+			}
+			defer closeReaders()
+			source = &withEvents{Source: src, readers: readers}
+			r.streams = append(r.streams, stats...)
+		}
+		r.p = pipeline.New(source, dst, pipeline.Options{
 			QueueBytes:   lim.queueBytes,
 			ApplyChanges: lim.applyChanges,
 			ApplyBytes:   lim.applyBytes,

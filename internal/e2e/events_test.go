@@ -10,32 +10,59 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
-// A view joins a mirrored table with a Kafka topic of JSON events, while
+// A view joins a mirrored table with a Kafka topic, or a Kinesis stream, of JSON events, while
 // the table changes and sluice is killed -9 and started again: every event
 // lands exactly once, enriched with its customer as of a transaction
 // boundary; later changes of a customer do not rewrite past events; bad
 // records go to the reject file; verify compares the table and says the
 // view over events is not compared.
 func TestViewOverEventsThroughKills(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "clicks"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("clicks"),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	t.Run("kafka", func(t *testing.T) {
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "clicks"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cluster.Close()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("clicks"),
+			kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		viewOverEvents(t, fmt.Sprintf("kafka: {brokers: %q, topic: clicks", strings.Join(cluster.ListenAddrs(), ",")), func(v string) error {
+			return cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte(v)}).FirstErr()
+		})
+	})
+	t.Run("kinesis", func(t *testing.T) {
+		k := testenv.NewKinesalite(t)
+		if err := k.CreateStream(context.Background(), "clicks", 2); err != nil {
+			t.Fatal(err)
+		}
+		api := k.Client()
+		n := 0
+		viewOverEvents(t, fmt.Sprintf("kinesis: {stream: clicks, endpoint: %q, region: %s", k.Endpoint, k.Region), func(v string) error {
+			n++
+			_, err := api.PutRecord(context.Background(), &kinesis.PutRecordInput{StreamName: aws.String("clicks"), Data: []byte(v), PartitionKey: aws.String(fmt.Sprint(n))})
+			return err
+		})
+	})
+}
+
+// viewOverEvents runs the test over the event stream src ("kafka: {...",
+// without its closing brace) that send writes records to.
+func viewOverEvents(t *testing.T, src string, send func(string) error) {
 	produce := func(vals ...string) {
 		t.Helper()
 		for _, v := range vals {
-			if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			if err := send(v); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -52,7 +79,7 @@ source: {url: %q}
 tables: [public.customers]
 events:
   - name: clicks
-    kafka: {brokers: %q, topic: clicks, reject_file: %q}
+    %s, reject_file: %q}
     columns:
       - {name: user_id, type: bigint}
       - {name: url, type: text}
@@ -64,7 +91,7 @@ views:
 target: %q
 state_dir: %q
 batch: {max_changes: 200, interval: 50ms}
-`, e.name, e.src, strings.Join(cluster.ListenAddrs(), ","), rejects, e.target, filepath.Join(e.dir, "state")))
+`, e.name, e.src, src, rejects, e.target, filepath.Join(e.dir, "state")))
 	query := func(q string) string {
 		out, _ := e.sluice("query", "--config", cfg, q)
 		return out
