@@ -407,35 +407,47 @@ func (e *Engine) NextPage(ctx context.Context) (*change.Batch, error) {
 
 // replay emits again the logged outputs of the transaction committed at c.
 func (e *Engine) replay(ctx context.Context, c change.LSN, out *change.Batch) error {
-	rows, err := e.conn.QueryContext(ctx, `SELECT view_name, seq, op, txid, commit_time, before, after FROM "_sluice"."outlog" WHERE commit_lsn = ? ORDER BY seq`, uint64(c))
+	_, err := e.logged(ctx, out, func(v *compiled) bool {
+		return !v.readsEvents() // a view over events has its outputs sent again by Resend
+	}, `WHERE commit_lsn = ? ORDER BY seq`, uint64(c))
+	return err
+}
+
+// logged appends to out the output log's rows the condition selects, of
+// the views keep accepts, and returns how many.
+func (e *Engine) logged(ctx context.Context, out *change.Batch, keep func(*compiled) bool, where string, args ...any) (int, error) {
+	rows, err := e.conn.QueryContext(ctx, `SELECT view_name, commit_lsn, seq, op, txid, commit_time, before, after FROM "_sluice"."outlog" `+where, args...)
 	if err != nil {
-		return fmt.Errorf("read view output log: %w", err)
+		return 0, fmt.Errorf("read view output log: %w", err)
 	}
 	defer rows.Close()
+	n := 0
 	for rows.Next() {
 		var name string
+		var cl uint64
 		var seq int64
 		var op uint8
 		var txid uint32
 		var at time.Time
 		var before, after []byte
-		if err := rows.Scan(&name, &seq, &op, &txid, &at, &before, &after); err != nil {
-			return fmt.Errorf("read view output log: %w", err)
+		if err := rows.Scan(&name, &cl, &seq, &op, &txid, &at, &before, &after); err != nil {
+			return n, fmt.Errorf("read view output log: %w", err)
 		}
 		v := e.byName[name]
-		if v == nil || v.readsEvents() {
-			continue // a view over events has its outputs sent again by Resend
+		if v == nil || !keep(v) {
+			continue
 		}
-		ch := change.Change{Op: change.Op(op), Table: v.table, Pos: change.Position{CommitLSN: c, LSN: change.LSN(seq)}, TxID: txid, CommitTime: at}
+		ch := change.Change{Op: change.Op(op), Table: v.table, Pos: change.Position{CommitLSN: change.LSN(cl), LSN: change.LSN(seq)}, TxID: txid, CommitTime: at}
 		if ch.Before, err = decodeRow(before); err != nil {
-			return err
+			return n, err
 		}
 		if ch.After, err = decodeRow(after); err != nil {
-			return err
+			return n, err
 		}
 		out.Changes = append(out.Changes, ch)
+		n++
 	}
-	return rows.Err()
+	return n, rows.Err()
 }
 
 // touchedKeys names a few input rows of the failing transaction.

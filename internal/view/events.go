@@ -3,7 +3,6 @@ package view
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/sluice-dev/sluice/internal/change"
 	evstream "github.com/sluice-dev/sluice/internal/events"
@@ -244,37 +243,10 @@ func (e *Engine) resendLogged(ctx context.Context, out *change.Batch) error {
 		if v == nil || !v.live || v.stopped != "" {
 			continue
 		}
-		rows, err := e.conn.QueryContext(ctx, `SELECT commit_lsn, seq, op, txid, commit_time, before, after FROM "_sluice"."outlog"
-			WHERE view_name = ? AND (commit_lsn > ? OR commit_lsn = ? AND seq > ?) ORDER BY commit_lsn, seq`,
+		n, err := e.logged(ctx, out, func(*compiled) bool { return true },
+			`WHERE view_name = ? AND (commit_lsn > ? OR commit_lsn = ? AND seq > ?) ORDER BY commit_lsn, seq`,
 			name, uint64(after.CommitLSN), uint64(after.CommitLSN), int64(after.LSN))
 		if err != nil {
-			return fmt.Errorf("read view output log: %w", err)
-		}
-		n := 0
-		for rows.Next() {
-			var cl uint64
-			var seq int64
-			var op uint8
-			var txid uint32
-			var at time.Time
-			var before, afterRow []byte
-			if err := rows.Scan(&cl, &seq, &op, &txid, &at, &before, &afterRow); err != nil {
-				rows.Close()
-				return fmt.Errorf("read view output log: %w", err)
-			}
-			ch := change.Change{Op: change.Op(op), Table: v.table, Pos: change.Position{CommitLSN: change.LSN(cl), LSN: change.LSN(seq)}, TxID: txid, CommitTime: at}
-			if ch.Before, err = decodeRow(before); err == nil {
-				ch.After, err = decodeRow(afterRow)
-			}
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			out.Changes = append(out.Changes, ch)
-			n++
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		if n > 0 {
