@@ -368,7 +368,7 @@ func (a *Applier) merge(ctx context.Context, s Session, target change.TableID, s
 		return err
 	}
 	unchanged := unchangedColumns(seg)
-	stmts := stageMergeSQL(a.Dialect, target, stage, t, unchanged, appendOnly)
+	stmts := StageMergeSQL(a.Dialect, target, stage, t, unchanged, appendOnly)
 	stmts = append(stmts, DropStageSQL(a.Dialect, stage, len(unchanged) > 0)...)
 	for _, q := range stmts {
 		if err := a.exec(ctx, s, target, q); err != nil {

@@ -265,8 +265,9 @@ type StageMerger interface {
 	StageMergeSQL(target change.TableID, stage string, t *change.Table, unchanged []int, appendOnly bool) []string
 }
 
-// stageMergeSQL is the dialect's StageMergeSQL, else MergeSQL.
-func stageMergeSQL(d Dialect, target change.TableID, stage string, t *change.Table, unchanged []int, appendOnly bool) []string {
+// StageMergeSQL is what a target runs to merge a loaded staging table:
+// the dialect's StageMergeSQL, else MergeSQL.
+func StageMergeSQL(d Dialect, target change.TableID, stage string, t *change.Table, unchanged []int, appendOnly bool) []string {
 	if m, ok := d.(StageMerger); ok {
 		return m.StageMergeSQL(target, stage, t, unchanged, appendOnly)
 	}

@@ -42,9 +42,9 @@ func Golden(t *testing.T, d warehouse.Dialect, name string) {
 	}
 	section("alter table: i2 smallint -> bigint, ajb dropped, added timestamptz added, added_with_default bytea[] added with a fast default", alter...)
 	section("staging table", warehouse.CreateStageSQL(d, "_sluice_stage_1", f.Table))
-	section("merge", warehouse.MergeSQL(d, target, "_sluice_stage_1", f.Table, nil, false)...)
-	section("merge with unchanged TOAST values in columns t and jb", warehouse.MergeSQL(d, target, "_sluice_stage_1", f.Table, []int{9, 21}, false)...)
-	section("append (every key new)", warehouse.MergeSQL(d, target, "_sluice_stage_1", f.Table, nil, true)...)
+	section("merge", warehouse.StageMergeSQL(d, target, "_sluice_stage_1", f.Table, nil, false)...)
+	section("merge with unchanged TOAST values in columns t and jb", warehouse.StageMergeSQL(d, target, "_sluice_stage_1", f.Table, []int{9, 21}, false)...)
+	section("append (every key new)", warehouse.StageMergeSQL(d, target, "_sluice_stage_1", f.Table, nil, true)...)
 	section("checksums, 16 buckets", warehouse.ChecksumSQL(d, target, f.Table, 16))
 	section("bucket keys, bucket 3 of 16, first 20", warehouse.BucketKeysSQL(d, target, f.Table, 16, 3, 20))
 	got := b.String()
