@@ -402,7 +402,7 @@ func (r *Reader) handle(ctx context.Context, emit pipeline.Emit, fs kgo.Fetches)
 			return nil, fmt.Errorf("set aside invalid records of Kafka topic %s: %w", r.cfg.Topic, err)
 		}
 		r.rejected.Add(int64(len(rejects)))
-		r.log.Warn("records that are not change records set aside", "count", len(rejects), "file", r.cfg.RejectFile)
+		r.log.Warn("records that could not be decoded set aside (the reject file says why)", "count", len(rejects), "file", r.cfg.RejectFile)
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].p < parts[j].p })
 	pa := &pollAck{parts: parts}

@@ -346,7 +346,7 @@ func (r *Reader) readShard(ctx context.Context, shard, seq string, emit pipeline
 					return fmt.Errorf("set aside invalid records of shard %s: %w", shard, err)
 				}
 				r.rejected.Add(int64(len(rejects)))
-				log.Warn("records that are not change records set aside", "count", len(rejects), "file", r.cfg.RejectFile)
+				log.Warn("records that could not be decoded set aside (the reject file says why)", "count", len(rejects), "file", r.cfg.RejectFile)
 				rejects = nil
 			}
 			m := StreamMark{Stream: r.stream.name, Shard: shard, Sequence: seq}
